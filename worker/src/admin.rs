@@ -1,0 +1,81 @@
+//! The admin HTTP endpoint: probes, metrics, and live pool sizes.
+//!
+//! `GET /pools` reports each stage's pool; `PUT /pools` with a JSON body such as
+//! `{"produce": 8}` resizes the named stages without a restart.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Health, PoolResize, Pools};
+
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub pools: Arc<Pools>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/pools", get(get_pools).put(put_pools))
+        .with_state(state)
+}
+
+/// Serves until `stop`.
+pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationToken) {
+    let app = router(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "admin endpoint failed");
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.health.ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    s.pools.export(&s.metrics);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn get_pools(State(s): State<AdminState>) -> Response {
+    Json(s.pools.status()).into_response()
+}
+
+async fn put_pools(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let resize: PoolResize = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid resize: {e}\n")).into_response();
+        }
+    };
+    match s.pools.resize(resize) {
+        Ok(sizes) => Json(sizes).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+    }
+}

@@ -1,0 +1,260 @@
+//! Server-side enrichment and the partner payload: received time and event age,
+//! SHA-256 of normalized identifiers, URLs without personal query parameters.
+//! Raw email and phone never leave this module.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::config::PrivacyConfig;
+use crate::event::{Consent, Event};
+use crate::time::format_rfc3339_ms;
+
+/// The JSON a partner receives.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartnerEvent<'a> {
+    id: &'a str,
+    name: &'a str,
+    timestamp: &'a str,
+    received_at: String,
+    processed_at: String,
+    event_age_ms: i64,
+    shop_id: u64,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    consent: &'a Consent,
+    context: PartnerContext<'a>,
+    customer: HashedCustomer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartnerContext<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referrer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HashedCustomer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_sha256: Option<String>,
+}
+
+/// Builds the partner payload for one valid event.
+///
+/// `received_ms` is when the pipeline's input topic got the event (the Kafka
+/// timestamp); `now_ms` is the processing time the age is measured at.
+pub fn partner_payload(
+    event: &Event,
+    event_ms: i64,
+    received_ms: i64,
+    now_ms: i64,
+    privacy: &PrivacyConfig,
+) -> Vec<u8> {
+    let out = PartnerEvent {
+        id: &event.id,
+        name: &event.name,
+        timestamp: &event.timestamp,
+        received_at: format_rfc3339_ms(received_ms),
+        processed_at: format_rfc3339_ms(now_ms),
+        event_age_ms: now_ms.saturating_sub(event_ms).max(0),
+        shop_id: event.shop_id,
+        client_id: &event.client_id,
+        region: event.region.as_deref(),
+        consent: &event.consent,
+        context: PartnerContext {
+            url: event
+                .context
+                .url
+                .as_deref()
+                .map(|u| strip_url(u, &privacy.url_query_allowlist)),
+            referrer: event
+                .context
+                .referrer
+                .as_deref()
+                .map(|u| strip_url(u, &privacy.url_query_allowlist)),
+            user_agent: event.context.user_agent.as_deref(),
+        },
+        customer: HashedCustomer {
+            email_sha256: event
+                .customer
+                .email
+                .as_deref()
+                .and_then(normalize_email)
+                .map(sha256_hex),
+            phone_sha256: event
+                .customer
+                .phone
+                .as_deref()
+                .and_then(|p| normalize_phone(p, &privacy.default_phone_country_code))
+                .map(sha256_hex),
+        },
+        data: event.data.as_deref(),
+    };
+    // Serializing owned strings and a RawValue into a Vec cannot fail.
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
+/// Lower-cased, trimmed; `None` when it is not an address at all.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let e = raw.trim().to_lowercase();
+    let at = e.find('@')?;
+    (at > 0 && at + 1 < e.len() && !e.contains(char::is_whitespace)).then_some(e)
+}
+
+/// E.164: `+` and digits. Separators are dropped, `00` becomes `+`, and numbers
+/// without either get `default_cc`. `None` when the digit count cannot be a phone.
+pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
+    let t = raw.trim();
+    if t.chars()
+        .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+    {
+        return None;
+    }
+    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+    let e164 = if t.starts_with('+') {
+        digits
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        rest.to_string()
+    } else {
+        format!("{default_cc}{}", digits.trim_start_matches('0'))
+    };
+    (8..=15).contains(&e164.len()).then(|| format!("+{e164}"))
+}
+
+/// Lowercase hex SHA-256, the form conversion APIs expect.
+pub fn sha256_hex(s: String) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Drops the fragment and every query parameter not in `allow`.
+pub fn strip_url(url: &str, allow: &[String]) -> String {
+    let without_fragment = url.split_once('#').map_or(url, |(u, _)| u);
+    let Some((base, query)) = without_fragment.split_once('?') else {
+        return without_fragment.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            allow.iter().any(|a| a == key)
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode;
+
+    fn allow() -> Vec<String> {
+        PrivacyConfig::default().url_query_allowlist
+    }
+
+    #[test]
+    fn hashes_normalized_identifiers() {
+        assert_eq!(
+            normalize_email("  Ana@Example.COM "),
+            Some("ana@example.com".into())
+        );
+        assert_eq!(normalize_email("not-an-address"), None);
+        assert_eq!(normalize_email("@x"), None);
+        // A published test vector: SHA-256("test@example.com").
+        assert_eq!(
+            sha256_hex("test@example.com".into()),
+            "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"
+        );
+    }
+
+    #[test]
+    fn normalizes_phones_to_e164() {
+        assert_eq!(
+            normalize_phone("+1 555 010 0199", "1"),
+            Some("+15550100199".into())
+        );
+        assert_eq!(
+            normalize_phone("(555) 010-0199", "1"),
+            Some("+15550100199".into())
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958", "1"),
+            Some("+442079460958".into())
+        );
+        assert_eq!(
+            normalize_phone("020 7946 0958", "44"),
+            Some("+442079460958".into())
+        );
+        assert_eq!(normalize_phone("call me", "1"), None);
+        assert_eq!(normalize_phone("12", "1"), None);
+    }
+
+    #[test]
+    fn strips_personal_query_parameters() {
+        let a = allow();
+        assert_eq!(
+            strip_url(
+                "https://s.example/checkout?token=abc&email=a%40b.c&utm_source=x#frag",
+                &a
+            ),
+            "https://s.example/checkout?utm_source=x"
+        );
+        assert_eq!(
+            strip_url("https://s.example/p?email=a@b.c", &a),
+            "https://s.example/p"
+        );
+        assert_eq!(strip_url("https://s.example/p", &a), "https://s.example/p");
+    }
+
+    #[test]
+    fn payload_has_hashes_and_no_raw_identifiers() {
+        let raw = r#"{"id":"e1","name":"checkout_completed","timestamp":"2026-11-27T05:00:00.000Z",
+            "shopId":7,"clientId":"c-9","consent":{"marketing":true},
+            "context":{"url":"https://s.example/thanks?email=ana@example.com&utm_medium=cpc","userAgent":"UA/1"},
+            "customer":{"email":"Ana@Example.com","phone":"+1 555 010 0199"},
+            "data":{"checkout":{"totalPrice":{"amount":129.5,"currencyCode":"USD"}}}}"#;
+        let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
+        let start = crate::time::parse_rfc3339_ms(&e.timestamp).expect("ts");
+        let out = partner_payload(
+            &e,
+            start,
+            start + 10,
+            start + 2500,
+            &PrivacyConfig::default(),
+        );
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(!text.to_lowercase().contains("ana@example.com"), "{text}");
+        assert!(!text.contains("555"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["eventAgeMs"], 2500);
+        assert_eq!(v["receivedAt"], "2026-11-27T05:00:00.010Z");
+        assert_eq!(
+            v["context"]["url"],
+            "https://s.example/thanks?utm_medium=cpc"
+        );
+        assert_eq!(
+            v["customer"]["emailSha256"],
+            sha256_hex("ana@example.com".into())
+        );
+        assert_eq!(
+            v["customer"]["phoneSha256"],
+            sha256_hex("+15550100199".into())
+        );
+        assert_eq!(v["data"]["checkout"]["totalPrice"]["amount"], 129.5);
+    }
+}

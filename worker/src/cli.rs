@@ -1,0 +1,129 @@
+//! Command-line flags, each with an environment fallback, for the worker.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::kafka::{KafkaSettings, parse_option};
+use crate::pipeline::{PoolSizes, Settings};
+use crate::source::Batching;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs the Pixelpipe worker: consume storefront events, parse, validate,
+/// drop what lacks consent, augment, produce to partner topics, commit what was
+/// delivered.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pixelpipe-worker", version)]
+pub struct Args {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "PIXELPIPE_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: String,
+    /// Topic the storefront events arrive on.
+    #[arg(long, env = "PIXELPIPE_INPUT_TOPIC")]
+    pub input_topic: String,
+    /// Consumer group shared by every replica of this pipeline.
+    #[arg(long, env = "PIXELPIPE_GROUP", default_value = "pixelpipe")]
+    pub group: String,
+    /// Topic for messages that cannot be parsed or validated.
+    #[arg(long, env = "PIXELPIPE_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: String,
+    /// Pipeline file (YAML): partners, privacy rules, limits.
+    #[arg(long, env = "PIXELPIPE_CONFIG")]
+    pub config: PathBuf,
+    /// Workers in the parse pool.
+    #[arg(long, env = "PIXELPIPE_PARSE_WORKERS", default_value_t = 2)]
+    pub parse_workers: usize,
+    /// Workers in the validate pool.
+    #[arg(long, env = "PIXELPIPE_VALIDATE_WORKERS", default_value_t = 2)]
+    pub validate_workers: usize,
+    /// Workers in the augment pool.
+    #[arg(long, env = "PIXELPIPE_AUGMENT_WORKERS", default_value_t = 2)]
+    pub augment_workers: usize,
+    /// Workers in the produce pool.
+    #[arg(long, env = "PIXELPIPE_PRODUCE_WORKERS", default_value_t = 2)]
+    pub produce_workers: usize,
+    /// Upper bound for any pool, including live resizes.
+    #[arg(long, env = "PIXELPIPE_MAX_POOL_WORKERS", default_value_t = 256)]
+    pub max_pool_workers: usize,
+    /// Events per batch job, at most.
+    #[arg(long, env = "PIXELPIPE_BATCH_MAX_EVENTS", default_value_t = 500)]
+    pub batch_max_events: usize,
+    /// Milliseconds a batch waits to fill after its first event.
+    #[arg(long, env = "PIXELPIPE_BATCH_MAX_WAIT_MS", default_value_t = 50)]
+    pub batch_max_wait_ms: u64,
+    /// Jobs each stage's input channel holds.
+    #[arg(long, env = "PIXELPIPE_QUEUE_CAPACITY", default_value_t = 4)]
+    pub queue_capacity: usize,
+    /// Jobs consumed but not yet fully acknowledged, at most: bounds memory.
+    #[arg(long, env = "PIXELPIPE_MAX_IN_FLIGHT_JOBS", default_value_t = 16)]
+    pub max_in_flight_jobs: usize,
+    /// Milliseconds between asynchronous offset commits.
+    #[arg(long, env = "PIXELPIPE_COMMIT_INTERVAL_MS", default_value_t = 2000)]
+    pub commit_interval_ms: u64,
+    /// Seconds to drain on SIGTERM before giving up (uncommitted events are read again).
+    #[arg(long, env = "PIXELPIPE_SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
+    pub shutdown_grace_seconds: u64,
+    /// Compression codec for partner topics (none, gzip, snappy, lz4, zstd).
+    #[arg(long, env = "PIXELPIPE_COMPRESSION", default_value = "lz4")]
+    pub compression: String,
+    /// Extra librdkafka property for every client, as key=value; repeatable.
+    #[arg(long = "kafka-option", env = "PIXELPIPE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
+    pub kafka_options: Vec<(String, String)>,
+    /// Address of the admin endpoint (/healthz, /readyz, /metrics, /pools).
+    #[arg(long, env = "PIXELPIPE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "PIXELPIPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Args {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            kafka: KafkaSettings {
+                bootstrap_servers: self.bootstrap_servers.clone(),
+                options: self.kafka_options.clone(),
+            },
+            input_topic: self.input_topic.clone(),
+            group: self.group.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            pools: PoolSizes {
+                parse: self.parse_workers,
+                validate: self.validate_workers,
+                augment: self.augment_workers,
+                produce: self.produce_workers,
+            },
+            max_pool_workers: self.max_pool_workers,
+            batching: Batching {
+                max_events: self.batch_max_events,
+                max_wait: Duration::from_millis(self.batch_max_wait_ms),
+            },
+            queue_capacity: self.queue_capacity,
+            max_in_flight_jobs: self.max_in_flight_jobs,
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            compression: self.compression.clone(),
+            admin_addr: Some(self.admin_addr),
+        }
+    }
+}
+
+/// Installs the tracing subscriber; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

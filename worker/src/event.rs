@@ -1,0 +1,284 @@
+//! The storefront event as it arrives on the input topic, and its decoder.
+//!
+//! Decoding checks bytes, UTF-8, JSON syntax and types. Everything the schema
+//! cannot say (known event names, sane timestamps) is the validate stage's job.
+//! Unknown fields are accepted and never forwarded: only what this type names can
+//! reach a partner.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Why a message went to the dead-letter topic. The code is a metric label and a
+/// header, so the set is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// The message had no payload or an empty one.
+    Empty,
+    /// The payload exceeds the configured maximum event size.
+    Oversized,
+    /// The payload is not valid UTF-8.
+    InvalidUtf8,
+    /// The payload is not JSON (syntax error, truncation, nesting too deep).
+    MalformedJson,
+    /// JSON, but not an event: wrong types, missing or duplicate fields.
+    Schema,
+    /// The event name is not one Pixelpipe knows.
+    UnknownEvent,
+    /// A field has a value the schema allows but the event cannot have.
+    InvalidField,
+}
+
+impl DeadReason {
+    /// Every reason, for pre-registering metrics.
+    pub const ALL: [DeadReason; 7] = [
+        DeadReason::Empty,
+        DeadReason::Oversized,
+        DeadReason::InvalidUtf8,
+        DeadReason::MalformedJson,
+        DeadReason::Schema,
+        DeadReason::UnknownEvent,
+        DeadReason::InvalidField,
+    ];
+
+    /// The stable, machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            DeadReason::Empty => "empty",
+            DeadReason::Oversized => "oversized",
+            DeadReason::InvalidUtf8 => "invalid_utf8",
+            DeadReason::MalformedJson => "malformed_json",
+            DeadReason::Schema => "schema",
+            DeadReason::UnknownEvent => "unknown_event",
+            DeadReason::InvalidField => "invalid_field",
+        }
+    }
+}
+
+/// A rejected message: the reason code and a sentence for the person reading the
+/// dead-letter topic. The detail never quotes the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: DeadReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: DeadReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the customer allowed. Every flag defaults to "not allowed".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Consent {
+    #[serde(default)]
+    pub analytics: bool,
+    #[serde(default)]
+    pub marketing: bool,
+    #[serde(default)]
+    pub preferences: bool,
+    #[serde(default)]
+    pub sale_of_data: bool,
+}
+
+/// Where the event happened. URLs may carry personal data in query strings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Context {
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Raw customer identifiers. They are hashed by augment and never forwarded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A decoded storefront event.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: String,
+    pub name: String,
+    pub timestamp: String,
+    pub shop_id: u64,
+    pub client_id: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub consent: Consent,
+    #[serde(default)]
+    pub context: Context,
+    #[serde(default)]
+    pub customer: Customer,
+    /// Event-specific payload, kept as raw JSON text: it is forwarded as is, and
+    /// building a tree of it would cost more than the rest of the event.
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
+}
+
+/// Deepest object/array nesting accepted anywhere in an event.
+pub const MAX_DEPTH: usize = 32;
+
+/// The deepest nesting of `[` and `{` outside strings; stops counting past
+/// [`MAX_DEPTH`].
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    max = depth;
+                    if max > MAX_DEPTH {
+                        return max;
+                    }
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Decodes one message payload into an [`Event`].
+pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejection> {
+    let bytes = match payload {
+        None | Some([]) => return Err(Rejection::new(DeadReason::Empty, "empty payload")),
+        Some(b) => b,
+    };
+    if bytes.len() > max_bytes {
+        return Err(Rejection::new(
+            DeadReason::Oversized,
+            format!("payload is {} bytes, limit {max_bytes}", bytes.len()),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            DeadReason::InvalidUtf8,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })?;
+    if nesting_depth(bytes) > MAX_DEPTH {
+        // serde_json skips unknown fields and raw `data` without a depth limit;
+        // partners should not receive what would overflow their parsers.
+        return Err(Rejection::new(
+            DeadReason::MalformedJson,
+            format!("nesting deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    serde_json::from_str::<Event>(text).map_err(|e| {
+        let reason = match e.classify() {
+            serde_json::error::Category::Data => DeadReason::Schema,
+            _ => DeadReason::MalformedJson,
+        };
+        Rejection::new(reason, e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:01.123Z",
+        "shopId":4211,"clientId":"c-1","region":"US-CA",
+        "consent":{"analytics":true,"marketing":false},
+        "context":{"url":"https://shop.example/p?email=a@b.c","userAgent":"UA"},
+        "customer":{"email":" Ana@Example.com ","phone":"+1 555 0100"},
+        "data":{"product":{"id":"p1","price":{"amount":12.5,"currencyCode":"USD"}}},
+        "extra":"ignored"}"#;
+
+    fn reason(payload: &[u8]) -> DeadReason {
+        match decode(Some(payload), 64 * 1024) {
+            Ok(_) => panic!("decoded {:?}", String::from_utf8_lossy(payload)),
+            Err(r) => r.reason,
+        }
+    }
+
+    #[test]
+    fn decodes_a_full_event() {
+        let e = decode(Some(GOOD.as_bytes()), 64 * 1024).expect("decodes");
+        assert_eq!(e.name, "page_viewed");
+        assert_eq!(e.shop_id, 4211);
+        assert!(e.consent.analytics && !e.consent.marketing && !e.consent.sale_of_data);
+        assert_eq!(e.customer.email.as_deref(), Some(" Ana@Example.com "));
+        assert!(e.data.expect("data").get().contains("currencyCode"));
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(reason(b""), DeadReason::Empty);
+        assert_eq!(reason(&[0xff, 0xfe, b'{']), DeadReason::InvalidUtf8);
+        assert_eq!(reason(&GOOD.as_bytes()[..40]), DeadReason::MalformedJson);
+        assert_eq!(reason(b"NaN"), DeadReason::MalformedJson);
+        assert_eq!(
+            reason(&GOOD.replace("4211", "\"4211\"").into_bytes()),
+            DeadReason::Schema
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"shopId\":4211,", "").into_bytes()),
+            DeadReason::Schema
+        );
+        assert_eq!(
+            reason(
+                &GOOD
+                    .replace("\"id\":\"e1\",", "\"id\":\"e1\",\"id\":\"e2\",")
+                    .into_bytes()
+            ),
+            DeadReason::Schema
+        );
+        assert_eq!(reason(b"[1,2,3]"), DeadReason::Schema);
+        assert_eq!(reason(b"null"), DeadReason::Schema);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let nested = GOOD.replace("\"extra\":\"ignored\"", &format!("\"extra\":{deep}"));
+        assert_eq!(
+            decode(Some(nested.as_bytes()), usize::MAX)
+                .map(|_| ())
+                .map_err(|r| r.reason),
+            Err(DeadReason::MalformedJson)
+        );
+        assert_eq!(
+            decode(Some(GOOD.as_bytes()), 10)
+                .map(|_| ())
+                .map_err(|r| r.reason),
+            Err(DeadReason::Oversized)
+        );
+    }
+
+    #[test]
+    fn measures_nesting_outside_strings() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[["}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[[["}"#), 1);
+        assert_eq!(
+            nesting_depth(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
+            MAX_DEPTH + 1
+        );
+    }
+
+    #[test]
+    fn rejects_lone_surrogates_in_forwarded_strings() {
+        let bad = GOOD.replace("c-1", "c-\\ud800");
+        assert!(matches!(
+            reason(bad.as_bytes()),
+            DeadReason::MalformedJson | DeadReason::Schema
+        ));
+    }
+}

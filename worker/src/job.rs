@@ -1,0 +1,72 @@
+//! The unit of work: a batch of input messages and what each stage made of them.
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::event::{Event, Rejection};
+use crate::offsets::Claim;
+use crate::routing::{DropReason, PartnerSet};
+use crate::validate::Validated;
+
+/// One consumed Kafka message, copied out of the consumer's buffer.
+#[derive(Debug)]
+pub struct InputMessage {
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's Kafka timestamp, when it has one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Original headers, kept so a dead letter carries them.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Where one message stands in the pipeline.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Consumed, not yet parsed.
+    Raw,
+    Parsed(Box<Event>),
+    Validated(Box<Event>, Validated),
+    /// The partner payload, ready for every partner in the set.
+    Ready {
+        payload: Vec<u8>,
+        partners: PartnerSet,
+        event_ms: i64,
+    },
+    /// Valid, but no partner may have it.
+    Dropped(DropReason),
+    /// Goes to the dead-letter topic.
+    Dead {
+        stage: &'static str,
+        rejection: Rejection,
+    },
+}
+
+/// A batch of messages travelling through the stages together.
+#[derive(Debug)]
+pub struct Job {
+    pub id: u64,
+    pub messages: Vec<InputMessage>,
+    /// One per message, same order.
+    pub outcomes: Vec<Outcome>,
+    /// The job's offset runs, for the commit watermark.
+    pub claims: Vec<Claim>,
+    /// Holds one of the pipeline's in-flight slots until every output is
+    /// acknowledged: this is what bounds memory, whatever the backlog.
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// The per-partition `(partition, last offset)` runs of `messages`, which the
+    /// consumer delivers in offset order per partition.
+    pub fn runs(messages: &[InputMessage]) -> Vec<(i32, i64)> {
+        let mut runs: Vec<(i32, i64)> = Vec::new();
+        for m in messages {
+            match runs.iter_mut().find(|(p, _)| *p == m.partition) {
+                Some(run) => run.1 = run.1.max(m.offset),
+                None => runs.push((m.partition, m.offset)),
+            }
+        }
+        runs
+    }
+}

@@ -1,0 +1,372 @@
+//! The produce stage: partner messages and dead letters out, acknowledgements
+//! in. A job's offsets are released for commit only when the broker has
+//! acknowledged every one of its outputs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::event::Rejection;
+use crate::job::{InputMessage, Job, Outcome};
+use crate::metrics::{DeadLabel, Metrics, PartnerLabel, ReasonLabel};
+use crate::offsets::{Claim, OffsetTracker};
+use crate::pool::Work;
+use crate::routing::DropReason;
+use crate::shutdown::Fatal;
+use crate::time::now_ms;
+
+/// How long a send may wait for room in the producer's queue before the job
+/// counts as failed.
+const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Routes librdkafka delivery reports to their job.
+#[derive(Debug)]
+pub struct DeliveryContext;
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Arc<JobAck>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Arc<JobAck>) {
+        match result {
+            Ok(_) => ack.settle(),
+            Err((err, _)) => ack.fail(err),
+        }
+    }
+}
+
+pub type OutputProducer = ThreadedProducer<DeliveryContext>;
+
+/// Creates the producer; its own thread polls for delivery reports.
+pub fn create_producer(config: &ClientConfig) -> Result<OutputProducer, KafkaError> {
+    config.create_with_context(DeliveryContext)
+}
+
+/// What acknowledgements update, shared by every job.
+#[derive(Debug)]
+pub struct AckShared {
+    pub tracker: Arc<OffsetTracker>,
+    pub metrics: Arc<Metrics>,
+    pub fatal: Fatal,
+    partner_messages: Vec<Counter>,
+    dropped: Vec<Counter>,
+}
+
+impl AckShared {
+    pub fn new(
+        tracker: Arc<OffsetTracker>,
+        metrics: Arc<Metrics>,
+        fatal: Fatal,
+        partners: &[String],
+    ) -> Self {
+        let partner_messages = partners
+            .iter()
+            .map(|p| {
+                metrics
+                    .partner_messages
+                    .get_or_create(&PartnerLabel { partner: p.clone() })
+                    .clone()
+            })
+            .collect();
+        let dropped = DropReason::ALL
+            .iter()
+            .map(|r| {
+                metrics
+                    .events_dropped
+                    .get_or_create(&ReasonLabel { reason: r.code() })
+                    .clone()
+            })
+            .collect();
+        Self {
+            tracker,
+            metrics,
+            fatal,
+            partner_messages,
+            dropped,
+        }
+    }
+}
+
+/// What a finished job adds to the metrics.
+#[derive(Debug, Default)]
+struct Summary {
+    delivered: u64,
+    dropped: [u64; 3],
+    dead: Vec<(&'static str, &'static str)>,
+    per_partner: Vec<u64>,
+    event_ms: Vec<i64>,
+}
+
+/// One job's outstanding acknowledgements.
+#[derive(Debug)]
+pub struct JobAck {
+    job: u64,
+    claims: Vec<Claim>,
+    /// Outputs not yet acknowledged, plus one held until every output is sent.
+    outstanding: AtomicUsize,
+    failed: AtomicBool,
+    summary: Mutex<Summary>,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    shared: Arc<AckShared>,
+}
+
+impl JobAck {
+    fn new(
+        job: u64,
+        claims: Vec<Claim>,
+        permit: OwnedSemaphorePermit,
+        summary: Summary,
+        shared: Arc<AckShared>,
+    ) -> Self {
+        Self {
+            job,
+            claims,
+            outstanding: AtomicUsize::new(1),
+            failed: AtomicBool::new(false),
+            summary: Mutex::new(summary),
+            permit: Mutex::new(Some(permit)),
+            shared,
+        }
+    }
+
+    fn expect_one(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One output acknowledged (or, for the seal, all outputs sent).
+    fn settle(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    fn fail(&self, err: &KafkaError) {
+        self.shared.metrics.delivery_failures.inc();
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(job = self.job, error = %err, "output not acknowledged; input will not be committed");
+        }
+        self.settle();
+    }
+
+    fn finish(&self) {
+        let shared = &self.shared;
+        if self.failed.load(Ordering::Acquire) {
+            shared.fatal.trigger(format!(
+                "job {}: an output was not acknowledged by the broker",
+                self.job
+            ));
+        } else {
+            shared.tracker.complete(self.job, &self.claims);
+            let s = std::mem::take(&mut *self.summary.lock().unwrap_or_else(|e| e.into_inner()));
+            let m = &shared.metrics;
+            m.events_delivered.inc_by(s.delivered);
+            for (counter, n) in shared.dropped.iter().zip(s.dropped) {
+                counter.inc_by(n);
+            }
+            for (stage, reason) in s.dead {
+                m.events_dead_lettered
+                    .get_or_create(&DeadLabel { stage, reason })
+                    .inc();
+            }
+            for (counter, n) in shared.partner_messages.iter().zip(&s.per_partner) {
+                counter.inc_by(*n);
+            }
+            let now = now_ms();
+            for ms in s.event_ms {
+                m.event_age.observe((now - ms).max(0) as f64 / 1000.0);
+            }
+        }
+        m_dec(&shared.metrics);
+        drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+fn m_dec(m: &Metrics) {
+    m.jobs_in_flight.dec();
+}
+
+/// Header names on dead letters.
+pub mod headers {
+    pub const STAGE: &str = "pixelpipe.stage";
+    pub const REASON: &str = "pixelpipe.reason";
+    pub const DETAIL: &str = "pixelpipe.detail";
+    pub const SOURCE_TOPIC: &str = "pixelpipe.source.topic";
+    pub const SOURCE_PARTITION: &str = "pixelpipe.source.partition";
+    pub const SOURCE_OFFSET: &str = "pixelpipe.source.offset";
+}
+
+/// The produce stage's work function.
+pub struct Produce {
+    pub producer: Arc<OutputProducer>,
+    pub partner_topics: Vec<String>,
+    pub dead_letter_topic: String,
+    pub input_topic: String,
+    pub shared: Arc<AckShared>,
+}
+
+impl std::fmt::Debug for Produce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Produce")
+            .field("partner_topics", &self.partner_topics)
+            .finish()
+    }
+}
+
+impl Work for Produce {
+    type In = Job;
+    type Out = ();
+
+    async fn run(&self, job: Job) {
+        let Job {
+            id,
+            messages,
+            outcomes,
+            claims,
+            permit,
+        } = job;
+        let summary = summarize(&outcomes, self.partner_topics.len());
+        let ack = Arc::new(JobAck::new(
+            id,
+            claims,
+            permit,
+            summary,
+            self.shared.clone(),
+        ));
+        for (msg, outcome) in messages.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Ready {
+                    payload, partners, ..
+                } => {
+                    for p in partners.iter() {
+                        let mut record =
+                            BaseRecord::with_opaque_to(&self.partner_topics[p], ack.clone())
+                                .payload(payload.as_slice());
+                        if let Some(key) = &msg.key {
+                            record = record.key(key.as_slice());
+                        }
+                        self.send(record, &ack).await;
+                    }
+                }
+                Outcome::Dead { stage, rejection } => {
+                    let record =
+                        BaseRecord::with_opaque_to(&self.dead_letter_topic, ack.clone()).headers(
+                            dead_letter_headers(&self.input_topic, msg, stage, rejection),
+                        );
+                    let record = match &msg.payload {
+                        Some(p) => record.payload(p.as_slice()),
+                        None => record,
+                    };
+                    let record = match &msg.key {
+                        Some(k) => record.key(k.as_slice()),
+                        None => record,
+                    };
+                    self.send(record, &ack).await;
+                }
+                Outcome::Dropped(_) => {}
+                Outcome::Raw | Outcome::Parsed(_) | Outcome::Validated(..) => {
+                    // A stage left a message unfinished: a bug, never data. Fail the
+                    // job so its input is read again instead of being skipped.
+                    tracing::error!(job = id, "message reached produce unfinished");
+                    ack.expect_one();
+                    ack.fail(&KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+                }
+            }
+        }
+        ack.settle();
+    }
+}
+
+impl Produce {
+    /// Hands one record to librdkafka without waiting for its delivery. Waits
+    /// only while the producer's queue is full, which is backpressure.
+    async fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Arc<JobAck>>, ack: &Arc<JobAck>) {
+        ack.expect_one();
+        let started = Instant::now();
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < QUEUE_FULL_PATIENCE =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((err, _)) => {
+                    ack.fail(&err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for every queued message to be acknowledged or to fail.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}
+
+fn summarize(outcomes: &[Outcome], partners: usize) -> Summary {
+    let mut s = Summary {
+        per_partner: vec![0; partners],
+        ..Summary::default()
+    };
+    for o in outcomes {
+        match o {
+            Outcome::Ready {
+                partners, event_ms, ..
+            } => {
+                s.delivered += 1;
+                s.event_ms.push(*event_ms);
+                for p in partners.iter() {
+                    s.per_partner[p] += 1;
+                }
+            }
+            Outcome::Dropped(r) => {
+                let i = DropReason::ALL.iter().position(|x| x == r).unwrap_or(0);
+                s.dropped[i] += 1;
+            }
+            Outcome::Dead { stage, rejection } => s.dead.push((stage, rejection.reason.code())),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn dead_letter_headers(
+    topic: &str,
+    msg: &InputMessage,
+    stage: &str,
+    rejection: &Rejection,
+) -> OwnedHeaders {
+    let partition = msg.partition.to_string();
+    let offset = msg.offset.to_string();
+    let mut h = OwnedHeaders::new_with_capacity(6 + msg.headers.len());
+    for (key, value) in &msg.headers {
+        h = h.insert(Header {
+            key,
+            value: Some(value.as_slice()),
+        });
+    }
+    for (key, value) in [
+        (headers::STAGE, stage),
+        (headers::REASON, rejection.reason.code()),
+        (headers::DETAIL, rejection.detail.as_str()),
+        (headers::SOURCE_TOPIC, topic),
+        (headers::SOURCE_PARTITION, partition.as_str()),
+        (headers::SOURCE_OFFSET, offset.as_str()),
+    ] {
+        h = h.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    h
+}

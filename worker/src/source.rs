@@ -1,0 +1,249 @@
+//! The input side: consume, batch into jobs, commit what is safe, and hand
+//! partitions over cleanly on rebalance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_channel::Sender;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{InputMessage, Job, Outcome};
+use crate::metrics::{Metrics, OutcomeLabel};
+use crate::offsets::OffsetTracker;
+
+/// Consumer callbacks: commit and forget partitions before they change hands.
+#[derive(Debug)]
+pub struct SourceContext {
+    pub topic: String,
+    pub tracker: Arc<OffsetTracker>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions = self.partitions_of(tpl);
+            let positions = self.tracker.revoke(&partitions);
+            tracing::info!(?partitions, "partitions revoked");
+            if !positions.is_empty() {
+                let result = consumer.commit(&to_tpl(&self.topic, &positions), CommitMode::Sync);
+                self.count_commit(&result);
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "commit on revoke failed; those events will be read again");
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions = self.partitions_of(tpl);
+                self.tracker.assign(&partitions);
+                tracing::info!(?partitions, "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.count_commit(&result);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed; it is retried with the next one");
+        }
+    }
+}
+
+impl SourceContext {
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn count_commit(&self, result: &KafkaResult<()>) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .commits
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+}
+
+pub type InputConsumer = StreamConsumer<SourceContext>;
+
+/// `(partition, next offset)` positions as a commit list.
+pub fn to_tpl(topic: &str, positions: &[(i32, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(positions.len());
+    for &(partition, next) in positions {
+        // Adding a fresh partition with an absolute offset cannot fail.
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(next));
+    }
+    tpl
+}
+
+/// Commits every safe position synchronously: on shutdown and on fatal errors.
+pub fn commit_all(
+    consumer: &InputConsumer,
+    topic: &str,
+    tracker: &OffsetTracker,
+) -> KafkaResult<usize> {
+    let positions = tracker.all_committable();
+    if positions.is_empty() {
+        return Ok(0);
+    }
+    consumer.commit(&to_tpl(topic, &positions), CommitMode::Sync)?;
+    Ok(positions.len())
+}
+
+/// Commits whatever advanced, every `interval`, without waiting for the broker.
+pub async fn run_committer(
+    consumer: Arc<InputConsumer>,
+    topic: String,
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        metrics.committed_lag_jobs.set(tracker.pending() as i64);
+        let positions = tracker.take_commit();
+        if !positions.is_empty()
+            && let Err(e) = consumer.commit(&to_tpl(&topic, &positions), CommitMode::Async)
+        {
+            tracing::warn!(error = %e, "could not queue an offset commit");
+        }
+    }
+}
+
+/// Batch shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    pub max_events: usize,
+    pub max_wait: Duration,
+}
+
+/// Consumes into batch jobs until `stop`. Backpressure: a job needs an in-flight
+/// slot before its first message is read, and the send into the parse channel
+/// waits while that channel is full; either way the consumer stops polling, and
+/// librdkafka stops fetching once its small prefetch queue is full.
+pub async fn run_source(
+    consumer: Arc<InputConsumer>,
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    parse: Sender<Job>,
+    in_flight: Arc<Semaphore>,
+    batching: Batching,
+    stop: CancellationToken,
+) {
+    let mut next_id = 0u64;
+    'jobs: loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            p = in_flight.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let mut batch: Vec<(InputMessage, u64)> = Vec::with_capacity(batching.max_events);
+        let mut deadline = None;
+        let mut stopping = false;
+        while batch.len() < batching.max_events {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => { stopping = true; break }
+                _ = wait => break,
+                received = consumer.recv() => match received {
+                    Ok(m) => {
+                        if let Some(generation) = tracker.generation(m.partition()) {
+                            batch.push((copy_message(&m), generation));
+                        }
+                        deadline.get_or_insert_with(|| Instant::now() + batching.max_wait);
+                    }
+                    Err(e) => {
+                        metrics.consumer_errors.inc();
+                        tracing::warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        // Messages read before their partition was revoked belong to the next
+        // owner now: they are neither processed nor committed here.
+        let messages: Vec<InputMessage> = batch
+            .into_iter()
+            .filter(|(m, g)| tracker.generation(m.partition) == Some(*g))
+            .map(|(m, _)| m)
+            .collect();
+        if !messages.is_empty() {
+            let id = next_id;
+            next_id += 1;
+            let claims = tracker.register(id, &Job::runs(&messages));
+            metrics.events_in.inc_by(messages.len() as u64);
+            metrics.jobs_in_flight.inc();
+            let job = Job {
+                id,
+                outcomes: messages.iter().map(|_| Outcome::Raw).collect(),
+                messages,
+                claims,
+                permit,
+            };
+            if parse.send(job).await.is_err() {
+                break 'jobs;
+            }
+        }
+        if stopping {
+            break;
+        }
+    }
+    tracing::info!("stopped fetching");
+}
+
+fn copy_message(m: &BorrowedMessage<'_>) -> InputMessage {
+    InputMessage {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
