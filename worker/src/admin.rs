@@ -32,6 +32,30 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// Serves on a thread of its own with its own runtime: the stage pools keep the
+/// main runtime's threads busy, and probes must answer within their timeout
+/// however loaded the pipeline is.
+pub fn spawn(listener: std::net::TcpListener, state: AdminState, stop: CancellationToken) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin endpoint has no runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, state, stop).await,
+                    Err(e) => tracing::error!(error = %e, "admin endpoint cannot listen"),
+                }
+            });
+        })
+        .unwrap_or_else(|e| panic!("cannot start the admin thread: {e}"))
+}
+
 /// Serves until `stop`.
 pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationToken) {
     let app = router(state);

@@ -298,20 +298,16 @@ pub async fn run(
     let admin_stop = CancellationToken::new();
     let admin = match settings.admin_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
                 .map_err(|source| PipelineError::Admin { addr, source })?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "admin endpoint listening");
             let state = crate::admin::AdminState {
                 pools: pools.clone(),
                 metrics: metrics.clone(),
                 health: health.clone(),
             };
-            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "admin endpoint listening");
-            Some(tokio::spawn(crate::admin::serve(
-                listener,
-                state,
-                admin_stop.clone(),
-            )))
+            Some(crate::admin::spawn(listener, state, admin_stop.clone()))
         }
         None => None,
     };
@@ -386,7 +382,7 @@ pub async fn run(
     consumer.unsubscribe();
     admin_stop.cancel();
     if let Some(a) = admin {
-        let _ = a.await;
+        let _ = tokio::task::spawn_blocking(move || a.join()).await;
     }
     Ok(if let Some(reason) = fatal.reason() {
         Exit::Fatal(reason)

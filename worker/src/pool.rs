@@ -64,7 +64,8 @@ pub enum Next<T> {
 }
 
 impl Pool {
-    /// Starts `size` workers running `work` on jobs from `input`.
+    /// Starts `size` workers running `work` on jobs from `input`. Must be called
+    /// within a Tokio runtime; the workers, including later ones, run there.
     pub fn start<W: Work>(
         name: &'static str,
         work: Arc<W>,
@@ -79,6 +80,9 @@ impl Pool {
             Box::new(move || input.len()) as Box<dyn Fn() -> usize + Send + Sync>
         };
         let capacity = input.capacity().unwrap_or(usize::MAX);
+        // Resizes arrive from other threads (the admin endpoint has its own
+        // runtime); workers must always run on the runtime that started the pool.
+        let runtime = tokio::runtime::Handle::current();
         let spawner: Spawner = {
             let busy = busy.clone();
             Box::new(move |stop: CancellationToken| {
@@ -87,7 +91,7 @@ impl Pool {
                     Next::Stage(tx) => Next::Stage(tx.clone()),
                     Next::End => Next::End,
                 };
-                tokio::spawn(worker_loop(
+                runtime.spawn(worker_loop(
                     name,
                     work.clone(),
                     input,

@@ -1,0 +1,115 @@
+//! At-least-once across crashes and restarts, against a real broker.
+
+mod common;
+
+use std::collections::HashSet;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use pixelpipe_worker::loadgen::Generated;
+
+fn expected_ids(sent: &[Generated]) -> (HashSet<String>, HashSet<String>) {
+    let mut ads = HashSet::new();
+    let mut insights = HashSet::new();
+    for g in sent {
+        let (a, i) = expected_partners(g);
+        if a {
+            ads.insert(g.id.clone());
+        }
+        if i {
+            insights.insert(g.id.clone());
+        }
+    }
+    (ads, insights)
+}
+
+/// Waits until every expected id is on its partner topic; returns duplicates.
+fn assert_all_delivered(p: &Pipeline, sent: &[Generated]) -> usize {
+    let (ads, insights) = expected_ids(sent);
+    let mut duplicates = 0;
+    for (topic, want) in [(&p.ads, ads), (&p.insights, insights)] {
+        let counts = key_counts(&read_topic(topic, want.len(), Duration::from_secs(90)));
+        let missing: Vec<&String> = want.iter().filter(|id| !counts.contains_key(*id)).take(5).collect();
+        assert!(missing.is_empty(), "{topic}: lost events, e.g. {missing:?}");
+        duplicates += counts.values().map(|c| c - 1).sum::<usize>();
+    }
+    duplicates
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing() {
+    let p = Pipeline::create("kill", 6);
+    let sent = generate(&unique("k"), 60_000, 0.1, 0.01, 21);
+    produce(&p.input, &sent);
+    let mut kills = 0;
+    for round in 0..3 {
+        // A killed member holds its partitions until its session times out;
+        // the broker's minimum keeps the restarts quick.
+        let w = Worker::start(&p, &["--batch-max-events", "200", "--kafka-option", "session.timeout.ms=6000"]);
+        // Kill at different depths into the stream.
+        let at = 5_000.0 * (round + 1) as f64;
+        w.wait_until("it is mid-stream", Duration::from_secs(60), || {
+            w.metric("pixelpipe_events_delivered_total") >= at
+        });
+        w.sigkill();
+        kills += 1;
+    }
+    let w = Worker::start(&p, &[]);
+    let n = sent.len();
+    w.wait_until("the rest is processed", Duration::from_secs(120), || {
+        // The survivor's counters start at zero; it is done once it is idle
+        // after consuming what was left uncommitted.
+        let c = committed(&p.group, &p.input, 6);
+        let total: i64 = c.values().sum();
+        total as usize >= n
+    });
+    let duplicates = assert_all_delivered(&p, &sent);
+    println!("{kills} SIGKILLs: 0 lost, {duplicates} duplicate partner messages");
+    assert!(w.sigterm(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn sigterm_under_load_drains_commits_and_exits_zero() {
+    let p = Pipeline::create("term", 6);
+    let sent = generate(&unique("t"), 40_000, 0.1, 0.01, 22);
+    // Keep producing while the worker runs, so SIGTERM lands under load.
+    let (first, rest) = sent.split_at(10_000);
+    produce(&p.input, first);
+    let w = Worker::start(&p, &["--batch-max-events", "200"]);
+    let feeder = {
+        let topic = p.input.clone();
+        let rest = rest.to_vec();
+        thread::spawn(move || {
+            for chunk in rest.chunks(2_000) {
+                produce(&topic, chunk);
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    w.wait_until("it is busy", Duration::from_secs(60), || {
+        w.metric("pixelpipe_events_delivered_total") >= 5_000.0
+    });
+    let in_before_term = w.metric("pixelpipe_events_in_total");
+    let status = w.sigterm(Duration::from_secs(40));
+    assert!(status.success(), "exit 0 after draining, got {status}");
+    feeder.join().expect("feeder");
+
+    // Everything consumed before the stop was delivered and committed.
+    let committed_before: i64 = committed(&p.group, &p.input, 6).values().sum();
+    assert!(committed_before as f64 >= in_before_term, "committed {committed_before} < consumed {in_before_term}");
+    let delivered_before = key_counts(&read_topic(&p.insights, 1, Duration::from_secs(30)));
+
+    // A restart continues from the commit: nothing delivered before is repeated.
+    let w = Worker::start(&p, &[]);
+    let n = sent.len() as i64;
+    w.wait_until("the rest is processed", Duration::from_secs(120), || {
+        committed(&p.group, &p.input, 6).values().sum::<i64>() >= n
+    });
+    assert_eq!(assert_all_delivered(&p, &sent), 0, "a clean stop and restart deliver nothing twice");
+    let after = key_counts(&read_topic(&p.insights, 1, Duration::from_secs(30)));
+    for id in delivered_before.keys() {
+        assert_eq!(after[id], 1, "{id} delivered again after restart");
+    }
+    assert!(w.sigterm(Duration::from_secs(30)).success());
+}
