@@ -35,11 +35,18 @@ pub fn router(state: AdminState) -> Router {
 /// Serves on a thread of its own with its own runtime: the stage pools keep the
 /// main runtime's threads busy, and probes must answer within their timeout
 /// however loaded the pipeline is.
-pub fn spawn(listener: std::net::TcpListener, state: AdminState, stop: CancellationToken) -> std::thread::JoinHandle<()> {
+pub fn spawn(
+    listener: std::net::TcpListener,
+    state: AdminState,
+    stop: CancellationToken,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "admin endpoint has no runtime");

@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, env = "PIXELPIPE_MAX_POOL_WORKERS", default_value_t = 256)]
     pub max_pool_workers: usize,
     /// Events per batch job, at most.
-    #[arg(long, env = "PIXELPIPE_BATCH_MAX_EVENTS", default_value_t = 500)]
+    #[arg(long, env = "PIXELPIPE_BATCH_MAX_EVENTS", default_value_t = 250)]
     pub batch_max_events: usize,
     /// Milliseconds a batch waits to fill after its first event.
     #[arg(long, env = "PIXELPIPE_BATCH_MAX_WAIT_MS", default_value_t = 50)]
@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, env = "PIXELPIPE_QUEUE_CAPACITY", default_value_t = 4)]
     pub queue_capacity: usize,
     /// Jobs consumed but not yet fully acknowledged, at most: bounds memory.
-    #[arg(long, env = "PIXELPIPE_MAX_IN_FLIGHT_JOBS", default_value_t = 16)]
+    #[arg(long, env = "PIXELPIPE_MAX_IN_FLIGHT_JOBS", default_value_t = 8)]
     pub max_in_flight_jobs: usize,
     /// Milliseconds between asynchronous offset commits.
     #[arg(long, env = "PIXELPIPE_COMMIT_INTERVAL_MS", default_value_t = 2000)]

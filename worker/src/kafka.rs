@@ -38,10 +38,15 @@ impl KafkaSettings {
             // Incremental rebalances: a new replica does not stop everyone else.
             .set("partition.assignment.strategy", "cooperative-sticky")
             // The prefetch queue is the one buffer outside the pipeline's job
-            // bound; keep it small so memory does not follow the backlog.
-            .set("queued.max.messages.kbytes", "8192")
-            .set("fetch.max.bytes", "8388608")
-            .set("max.partition.fetch.bytes", "1048576");
+            // bound; keep it small so memory does not follow the backlog. Fetch
+            // sizes count compressed bytes, so they stay small too; the short
+            // backoff refills the queue as soon as it drains below the mark
+            // (librdkafka's default waits a full second and starves the pipeline).
+            .set("queued.min.messages", "500")
+            .set("queued.max.messages.kbytes", "1024")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "65536")
+            .set("fetch.queue.backoff.ms", "5");
         self.finish(c)
     }
 

@@ -191,8 +191,11 @@ impl Generator {
             s = c.sale_of_data,
             items = line_items.join(","),
         );
+        // Pad with random text: repeated filler would compress far better
+        // than real payloads and make every Kafka-side measurement optimistic.
+        const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
         while json.len() + 4 < self.mix.event_bytes {
-            json.push('x');
+            json.push(ALNUM[self.rng.random_range(0..ALNUM.len())] as char);
         }
         json.push_str(r#""}}"#);
         json

@@ -7,6 +7,12 @@ use pixelpipe_worker::config::PipelineConfig;
 use pixelpipe_worker::pipeline::{Exit, run};
 use pixelpipe_worker::shutdown;
 
+// mimalloc returns memory to the OS promptly and keeps per-thread caches small;
+// glibc's per-thread arenas hold on to what the stage threads freed, which made
+// peak RSS depend on how long the worker had been busy.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();

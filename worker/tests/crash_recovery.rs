@@ -30,7 +30,11 @@ fn assert_all_delivered(p: &Pipeline, sent: &[Generated]) -> usize {
     let mut duplicates = 0;
     for (topic, want) in [(&p.ads, ads), (&p.insights, insights)] {
         let counts = key_counts(&read_topic(topic, want.len(), Duration::from_secs(90)));
-        let missing: Vec<&String> = want.iter().filter(|id| !counts.contains_key(*id)).take(5).collect();
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .take(5)
+            .collect();
         assert!(missing.is_empty(), "{topic}: lost events, e.g. {missing:?}");
         duplicates += counts.values().map(|c| c - 1).sum::<usize>();
     }
@@ -46,7 +50,15 @@ fn sigkill_mid_stream_loses_nothing() {
     for round in 0..3 {
         // A killed member holds its partitions until its session times out;
         // the broker's minimum keeps the restarts quick.
-        let w = Worker::start(&p, &["--batch-max-events", "200", "--kafka-option", "session.timeout.ms=6000"]);
+        let w = Worker::start(
+            &p,
+            &[
+                "--batch-max-events",
+                "200",
+                "--kafka-option",
+                "session.timeout.ms=6000",
+            ],
+        );
         // Kill at different depths into the stream.
         let at = 5_000.0 * (round + 1) as f64;
         w.wait_until("it is mid-stream", Duration::from_secs(60), || {
@@ -97,7 +109,10 @@ fn sigterm_under_load_drains_commits_and_exits_zero() {
 
     // Everything consumed before the stop was delivered and committed.
     let committed_before: i64 = committed(&p.group, &p.input, 6).values().sum();
-    assert!(committed_before as f64 >= in_before_term, "committed {committed_before} < consumed {in_before_term}");
+    assert!(
+        committed_before as f64 >= in_before_term,
+        "committed {committed_before} < consumed {in_before_term}"
+    );
     let delivered_before = key_counts(&read_topic(&p.insights, 1, Duration::from_secs(30)));
 
     // A restart continues from the commit: nothing delivered before is repeated.
@@ -106,7 +121,11 @@ fn sigterm_under_load_drains_commits_and_exits_zero() {
     w.wait_until("the rest is processed", Duration::from_secs(120), || {
         committed(&p.group, &p.input, 6).values().sum::<i64>() >= n
     });
-    assert_eq!(assert_all_delivered(&p, &sent), 0, "a clean stop and restart deliver nothing twice");
+    assert_eq!(
+        assert_all_delivered(&p, &sent),
+        0,
+        "a clean stop and restart deliver nothing twice"
+    );
     let after = key_counts(&read_topic(&p.insights, 1, Duration::from_secs(30)));
     for id in delivered_before.keys() {
         assert_eq!(after[id], 1, "{id} delivered again after restart");

@@ -32,12 +32,16 @@ fn mixed_stream_reaches_exactly_the_allowed_partners() {
     produce(&p.input, &sent);
     let worker = Worker::start(&p, &[]);
     let n = sent.len() as f64;
-    worker.wait_until("every message is accounted for", Duration::from_secs(120), || {
-        let done = worker.metric("pixelpipe_events_delivered_total")
-            + worker.metric("pixelpipe_events_dropped_total")
-            + worker.metric("pixelpipe_events_dead_lettered_total");
-        done >= n
-    });
+    worker.wait_until(
+        "every message is accounted for",
+        Duration::from_secs(120),
+        || {
+            let done = worker.metric("pixelpipe_events_delivered_total")
+                + worker.metric("pixelpipe_events_dropped_total")
+                + worker.metric("pixelpipe_events_dead_lettered_total");
+            done >= n
+        },
+    );
 
     // Counts reconcile: in = delivered + dropped + dead-lettered.
     let metric = |m: &str| worker.metric(m);
@@ -59,35 +63,69 @@ fn mixed_stream_reaches_exactly_the_allowed_partners() {
         let got_ids: HashSet<String> = counts.keys().cloned().collect();
         let missing = want.difference(&got_ids).count();
         let unexpected = got_ids.difference(want).count();
-        assert_eq!((missing, unexpected), (0, 0), "{topic}: missing/unexpected events");
-        assert!(counts.values().all(|c| *c == 1), "{topic}: no duplicates in a clean run");
+        assert_eq!(
+            (missing, unexpected),
+            (0, 0),
+            "{topic}: missing/unexpected events"
+        );
+        assert!(
+            counts.values().all(|c| *c == 1),
+            "{topic}: no duplicates in a clean run"
+        );
         for r in &got {
             let g = by_id[r.key.as_str()];
             let text = String::from_utf8(r.payload.clone()).expect("utf8 payload");
             let lower = text.to_lowercase();
-            assert!(!lower.contains(&g.email.to_lowercase()), "raw email leaked to {topic}");
-            assert!(!lower.contains("shopper."), "raw email local part leaked to {topic}");
+            assert!(
+                !lower.contains(&g.email.to_lowercase()),
+                "raw email leaked to {topic}"
+            );
+            assert!(
+                !lower.contains("shopper."),
+                "raw email local part leaked to {topic}"
+            );
             assert!(!text.contains(&g.phone), "raw phone leaked to {topic}");
-            let v: serde_json::Value = serde_json::from_str(&text).expect("partner payload is JSON");
+            let v: serde_json::Value =
+                serde_json::from_str(&text).expect("partner payload is JSON");
             assert_eq!(v["id"], g.id.as_str());
-            assert_eq!(v["customer"]["emailSha256"], sha256_hex(g.email.to_lowercase()));
+            assert_eq!(
+                v["customer"]["emailSha256"],
+                sha256_hex(g.email.to_lowercase())
+            );
             let digits: String = g.phone.chars().filter(char::is_ascii_digit).collect();
-            assert_eq!(v["customer"]["phoneSha256"], sha256_hex(format!("+{digits}")));
-            assert_eq!(v["context"]["url"], "https://shop.example/products/tee?utm_source=newsletter");
+            assert_eq!(
+                v["customer"]["phoneSha256"],
+                sha256_hex(format!("+{digits}"))
+            );
+            assert_eq!(
+                v["context"]["url"],
+                "https://shop.example/products/tee?utm_source=newsletter"
+            );
             assert!(v["eventAgeMs"].as_i64().is_some_and(|a| a >= 0));
             assert!(v["receivedAt"].is_string());
         }
     }
 
     // Every malformed message is dead-lettered once, with its bytes and reason.
-    let malformed: Vec<&Generated> = sent.iter().filter(|g| matches!(g.kind, Kind::Malformed(_))).collect();
+    let malformed: Vec<&Generated> = sent
+        .iter()
+        .filter(|g| matches!(g.kind, Kind::Malformed(_)))
+        .collect();
     assert!(malformed.len() > 400, "the mix has malformed messages");
     let dlq = read_topic(&p.dlq, malformed.len(), Duration::from_secs(60));
-    assert_eq!(dlq.len(), malformed.len(), "one dead letter per malformed message");
+    assert_eq!(
+        dlq.len(),
+        malformed.len(),
+        "one dead letter per malformed message"
+    );
     let dead: HashMap<&str, &Record> = dlq.iter().map(|r| (r.key.as_str(), r)).collect();
     for g in malformed {
-        let Kind::Malformed(m) = g.kind else { unreachable!() };
-        let r = dead.get(g.id.as_str()).unwrap_or_else(|| panic!("{} ({m:?}) not dead-lettered", g.id));
+        let Kind::Malformed(m) = g.kind else {
+            unreachable!()
+        };
+        let r = dead
+            .get(g.id.as_str())
+            .unwrap_or_else(|| panic!("{} ({m:?}) not dead-lettered", g.id));
         assert_eq!(r.payload, g.payload, "original bytes kept");
         assert_eq!(r.headers["pixelpipe.reason"], m.expected_reason(), "{m:?}");
         assert!(["parse", "validate"].contains(&r.headers["pixelpipe.stage"].as_str()));
@@ -118,14 +156,35 @@ fn pools_resize_under_load_without_losing_or_repeating() {
     produce(&p.input, &sent);
     let worker = Worker::start(
         &p,
-        &["--parse-workers", "1", "--validate-workers", "1", "--augment-workers", "1", "--produce-workers", "1", "--batch-max-events", "200"],
+        &[
+            "--parse-workers",
+            "1",
+            "--validate-workers",
+            "1",
+            "--augment-workers",
+            "1",
+            "--produce-workers",
+            "1",
+            "--batch-max-events",
+            "200",
+        ],
     );
     let (_, sizes) = worker.http("GET", "/pools", "").expect("pools answer");
     assert!(sizes.contains(r#""stage":"parse","workers":1"#), "{sizes}");
-    let plan = [(8, 1, 3, 2), (1, 6, 1, 8), (4, 4, 4, 4), (2, 1, 7, 1), (1, 1, 1, 1), (5, 3, 2, 6)];
+    let plan = [
+        (8, 1, 3, 2),
+        (1, 6, 1, 8),
+        (4, 4, 4, 4),
+        (2, 1, 7, 1),
+        (1, 1, 1, 1),
+        (5, 3, 2, 6),
+    ];
     let mut step = 0;
     let n = sent.len() as f64;
-    while worker.metric("pixelpipe_events_delivered_total") + worker.metric("pixelpipe_events_dropped_total") < n {
+    while worker.metric("pixelpipe_events_delivered_total")
+        + worker.metric("pixelpipe_events_dropped_total")
+        < n
+    {
         let (a, b, c, d) = plan[step % plan.len()];
         let body = format!(r#"{{"parse":{a},"validate":{b},"augment":{c},"produce":{d}}}"#);
         let (status, reply) = worker.http("PUT", "/pools", &body).expect("resize answers");
@@ -140,11 +199,17 @@ fn pools_resize_under_load_without_losing_or_repeating() {
     }
     println!("{step} resizes while processing {n} events");
     assert!(step >= 20, "resized only {step} times while under load");
-    let (status, reply) = worker.http("PUT", "/pools", r#"{"parse":0}"#).expect("answers");
+    let (status, reply) = worker
+        .http("PUT", "/pools", r#"{"parse":0}"#)
+        .expect("answers");
     assert_eq!(status, 422, "{reply}");
-    let (status, _) = worker.http("PUT", "/pools", r#"{"parse":100000}"#).expect("answers");
+    let (status, _) = worker
+        .http("PUT", "/pools", r#"{"parse":100000}"#)
+        .expect("answers");
     assert_eq!(status, 422);
-    let (status, _) = worker.http("PUT", "/pools", r#"{"parsing":2}"#).expect("answers");
+    let (status, _) = worker
+        .http("PUT", "/pools", r#"{"parsing":2}"#)
+        .expect("answers");
     assert_eq!(status, 400);
 
     let (want_ads, want_insights) = expected_sets(&sent);

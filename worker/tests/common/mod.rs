@@ -41,7 +41,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{}", nanos % 10_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        nanos % 10_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Topics and the pipeline file of one test pipeline.
@@ -57,7 +61,11 @@ pub struct Pipeline {
 }
 
 /// The events the `ads` partner wants.
-pub const ADS_EVENTS: [&str; 3] = ["checkout_completed", "product_added_to_cart", "checkout_started"];
+pub const ADS_EVENTS: [&str; 3] = [
+    "checkout_completed",
+    "product_added_to_cart",
+    "checkout_started",
+];
 
 impl Pipeline {
     /// Creates the topics and writes the pipeline file.
@@ -85,7 +93,12 @@ impl Pipeline {
         std::fs::write(&p.config_path, yaml).expect("write pipeline file");
         block_on(ensure_topics(
             &settings(),
-            &[(&p.input, partitions), (&p.dlq, 1), (&p.ads, 3), (&p.insights, 3)],
+            &[
+                (&p.input, partitions),
+                (&p.dlq, 1),
+                (&p.ads, 3),
+                (&p.insights, 3),
+            ],
         ))
         .expect("create topics");
         p
@@ -98,7 +111,9 @@ pub fn expected_partners(g: &Generated) -> (bool, bool) {
         Kind::Malformed(_) => (false, false),
         _ => {
             let c = g.consent;
-            let ads = ADS_EVENTS.contains(&g.name) && c.marketing && (g.region != "US-CA" || c.sale_of_data);
+            let ads = ADS_EVENTS.contains(&g.name)
+                && c.marketing
+                && (g.region != "US-CA" || c.sale_of_data);
             (ads, c.analytics)
         }
     }
@@ -137,7 +152,9 @@ fn producer() -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
 pub fn produce(topic: &str, messages: &[Generated]) {
     let p = producer();
     for g in messages {
-        let mut record = BaseRecord::to(topic).key(g.id.as_bytes()).payload(g.payload.as_slice());
+        let mut record = BaseRecord::to(topic)
+            .key(g.id.as_bytes())
+            .payload(g.payload.as_slice());
         loop {
             match p.send(record) {
                 Ok(()) => break,
@@ -175,7 +192,8 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
         .expect("metadata");
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).expect("tpl");
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
     let deadline = Instant::now() + timeout;
@@ -188,7 +206,10 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
                 out.push(Record {
                     partition: m.partition(),
                     offset: m.offset(),
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                    key: m
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
                     payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     headers: m
                         .headers()
@@ -197,7 +218,8 @@ pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
                                 .map(|h| {
                                     (
                                         h.key.to_string(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
                                     )
                                 })
                                 .collect()
@@ -224,7 +246,9 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64>
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed");
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed");
     got.elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -277,9 +301,11 @@ impl Worker {
             .spawn()
             .expect("spawn worker");
         let w = Self { child, admin, log };
-        w.wait_until("the admin endpoint answers", Duration::from_secs(30), || {
-            w.http("GET", "/healthz", "").is_some()
-        });
+        w.wait_until(
+            "the admin endpoint answers",
+            Duration::from_secs(30),
+            || w.http("GET", "/healthz", "").is_some(),
+        );
         w
     }
 
@@ -320,7 +346,10 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("timed out waiting until {what}; worker log:\n{}", self.log_tail());
+        panic!(
+            "timed out waiting until {what}; worker log:\n{}",
+            self.log_tail()
+        );
     }
 
     pub fn log_tail(&self) -> String {
@@ -335,7 +364,8 @@ impl Worker {
 
     /// Peak resident memory so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
