@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test: format and lint checks, unit tests, and the integration tests
+# against a real Apache Kafka broker that this script starts and stops.
+#
+#   tests/run.sh            everything
+#   tests/run.sh -p pixelpipe-worker --test crash_recovery    extra args go to cargo test
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=env/common.sh
+. tests/env/common.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+started_kafka=0
+cleanup() {
+  if [ "$started_kafka" = 1 ]; then tests/env/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  tests/env/kafka.sh start
+  started_kafka=1
+  # shellcheck disable=SC1091
+  . "$PIXELPIPE_RUN/kafka.env"
+fi
+export KAFKA_BOOTSTRAP
+
+log "running tests against Kafka at $KAFKA_BOOTSTRAP"
+# One test at a time: each one runs workers and a broker on a 2-core machine,
+# and their timings must not depend on what else happens to be running.
+cargo test --workspace --locked "$@" -- --test-threads=1
