@@ -2,27 +2,11 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::thread;
 use std::time::Duration;
 
 use common::*;
 use pixelpipe_worker::loadgen::Generated;
-
-fn expected_ids(sent: &[Generated]) -> (HashSet<String>, HashSet<String>) {
-    let mut ads = HashSet::new();
-    let mut insights = HashSet::new();
-    for g in sent {
-        let (a, i) = expected_partners(g);
-        if a {
-            ads.insert(g.id.clone());
-        }
-        if i {
-            insights.insert(g.id.clone());
-        }
-    }
-    (ads, insights)
-}
 
 /// Waits until every expected id is on its partner topic; returns duplicates.
 fn assert_all_delivered(p: &Pipeline, sent: &[Generated]) -> usize {

@@ -10,21 +10,6 @@ use common::*;
 use pixelpipe_worker::augment::sha256_hex;
 use pixelpipe_worker::loadgen::{Generated, Kind};
 
-fn expected_sets(sent: &[Generated]) -> (HashSet<String>, HashSet<String>) {
-    let mut ads = HashSet::new();
-    let mut insights = HashSet::new();
-    for g in sent {
-        let (a, i) = expected_partners(g);
-        if a {
-            ads.insert(g.id.clone());
-        }
-        if i {
-            insights.insert(g.id.clone());
-        }
-    }
-    (ads, insights)
-}
-
 #[test]
 fn mixed_stream_reaches_exactly_the_allowed_partners() {
     let p = Pipeline::create("mixed", 4);
@@ -55,7 +40,7 @@ fn mixed_stream_reaches_exactly_the_allowed_partners() {
     assert_eq!(in_, n);
     assert_eq!(delivered + dropped + dead, in_);
 
-    let (want_ads, want_insights) = expected_sets(&sent);
+    let (want_ads, want_insights) = expected_ids(&sent);
     let by_id: HashMap<&str, &Generated> = sent.iter().map(|g| (g.id.as_str(), g)).collect();
     for (topic, want) in [(&p.ads, &want_ads), (&p.insights, &want_insights)] {
         let got = read_topic(topic, want.len(), Duration::from_secs(60));
@@ -212,7 +197,7 @@ fn pools_resize_under_load_without_losing_or_repeating() {
         .expect("answers");
     assert_eq!(status, 400);
 
-    let (want_ads, want_insights) = expected_sets(&sent);
+    let (want_ads, want_insights) = expected_ids(&sent);
     for (topic, want) in [(&p.ads, &want_ads), (&p.insights, &want_insights)] {
         let got = key_counts(&read_topic(topic, want.len(), Duration::from_secs(60)));
         let got_ids: HashSet<String> = got.keys().cloned().collect();

@@ -2,7 +2,7 @@
 //! starts (its address comes from `KAFKA_BOOTSTRAP`).
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -117,6 +117,22 @@ pub fn expected_partners(g: &Generated) -> (bool, bool) {
             (ads, c.analytics)
         }
     }
+}
+
+/// The ids each partner must receive: `(ads, insights)`.
+pub fn expected_ids(sent: &[Generated]) -> (HashSet<String>, HashSet<String>) {
+    let mut ads = HashSet::new();
+    let mut insights = HashSet::new();
+    for g in sent {
+        let (a, i) = expected_partners(g);
+        if a {
+            ads.insert(g.id.clone());
+        }
+        if i {
+            insights.insert(g.id.clone());
+        }
+    }
+    (ads, insights)
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
