@@ -36,4 +36,11 @@ export KAFKA_BOOTSTRAP
 log "running tests against Kafka at $KAFKA_BOOTSTRAP"
 # One test at a time: each one runs workers and a broker on a 2-core machine,
 # and their timings must not depend on what else happens to be running.
-cargo test --workspace --locked "$@" -- --test-threads=1
+# --nocapture: the tests print what they measured (memory, duplicates).
+results="$PIXELPIPE_RUN/test-output.log"
+mkdir -p "$PIXELPIPE_RUN"
+status=0
+cargo test --workspace --locked "$@" -- --test-threads=1 --nocapture 2>&1 | tee "$results" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"
