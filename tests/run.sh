@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint checks, unit tests, and the integration tests
-# against a real Apache Kafka broker that this script starts and stops.
+# against a real Apache Kafka broker and a real kube-apiserver (with etcd) that
+# this script starts and stops.
 #
 #   tests/run.sh            everything
 #   tests/run.sh -p pixelpipe-worker --test crash_recovery    extra args go to cargo test
@@ -20,9 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building"
 cargo build --workspace --all-targets --locked
 
-started_kafka=0
+started_kafka=0 started_kube=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then tests/env/kafka.sh stop || true; fi
+  if [ "$started_kube" = 1 ]; then tests/env/kube.sh stop || true; fi
 }
 trap cleanup EXIT
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
@@ -32,8 +34,15 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   . "$PIXELPIPE_RUN/kafka.env"
 fi
 export KAFKA_BOOTSTRAP
+if [ -z "${KUBECONFIG:-}" ]; then
+  tests/env/kube.sh start
+  started_kube=1
+  # shellcheck disable=SC1091
+  . "$PIXELPIPE_RUN/kube.env"
+fi
+export KUBECONFIG
 
-log "running tests against Kafka at $KAFKA_BOOTSTRAP"
+log "running tests against Kafka at $KAFKA_BOOTSTRAP and the API server in $KUBECONFIG"
 # One test at a time: each one runs workers and a broker on a 2-core machine,
 # and their timings must not depend on what else happens to be running.
 # --nocapture: the tests print what they measured (memory, duplicates).

@@ -48,7 +48,10 @@ mod tests {
         let mut undocumented = Vec::new();
         walk(&schema["properties"]["spec"], "spec", &mut undocumented);
         walk(&schema["properties"]["status"], "status", &mut undocumented);
-        assert!(undocumented.is_empty(), "fields without a doc comment: {undocumented:?}");
+        assert!(
+            undocumented.is_empty(),
+            "fields without a doc comment: {undocumented:?}"
+        );
     }
 
     fn walk(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {

@@ -40,7 +40,11 @@ use crate::status::PixelPipelineStatus;
         description = "Age of the oldest unprocessed event"
     ),
     printcolumn(name = "SLO", type_ = "string", json_path = ".status.sloState"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.partners.all(p, p.topic != self.kafka.inputTopic && p.topic != self.kafka.deadLetterTopic)").message("partner topics must differ from the input and dead-letter topics"))]
 #[x_kube(validation = Rule::new("self.kafka.deadLetterTopic != self.kafka.inputTopic").message("the dead-letter topic must differ from the input topic"))]

@@ -5,8 +5,9 @@
 # No kubelet, scheduler or controller-manager: objects are stored and validated,
 # Deployments never get Pods.
 #
-#   tests/env/kube.sh build    build etcd and kube-apiserver into the cache
-#   tests/env/kube.sh start    start both; writes $PIXELPIPE_RUN/kube.env (KUBECONFIG)
+#   tests/env/kube.sh build    build etcd, kube-apiserver and kubectl into the cache
+#   tests/env/kube.sh start    start both; writes $PIXELPIPE_RUN/kube.env (KUBECONFIG,
+#                              and PATH with a kubectl of the same version first)
 #   tests/env/kube.sh stop     stop both and delete their data
 #   tests/env/kube.sh status   print KUBECONFIG if it runs
 set -euo pipefail
@@ -20,8 +21,22 @@ KUBE_VERSION=$(module_version "$here/kube-apiserver/go.mod" k8s.io/kubernetes)
 ETCD_VERSION=$(module_version "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)
 BIN="$PIXELPIPE_CACHE/bin"
 APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
+# kubectl goes in a folder of its own so kube.env can put it first on PATH.
+KUBECTL="$BIN/kubectl-$KUBE_VERSION/kubectl"
 ETCD="$BIN/etcd-$ETCD_VERSION"
 DIR="$PIXELPIPE_RUN/kube"
+
+# Release builds stamp their version at link time; without it the server says
+# v0.0.0 and clients cannot parse it.
+version_flags() {
+  local minor=${KUBE_VERSION#v1.}
+  minor=${minor%%.*}
+  local p f=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    f+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  echo "$f"
+}
 
 build_one() {
   local src=$1 out=$2 what=$3
@@ -29,7 +44,8 @@ build_one() {
   command -v go >/dev/null || die "Go is needed to build $what"
   mkdir -p "$BIN"
   log "building $what from the Go module proxy (first time only; several minutes)"
-  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$out.tmp.$$" .) ||
+  mkdir -p "$(dirname "$out")"
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w $(version_flags)" -o "$out.tmp.$$" "${4:-.}") ||
     die "building $what failed"
   mv "$out.tmp.$$" "$out"
 }
@@ -37,6 +53,7 @@ build_one() {
 build() {
   build_one "$here/etcd" "$ETCD" "etcd $ETCD_VERSION"
   build_one "$here/kube-apiserver" "$APISERVER" "kube-apiserver $KUBE_VERSION"
+  build_one "$here/kube-apiserver" "$KUBECTL" "kubectl $KUBE_VERSION" ./kubectl
 }
 
 start() {
@@ -105,7 +122,7 @@ KUBECONFIG
     tail -n 40 "$DIR/apiserver.log" >&2
     die "kube-apiserver did not become ready within 90 s (logs in $DIR)"
   fi
-  printf 'export KUBECONFIG=%s\n' "$DIR/kubeconfig" >"$PIXELPIPE_RUN/kube.env"
+  printf 'export KUBECONFIG=%s\nexport PATH=%s:"$PATH"\n' "$DIR/kubeconfig" "$(dirname "$KUBECTL")" >"$PIXELPIPE_RUN/kube.env"
   log "control plane is up: KUBECONFIG=$DIR/kubeconfig (source $PIXELPIPE_RUN/kube.env)"
 }
 
