@@ -12,6 +12,8 @@ use crate::status::PixelPipelineStatus;
 /// A Kafka event pipeline that delivers consented storefront events to
 /// marketing partners within an SLO. The operator runs it as a worker
 /// Deployment and resizes its pools and replicas to hold the SLO.
+// Printer columns repeat `type_ = ...`; clippy reads that as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "pixelpipe.dev",
