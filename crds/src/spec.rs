@@ -223,7 +223,7 @@ pub struct ReplicasSpec {
 }
 
 /// Pool sizes of the four stages.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StagesSpec {
     /// Decoding of raw bytes into events.
@@ -238,17 +238,6 @@ pub struct StagesSpec {
     /// Handing partner messages and dead letters to the Kafka producer.
     #[serde(default)]
     pub produce: StagePool,
-}
-
-impl Default for StagesSpec {
-    fn default() -> Self {
-        Self {
-            parse: StagePool::default(),
-            validate: StagePool::default(),
-            augment: StagePool::default(),
-            produce: StagePool::default(),
-        }
-    }
 }
 
 /// One stage's pool: its starting size and the bounds autoscaling keeps to.
