@@ -27,16 +27,16 @@ cleanup() {
   if [ "$started_kube" = 1 ]; then tests/env/kube.sh stop || true; fi
 }
 trap cleanup EXIT
+# A broker or control plane that already runs (tests/env/*.sh start) is reused
+# and left running.
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  tests/env/kafka.sh start
-  started_kafka=1
+  if ! tests/env/kafka.sh status >/dev/null 2>&1; then tests/env/kafka.sh start; started_kafka=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kafka.env"
 fi
 export KAFKA_BOOTSTRAP
 if [ -z "${KUBECONFIG:-}" ]; then
-  tests/env/kube.sh start
-  started_kube=1
+  if ! tests/env/kube.sh status >/dev/null 2>&1; then tests/env/kube.sh start; started_kube=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kube.env"
 fi

@@ -184,13 +184,10 @@ impl JobAck {
                 m.event_age.observe((now - ms).max(0) as f64 / 1000.0);
             }
         }
-        m_dec(&shared.metrics);
+        shared.metrics.jobs_in_flight.dec();
+        // Frees the job's in-flight slot: the source may read another batch.
         drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
-}
-
-fn m_dec(m: &Metrics) {
-    m.jobs_in_flight.dec();
 }
 
 /// Header names on dead letters.
