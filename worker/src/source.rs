@@ -110,6 +110,10 @@ pub fn commit_all(
 }
 
 /// Commits whatever advanced, every `interval`, without waiting for the broker.
+///
+/// A commit taken from the tracker just before a cooperative revoke may reach
+/// the broker after the revoke's own synchronous commit. It can only carry an
+/// equal or older position, so the worst case is events read twice, never lost.
 pub async fn run_committer(
     consumer: Arc<InputConsumer>,
     topic: String,
