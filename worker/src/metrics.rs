@@ -65,7 +65,7 @@ pub struct Metrics {
     pub pool_workers: Family<StageLabel, Gauge>,
     pub pool_busy: Family<StageLabel, Gauge>,
     pub jobs_in_flight: Gauge,
-    pub committed_lag_jobs: Gauge,
+    pub uncommitted_runs: Gauge,
 }
 
 fn batch_histogram() -> Histogram {
@@ -94,7 +94,7 @@ impl Metrics {
             pool_workers: Family::default(),
             pool_busy: Family::default(),
             jobs_in_flight: Gauge::default(),
-            committed_lag_jobs: Gauge::default(),
+            uncommitted_runs: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("events_in", "Input messages consumed", m.events_in.clone());
@@ -167,7 +167,7 @@ impl Metrics {
         registry.register(
             "uncommitted_runs",
             "Per-partition offset runs waiting for their outputs before a commit",
-            m.committed_lag_jobs.clone(),
+            m.uncommitted_runs.clone(),
         );
         // Pre-create every label value so dashboards see zeros, not gaps.
         for stage in STAGES {

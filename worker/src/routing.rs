@@ -60,6 +60,11 @@ impl DropReason {
         DropReason::NoConsent,
         DropReason::RegionOptOut,
     ];
+    /// Position in [`DropReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             DropReason::NotRouted => "not_routed",

@@ -326,10 +326,7 @@ fn summarize(outcomes: &[Outcome], partners: usize) -> Summary {
                     s.per_partner[p] += 1;
                 }
             }
-            Outcome::Dropped(r) => {
-                let i = DropReason::ALL.iter().position(|x| x == r).unwrap_or(0);
-                s.dropped[i] += 1;
-            }
+            Outcome::Dropped(r) => s.dropped[r.index()] += 1,
             Outcome::Dead { stage, rejection } => s.dead.push((stage, rejection.reason.code())),
             _ => {}
         }

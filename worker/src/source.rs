@@ -129,7 +129,7 @@ pub async fn run_committer(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        metrics.committed_lag_jobs.set(tracker.pending() as i64);
+        metrics.uncommitted_runs.set(tracker.pending() as i64);
         let positions = tracker.take_commit();
         if !positions.is_empty()
             && let Err(e) = consumer.commit(&to_tpl(&topic, &positions), CommitMode::Async)

@@ -7,18 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use pixelpipe_worker::loadgen::{Generator, Mix};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// Streams `n` generated events into `topic` without holding them in memory.
 fn preload(topic: &str, n: usize, seed: u64) {
-    let p: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .create()
-        .expect("producer");
     let mut g = Generator::new(Mix {
         seed,
         run_id: unique("b"),
@@ -26,17 +17,7 @@ fn preload(topic: &str, n: usize, seed: u64) {
         malformed_share: 0.01,
         event_bytes: 1024,
     });
-    for _ in 0..n {
-        let m = g.next_message();
-        let mut record = BaseRecord::to(topic)
-            .key(m.id.as_bytes())
-            .payload(m.payload.as_slice());
-        while let Err((_, back)) = p.send(record) {
-            record = back;
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    p.flush(Duration::from_secs(120)).expect("flush");
+    produce_all(topic, (0..n).map(|_| g.next_message()));
 }
 
 /// Drains an `n`-event backlog and returns the worker's peak RSS in KiB.

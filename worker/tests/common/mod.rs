@@ -157,7 +157,8 @@ pub fn generate(run: &str, n: usize, no_consent: f64, malformed: f64, seed: u64)
 fn producer() -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
-        .set("linger.ms", "10")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.kbytes", "262144")
         .create()
@@ -166,19 +167,20 @@ fn producer() -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
 
 /// Produces every message (key = id) and waits for the broker to take them.
 pub fn produce(topic: &str, messages: &[Generated]) {
+    produce_all(topic, messages.iter().cloned());
+}
+
+/// Streams messages (key = id) into `topic` without holding them all, and
+/// waits for the broker to take them.
+pub fn produce_all(topic: &str, messages: impl IntoIterator<Item = Generated>) {
     let p = producer();
     for g in messages {
         let mut record = BaseRecord::to(topic)
             .key(g.id.as_bytes())
             .payload(g.payload.as_slice());
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+        while let Err((_, back)) = p.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     p.flush(Duration::from_secs(120)).expect("flush");
