@@ -1,10 +1,22 @@
 //! The Pixelpipe operator: it reconciles each `PixelPipeline` into a worker
-//! Deployment and what it needs.
+//! Deployment and what the workers need, and reports back in the status.
 //!
-//! [`children`] builds the desired objects as pure functions of the resource,
-//! so they are unit-tested without a cluster; the controller that applies them
-//! arrives with the rest of the operator issue.
+//! Pure logic: [`children`] (the desired objects), [`sizes`] (replicas and pool
+//! sizes), [`validate`] (what the schema cannot judge), [`conditions`] and
+//! [`status`]. I/O at the edges: [`apply`] (server-side apply), [`reconcile`]
+//! (the controller's steps), [`leader`] (the Lease), [`admin`], and [`run`].
 
+pub mod admin;
+pub mod apply;
 pub mod children;
+pub mod cli;
+pub mod conditions;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod run;
+pub mod sizes;
+pub mod status;
+pub mod validate;
 
 pub use pixelpipe_crds::{GROUP, KIND, VERSION};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::follow::PipelineRef;
 use crate::kafka::{KafkaSettings, parse_option};
 use crate::pipeline::{PoolSizes, Settings};
 use crate::source::Batching;
@@ -79,6 +80,10 @@ pub struct Args {
     /// Address of the admin endpoint (/healthz, /readyz, /metrics, /pools).
     #[arg(long, env = "PIXELPIPE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
+    /// The worker's own PixelPipeline, as namespace/name: when set, the worker
+    /// watches its status and applies the pool sizes there live.
+    #[arg(long, env = "PIXELPIPE_PIPELINE")]
+    pub pipeline: Option<PipelineRef>,
     /// Log format.
     #[arg(long, env = "PIXELPIPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -111,6 +116,7 @@ impl Args {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             compression: self.compression.clone(),
             admin_addr: Some(self.admin_addr),
+            follow: self.pipeline.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! events into consented, hashed partner deliveries, at least once.
 //!
 //! Pure logic ([`event`], [`validate`], [`routing`], [`augment`], [`offsets`],
-//! [`time`]) is separate from I/O ([`source`], [`sink`], [`admin`]); [`pool`] is
+//! [`time`]) is separate from I/O ([`source`], [`sink`], [`admin`], [`follow`]); [`pool`] is
 //! the one worker-pool type every stage runs on, and [`pipeline`] wires them.
 
 pub mod admin;
@@ -10,6 +10,7 @@ pub mod augment;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod follow;
 pub mod job;
 pub mod kafka;
 pub mod loadgen;

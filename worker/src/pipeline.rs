@@ -149,6 +149,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub compression: String,
     pub admin_addr: Option<SocketAddr>,
+    /// The PixelPipeline whose status pool sizes to follow, if any.
+    pub follow: Option<crate::follow::PipelineRef>,
 }
 
 /// Liveness and readiness for the probes.
@@ -312,6 +314,16 @@ pub async fn run(
         None => None,
     };
 
+    let stop_following = CancellationToken::new();
+    let follower = settings.follow.clone().map(|target| {
+        tokio::spawn(crate::follow::run(
+            target,
+            pools.clone(),
+            settings.max_pool_workers,
+            stop_following.clone(),
+        ))
+    });
+
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
     let stop_fetching = CancellationToken::new();
     let source = tokio::spawn(run_source(
@@ -346,6 +358,10 @@ pub async fn run(
     }
     health.set_ready(false);
     stop_fetching.cancel();
+    stop_following.cancel();
+    if let Some(f) = follower {
+        let _ = f.await;
+    }
 
     // Drain in stage order: each pool's workers exit once its input is closed
     // and empty, which closes the next stage's input.

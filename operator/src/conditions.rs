@@ -1,0 +1,250 @@
+//! The `Ready`, `Progressing` and `Degraded` conditions, computed from what one
+//! reconcile saw. Pure: the caller supplies the previous conditions and the time.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// Why a pipeline cannot be run as declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The spec passed the schema but the operator cannot run it.
+    InvalidSpec(String),
+    /// A child could not be written.
+    ApplyFailed(String),
+}
+
+/// The worker Deployment's progress, from its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rollout {
+    pub desired: i32,
+    pub updated: i32,
+    pub available: i32,
+    /// The Deployment controller has seen the latest template.
+    pub observed: bool,
+}
+
+impl Rollout {
+    pub fn of(d: &Deployment) -> Self {
+        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = d.status.clone().unwrap_or_default();
+        Self {
+            desired,
+            updated: status.updated_replicas.unwrap_or(0),
+            available: status.available_replicas.unwrap_or(0),
+            observed: status.observed_generation.is_some()
+                && status.observed_generation >= d.metadata.generation,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.observed && self.updated >= self.desired && self.available >= self.desired
+    }
+}
+
+/// What a reconcile saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub generation: Option<i64>,
+    pub problem: Option<Problem>,
+    pub rollout: Option<Rollout>,
+}
+
+/// The three conditions, plus any other condition (the SLO's) carried over.
+/// A condition keeps its `lastTransitionTime` while its status stays the same.
+pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<Condition> {
+    let (degraded, progressing, ready) = match (&obs.problem, obs.rollout) {
+        (Some(Problem::InvalidSpec(m)), _) => (
+            ("True", "InvalidSpec", m.clone()),
+            (
+                "False",
+                "InvalidSpec",
+                "waiting for a valid spec".to_string(),
+            ),
+            ("False", "InvalidSpec", "the spec cannot be run".to_string()),
+        ),
+        (Some(Problem::ApplyFailed(m)), _) => (
+            ("True", "ApplyFailed", m.clone()),
+            ("True", "Retrying", "retrying with backoff".to_string()),
+            (
+                "False",
+                "ApplyFailed",
+                "the workers could not be updated".to_string(),
+            ),
+        ),
+        (None, rollout) => {
+            let r = rollout.unwrap_or_default();
+            let pods = format!(
+                "{} of {} worker pods updated, {} available",
+                r.updated, r.desired, r.available
+            );
+            let progressing = if r.complete() {
+                ("False", "RolloutComplete", pods.clone())
+            } else {
+                ("True", "RollingOut", pods.clone())
+            };
+            let ready = if r.available >= r.desired {
+                ("True", "WorkersAvailable", pods)
+            } else {
+                ("False", "WorkersUnavailable", pods)
+            };
+            (
+                ("False", "AsExpected", "children applied".to_string()),
+                progressing,
+                ready,
+            )
+        }
+    };
+    let mut out: Vec<Condition> = [
+        (READY, ready),
+        (PROGRESSING, progressing),
+        (DEGRADED, degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: obs.generation,
+            last_transition_time: since,
+        }
+    })
+    .collect();
+    out.extend(
+        previous
+            .iter()
+            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    out
+}
+
+/// The condition of a type, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("valid time"))
+    }
+
+    fn obs(problem: Option<Problem>, rollout: Option<Rollout>) -> Observation {
+        Observation {
+            generation: Some(3),
+            problem,
+            rollout,
+        }
+    }
+
+    fn status_of<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str) {
+        let c = find(cs, t).expect("present");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_fresh_rollout_is_progressing_and_not_ready() {
+        let r = Rollout {
+            desired: 2,
+            updated: 0,
+            available: 0,
+            observed: false,
+        };
+        let cs = conditions(&obs(None, Some(r)), &[], &at(10));
+        assert_eq!(status_of(&cs, READY), ("False", "WorkersUnavailable"));
+        assert_eq!(status_of(&cs, PROGRESSING), ("True", "RollingOut"));
+        assert_eq!(status_of(&cs, DEGRADED), ("False", "AsExpected"));
+        assert!(cs.iter().all(|c| c.observed_generation == Some(3)));
+        assert_eq!(
+            find(&cs, READY).expect("ready").message,
+            "0 of 2 worker pods updated, 0 available"
+        );
+    }
+
+    #[test]
+    fn a_complete_rollout_is_ready() {
+        let r = Rollout {
+            desired: 2,
+            updated: 2,
+            available: 2,
+            observed: true,
+        };
+        let cs = conditions(&obs(None, Some(r)), &[], &at(10));
+        assert_eq!(status_of(&cs, READY), ("True", "WorkersAvailable"));
+        assert_eq!(status_of(&cs, PROGRESSING), ("False", "RolloutComplete"));
+    }
+
+    #[test]
+    fn an_invalid_spec_is_degraded_with_its_message() {
+        let cs = conditions(
+            &obs(
+                Some(Problem::InvalidSpec(
+                    "partner \"ads\" is listed twice".into(),
+                )),
+                None,
+            ),
+            &[],
+            &at(10),
+        );
+        let d = find(&cs, DEGRADED).expect("degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(d.message, "partner \"ads\" is listed twice");
+        assert_eq!(status_of(&cs, READY), ("False", "InvalidSpec"));
+    }
+
+    #[test]
+    fn transition_times_move_only_when_the_status_changes() {
+        let r = Rollout {
+            desired: 1,
+            updated: 0,
+            available: 0,
+            observed: true,
+        };
+        let first = conditions(&obs(None, Some(r)), &[], &at(10));
+        let same = conditions(&obs(None, Some(r)), &first, &at(20));
+        assert_eq!(first, same, "nothing changed, nothing rewritten");
+        let done = Rollout {
+            updated: 1,
+            available: 1,
+            ..r
+        };
+        let later = conditions(&obs(None, Some(done)), &same, &at(30));
+        assert_eq!(find(&later, READY).expect("r").last_transition_time, at(30));
+        assert_eq!(
+            find(&later, DEGRADED).expect("d").last_transition_time,
+            at(10),
+            "Degraded stayed False"
+        );
+    }
+
+    #[test]
+    fn other_conditions_are_carried_over() {
+        let slo = Condition {
+            type_: "SLO".into(),
+            status: "True".into(),
+            reason: "Met".into(),
+            message: String::new(),
+            observed_generation: Some(2),
+            last_transition_time: at(1),
+        };
+        let cs = conditions(&obs(None, None), std::slice::from_ref(&slo), &at(10));
+        assert_eq!(find(&cs, "SLO"), Some(&slo));
+        assert_eq!(cs.len(), 4);
+    }
+}

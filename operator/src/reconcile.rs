@@ -1,0 +1,363 @@
+//! One reconcile of one PixelPipeline: validate -> build children (pure) ->
+//! apply them -> write the status. Errors say which step failed; transient
+//! ones are retried with backoff, an invalid spec waits for the next change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use pixelpipe_crds::PixelPipeline;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::apply::{Change, apply};
+use crate::children::{self, ChildError, FIELD_MANAGER};
+use crate::conditions::{DEGRADED, Observation, Problem, Rollout, find};
+use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
+use crate::sizes;
+
+/// Most pipelines whose failure count is remembered for backoff; beyond it the
+/// counts restart, which only shortens some delays.
+const MAX_TRACKED_FAILURES: usize = 4096;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Delay before a healthy pipeline is looked at again without a change.
+    pub resync: Duration,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("resync", &self.resync)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            resync,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn key(pp: &PixelPipeline) -> (String, String) {
+        (pp.namespace().unwrap_or_default(), pp.name_any())
+    }
+
+    /// Counts a failure; returns how many in a row.
+    fn failed(&self, pp: &PixelPipeline) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() >= MAX_TRACKED_FAILURES && !f.contains_key(&Self::key(pp)) {
+            f.clear();
+        }
+        let n = f.entry(Self::key(pp)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, pp: &PixelPipeline) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.remove(&Self::key(pp));
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("cannot build the children: {0}")]
+    Build(#[from] ChildError),
+    #[error("cannot apply {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot write the status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    fn step(&self) -> Step {
+        match self {
+            Error::Build(_) => Step::Build,
+            Error::Apply { .. } => Step::Apply,
+            Error::Status(_) => Step::Status,
+        }
+    }
+}
+
+/// Delay before retry `attempt` (1-based): 1 s doubling to at most 5 minutes.
+pub fn backoff(attempt: u32) -> Duration {
+    let secs = 1u64 << attempt.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(pp: Arc<PixelPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_steps(&pp, &ctx).await;
+    let m = &ctx.metrics;
+    m.duration.observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            ctx.succeeded(&pp);
+            m.reconciles
+                .get_or_create(&OutcomeLabel {
+                    outcome: Outcome::Ok,
+                })
+                .inc();
+        }
+        Err(e) => {
+            m.reconciles
+                .get_or_create(&OutcomeLabel {
+                    outcome: Outcome::Error,
+                })
+                .inc();
+            m.errors.get_or_create(&StepLabel { step: e.step() }).inc();
+            if let Error::Apply { .. } = e {
+                report_apply_failure(&pp, &ctx, e).await;
+            }
+        }
+    }
+    result
+}
+
+/// The controller's error policy: retry with exponential backoff.
+pub fn error_policy(pp: Arc<PixelPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempt = ctx.failed(&pp);
+    let delay = backoff(attempt);
+    tracing::warn!(
+        pipeline = %format!("{}/{}", pp.namespace().unwrap_or_default(), pp.name_any()),
+        error = %error, attempt, retry_in = ?delay, "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Error> {
+    let namespace = pp
+        .namespace()
+        .ok_or(ChildError::MissingMetadata("namespace"))?;
+    if let Err(message) = crate::validate::check(pp) {
+        ctx.metrics.invalid_specs.inc();
+        let already_reported = pp
+            .status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, DEGRADED))
+            .is_some_and(|c| c.status == "True" && c.message == message);
+        if !already_reported {
+            tracing::warn!(pipeline = %pp.name_any(), %namespace, %message, "invalid spec");
+            publish(
+                ctx,
+                pp,
+                EventType::Warning,
+                "InvalidSpec",
+                "Validate",
+                message.clone(),
+            )
+            .await;
+        }
+        let obs = Observation {
+            generation: pp.metadata.generation,
+            problem: Some(Problem::InvalidSpec(message)),
+            rollout: None,
+        };
+        write_status(pp, ctx, &namespace, &obs, None).await?;
+        // Nothing to retry: the next edit of the spec triggers a reconcile.
+        return Ok(Action::await_change());
+    }
+
+    let sizes = sizes::current(pp);
+    apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
+    apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
+    apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
+    apply_child(ctx, pp, &namespace, children::role_binding(pp)?).await?;
+    let deployment: Deployment = apply_child(
+        ctx,
+        pp,
+        &namespace,
+        children::deployment(pp, sizes.replicas)?,
+    )
+    .await?;
+
+    let obs = Observation {
+        generation: pp.metadata.generation,
+        problem: None,
+        rollout: Some(Rollout::of(&deployment)),
+    };
+    write_status(pp, ctx, &namespace, &obs, Some(sizes)).await?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+async fn apply_child<K>(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    namespace: &str,
+    desired: K,
+) -> Result<K, Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let kind = K::kind(&());
+    let name = desired.name_any();
+    let (change, stored) = apply(&api, &desired).await.map_err(|source| Error::Apply {
+        kind: kind.to_string(),
+        name: name.clone(),
+        source,
+    })?;
+    let (reason, verb) = match change {
+        Change::Unchanged => return Ok(stored),
+        Change::Created => ("Created", "created"),
+        Change::Updated => ("Updated", "updated"),
+    };
+    ctx.metrics.child_writes.inc();
+    tracing::info!(pipeline = %pp.name_any(), %namespace, %kind, %name, "{verb}");
+    publish(
+        ctx,
+        pp,
+        EventType::Normal,
+        reason,
+        "Apply",
+        format!("{kind} {name} {verb}"),
+    )
+    .await;
+    Ok(stored)
+}
+
+/// Writes the status if it differs from the stored one: an unchanged pipeline
+/// costs no write.
+async fn write_status(
+    pp: &PixelPipeline,
+    ctx: &Context,
+    namespace: &str,
+    obs: &Observation,
+    sizes: Option<sizes::Sizes>,
+) -> Result<(), Error> {
+    // The API stores whole seconds; a finer time would never compare equal.
+    let now = Time(
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now()),
+    );
+    let next = crate::status::next(pp, obs, sizes, &now);
+    if pp.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let api: Api<PixelPipeline> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": PixelPipeline::api_version(&()),
+        "kind": PixelPipeline::kind(&()),
+        "status": next,
+    });
+    api.patch_status(
+        &pp.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Status)?;
+    Ok(())
+}
+
+async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) {
+    let message = error.to_string();
+    publish(
+        ctx,
+        pp,
+        EventType::Warning,
+        "ApplyFailed",
+        "Apply",
+        message.clone(),
+    )
+    .await;
+    let Some(namespace) = pp.namespace() else {
+        return;
+    };
+    let obs = Observation {
+        generation: pp.metadata.generation,
+        problem: Some(Problem::ApplyFailed(message)),
+        rollout: None,
+    };
+    // Best effort: the API server may be the thing that failed.
+    if let Err(e) = write_status(pp, ctx, &namespace, &obs, None).await {
+        tracing::debug!(error = %e, "could not report the apply failure in the status");
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let reference: ObjectReference = pp.object_ref(&());
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        // The Events API caps notes at 1 kB.
+        note: Some(truncate(note, 1000)),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        let delays: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("é".repeat(600), 1000).len(), 1000);
+        assert_eq!(truncate("ab".into(), 1000), "ab");
+        assert_eq!(truncate("aé".into(), 2), "a");
+    }
+}

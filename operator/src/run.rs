@@ -1,0 +1,190 @@
+//! Wiring of `pixelpipe-operator run`: the admin endpoint, leader election,
+//! and the controller, which runs only while this replica holds the Lease.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use pixelpipe_crds::PixelPipeline;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState};
+use crate::children::FIELD_MANAGER;
+use crate::cli::RunArgs;
+use crate::leader::Elector;
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// Runs until SIGTERM/SIGINT (exit 0, Lease released) or until leadership is
+/// lost (exit 1, so the pod restarts as a standby with a clean state).
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+    let identity = args.identity();
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            pixelpipe_worker::shutdown::signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
+    let admin_stop = CancellationToken::new();
+    let admin = tokio::spawn(admin::serve(
+        listener,
+        AdminState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+        admin_stop.clone(),
+    ));
+
+    let exit = lead(&args, client, identity, metrics, ready, &stop).await;
+    admin_stop.cancel();
+    let _ = admin.await;
+    exit
+}
+
+async fn lead(
+    args: &RunArgs,
+    client: Client,
+    identity: String,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    stop: &CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    // Ready once the API server answers, leader or not.
+    loop {
+        match client.apiserver_version().await {
+            Ok(v) => {
+                tracing::info!(server = %v.git_version, %identity, "connected to the API server");
+                ready.store(true, Ordering::Relaxed);
+                break;
+            }
+            Err(e) => tracing::warn!(error = %e, "the API server does not answer yet"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+
+    let elector = Elector {
+        api: Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
+        lease: args.lease_name.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration(),
+        renew_every: args.lease_renew(),
+    };
+    if !elector.acquire(stop).await {
+        return Ok(ExitCode::SUCCESS);
+    }
+    metrics.leader.set(1);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        Duration::from_secs(args.resync_seconds.max(1)),
+    ));
+    let controller_stop = CancellationToken::new();
+    let hold = async {
+        let kept = elector.hold(stop).await;
+        controller_stop.cancel();
+        kept
+    };
+    let (kept, ()) = tokio::join!(hold, control(args, client, ctx, controller_stop.clone()));
+    metrics.leader.set(0);
+    if kept {
+        elector.release().await;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        tracing::error!("lost leadership; exiting so a standby leads");
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn owned<K>(
+    c: Controller<PixelPipeline>,
+    client: &Client,
+    namespace: Option<&str>,
+) -> Controller<PixelPipeline>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    // Only what this operator created: the watch caches stay small.
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    c.owns(scoped::<K>(client, namespace), children)
+}
+
+/// Runs the controller until `stop`, letting running reconciles finish.
+async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+    let ns = args.namespace.as_deref();
+    let mut c = Controller::new(
+        scoped::<PixelPipeline>(&client, ns),
+        watcher::Config::default(),
+    )
+    .with_config(controller::Config::default().concurrency(args.concurrency.max(1)));
+    c = owned::<Deployment>(c, &client, ns);
+    c = owned::<ConfigMap>(c, &client, ns);
+    c = owned::<ServiceAccount>(c, &client, ns);
+    c = owned::<Role>(c, &client, ns);
+    c = owned::<RoleBinding>(c, &client, ns);
+    tracing::info!(
+        namespace = ns.unwrap_or("<all>"),
+        "reconciling PixelPipelines"
+    );
+    c.graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,130 @@
+//! How many worker pods, and how many workers per stage, a pipeline runs now.
+//!
+//! With autoscaling `Enabled`, the sizes in the status are the current ones
+//! (the autoscaler writes them there, and the workers follow them); the spec's
+//! `workers` and `replicas.initial` are where they start. With `DryRun` or
+//! `Disabled`, the spec's sizes are the sizes. Either way they are kept within
+//! the spec's bounds, which may have changed since the status was written.
+
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PoolSizes, StagePool};
+
+/// Replicas and pool sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub replicas: i32,
+    pub pools: PoolSizes,
+}
+
+/// The sizes the spec declares.
+pub fn declared(pp: &PixelPipeline) -> Sizes {
+    let r = &pp.spec.replicas;
+    let s = &pp.spec.stages;
+    Sizes {
+        replicas: r.initial.unwrap_or(r.min).clamp(r.min, r.max.max(r.min)),
+        pools: PoolSizes {
+            parse: within(&s.parse, s.parse.workers),
+            validate: within(&s.validate, s.validate.workers),
+            augment: within(&s.augment, s.augment.workers),
+            produce: within(&s.produce, s.produce.workers),
+        },
+    }
+}
+
+/// The sizes to run now.
+pub fn current(pp: &PixelPipeline) -> Sizes {
+    let declared = declared(pp);
+    if pp.spec.autoscaling.mode != AutoscalingMode::Enabled {
+        return declared;
+    }
+    let Some(status) = pp.status.as_ref() else {
+        return declared;
+    };
+    let r = &pp.spec.replicas;
+    let s = &pp.spec.stages;
+    Sizes {
+        replicas: status
+            .replicas
+            .map_or(declared.replicas, |n| n.clamp(r.min, r.max.max(r.min))),
+        pools: status.pools.map_or(declared.pools, |p| PoolSizes {
+            parse: within(&s.parse, p.parse),
+            validate: within(&s.validate, p.validate),
+            augment: within(&s.augment, p.augment),
+            produce: within(&s.produce, p.produce),
+        }),
+    }
+}
+
+fn within(bounds: &StagePool, n: i32) -> i32 {
+    n.clamp(
+        bounds.min_workers,
+        bounds.max_workers.max(bounds.min_workers),
+    )
+}
+
+/// Pools as `parse/validate/augment/produce`, the printer column's text.
+pub fn summary(p: &PoolSizes) -> String {
+    format!("{}/{}/{}/{}", p.parse, p.validate, p.augment, p.produce)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pixelpipe_crds::PixelPipelineStatus;
+
+    fn sample() -> PixelPipeline {
+        serde_yaml::from_str(include_str!("../../manifests/sample-pixelpipeline.yaml"))
+            .expect("sample parses")
+    }
+
+    fn pools(parse: i32, validate: i32, augment: i32, produce: i32) -> PoolSizes {
+        PoolSizes {
+            parse,
+            validate,
+            augment,
+            produce,
+        }
+    }
+
+    #[test]
+    fn a_new_pipeline_starts_at_its_declared_sizes() {
+        let pp = sample();
+        let s = current(&pp);
+        assert_eq!(s.replicas, 1, "replicas.min when initial is omitted");
+        assert_eq!(s.pools, pools(2, 2, 2, 2));
+        let mut with_initial = sample();
+        with_initial.spec.replicas.initial = Some(4);
+        assert_eq!(current(&with_initial).replicas, 4);
+    }
+
+    #[test]
+    fn enabled_autoscaling_keeps_the_sizes_in_the_status_within_bounds() {
+        let mut pp = sample();
+        pp.status = Some(PixelPipelineStatus {
+            replicas: Some(30),
+            pools: Some(pools(5, 0, 16, 40)),
+            ..PixelPipelineStatus::default()
+        });
+        let s = current(&pp);
+        assert_eq!(s.replicas, 12, "replicas.max");
+        assert_eq!(s.pools, pools(5, 1, 16, 32));
+    }
+
+    #[test]
+    fn dry_run_and_disabled_run_the_declared_sizes() {
+        for mode in [AutoscalingMode::DryRun, AutoscalingMode::Disabled] {
+            let mut pp = sample();
+            pp.spec.autoscaling.mode = mode;
+            pp.status = Some(PixelPipelineStatus {
+                replicas: Some(6),
+                pools: Some(pools(9, 9, 9, 9)),
+                ..PixelPipelineStatus::default()
+            });
+            assert_eq!(current(&pp), declared(&pp), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn the_summary_reads_in_stage_order() {
+        assert_eq!(summary(&pools(1, 2, 3, 40)), "1/2/3/40");
+    }
+}

@@ -1,0 +1,118 @@
+//! The status a reconcile writes, as a pure function of the pipeline and what
+//! the reconcile saw. Fields this step does not own (the lag observer's) are
+//! carried over unchanged.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
+
+use crate::conditions::{Observation, conditions};
+use crate::sizes::{Sizes, summary};
+
+/// The next status. `sizes` is `None` when nothing was applied (an invalid
+/// spec): the sizes last reported stay.
+pub fn next(
+    pp: &PixelPipeline,
+    obs: &Observation,
+    sizes: Option<Sizes>,
+    now: &Time,
+) -> PixelPipelineStatus {
+    let previous = pp.status.clone().unwrap_or_default();
+    let pools = sizes.map(|s| s.pools).or(previous.pools);
+    PixelPipelineStatus {
+        observed_generation: pp.metadata.generation,
+        conditions: conditions(obs, &previous.conditions, now),
+        replicas: sizes.map(|s| s.replicas).or(previous.replicas),
+        pools,
+        pool_summary: pools.as_ref().map(summary),
+        ..previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{Problem, Rollout};
+    use k8s_openapi::jiff::Timestamp;
+    use pixelpipe_crds::PoolSizes;
+
+    fn sample() -> PixelPipeline {
+        let mut pp: PixelPipeline =
+            serde_yaml::from_str(include_str!("../../manifests/sample-pixelpipeline.yaml"))
+                .expect("sample parses");
+        pp.metadata.generation = Some(7);
+        pp
+    }
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_800_000_000).expect("time"))
+    }
+
+    #[test]
+    fn the_status_reports_sizes_generation_and_keeps_the_lag_fields() {
+        let mut pp = sample();
+        pp.status = Some(PixelPipelineStatus {
+            lag: Some(1234),
+            oldest_event_age: Some("42s".into()),
+            ..PixelPipelineStatus::default()
+        });
+        let pools = PoolSizes {
+            parse: 1,
+            validate: 2,
+            augment: 3,
+            produce: 4,
+        };
+        let obs = Observation {
+            generation: Some(7),
+            problem: None,
+            rollout: Some(Rollout::default()),
+        };
+        let s = next(&pp, &obs, Some(Sizes { replicas: 3, pools }), &now());
+        assert_eq!(s.observed_generation, Some(7));
+        assert_eq!(s.replicas, Some(3));
+        assert_eq!(s.pools, Some(pools));
+        assert_eq!(s.pool_summary.as_deref(), Some("1/2/3/4"));
+        assert_eq!(s.lag, Some(1234));
+        assert_eq!(s.oldest_event_age.as_deref(), Some("42s"));
+        assert_eq!(s.conditions.len(), 3);
+    }
+
+    #[test]
+    fn an_invalid_spec_keeps_the_last_sizes() {
+        let mut pp = sample();
+        let pools = PoolSizes {
+            parse: 5,
+            validate: 5,
+            augment: 5,
+            produce: 9,
+        };
+        pp.status = Some(PixelPipelineStatus {
+            replicas: Some(4),
+            pools: Some(pools),
+            ..PixelPipelineStatus::default()
+        });
+        let obs = Observation {
+            generation: Some(7),
+            problem: Some(Problem::InvalidSpec("bad".into())),
+            rollout: None,
+        };
+        let s = next(&pp, &obs, None, &now());
+        assert_eq!((s.replicas, s.pools), (Some(4), Some(pools)));
+        assert_eq!(s.pool_summary.as_deref(), Some("5/5/5/9"));
+    }
+
+    #[test]
+    fn reconciling_twice_yields_the_same_status() {
+        let pp = sample();
+        let obs = Observation {
+            generation: Some(7),
+            problem: None,
+            rollout: Some(Rollout::default()),
+        };
+        let sizes = crate::sizes::current(&pp);
+        let first = next(&pp, &obs, Some(sizes), &now());
+        let mut again = pp.clone();
+        again.status = Some(first.clone());
+        let later = Time(Timestamp::from_second(1_800_000_900).expect("time"));
+        assert_eq!(next(&again, &obs, Some(sizes), &later), first);
+    }
+}
