@@ -67,12 +67,17 @@ fn install_crd() {
     );
 }
 
+/// The sample pipeline, without its namespace: each test applies it to its own.
 fn sample() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/sample-pixelpipeline.yaml"
+        "/../manifests/samples/storefront.yaml"
     ))
     .expect("sample exists")
+    .lines()
+    .filter(|l| !l.trim_start().starts_with("namespace:"))
+    .map(|l| format!("{l}\n"))
+    .collect()
 }
 
 fn namespace(name: &str) -> String {

@@ -370,7 +370,7 @@ mod tests {
     use pixelpipe_worker::config::PipelineConfig;
 
     fn sample() -> PixelPipeline {
-        let text = include_str!("../../manifests/sample-pixelpipeline.yaml");
+        let text = include_str!("../../manifests/samples/storefront.yaml");
         let mut pp: PixelPipeline = serde_yaml::from_str(text).expect("sample parses");
         pp.metadata.namespace = Some("shop".into());
         pp.metadata.uid = Some("0d5c-uid".into());

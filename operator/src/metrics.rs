@@ -9,9 +9,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are lower case by convention
 pub enum Outcome {
-    Ok,
-    Error,
+    ok,
+    error,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -21,10 +22,11 @@ pub struct OutcomeLabel {
 
 /// The reconcile step an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are lower case by convention
 pub enum Step {
-    Build,
-    Apply,
-    Status,
+    build,
+    apply,
+    status,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -102,9 +101,9 @@ pub enum Error {
 impl Error {
     fn step(&self) -> Step {
         match self {
-            Error::Build(_) => Step::Build,
-            Error::Apply { .. } => Step::Apply,
-            Error::Status(_) => Step::Status,
+            Error::Build(_) => Step::build,
+            Error::Apply { .. } => Step::apply,
+            Error::Status(_) => Step::status,
         }
     }
 }
@@ -126,14 +125,14 @@ pub async fn reconcile(pp: Arc<PixelPipeline>, ctx: Arc<Context>) -> Result<Acti
             ctx.succeeded(&pp);
             m.reconciles
                 .get_or_create(&OutcomeLabel {
-                    outcome: Outcome::Ok,
+                    outcome: Outcome::ok,
                 })
                 .inc();
         }
         Err(e) => {
             m.reconciles
                 .get_or_create(&OutcomeLabel {
-                    outcome: Outcome::Error,
+                    outcome: Outcome::error,
                 })
                 .inc();
             m.errors.get_or_create(&StepLabel { step: e.step() }).inc();
@@ -169,15 +168,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
             .is_some_and(|c| c.status == "True" && c.message == message);
         if !already_reported {
             tracing::warn!(pipeline = %pp.name_any(), %namespace, %message, "invalid spec");
-            publish(
-                ctx,
-                pp,
-                EventType::Warning,
-                "InvalidSpec",
-                "Validate",
-                message.clone(),
-            )
-            .await;
+            publish(ctx, pp, warning("InvalidSpec", "Validate", message.clone())).await;
         }
         let obs = Observation {
             generation: pp.metadata.generation,
@@ -239,15 +230,16 @@ where
     };
     ctx.metrics.child_writes.inc();
     tracing::info!(pipeline = %pp.name_any(), %namespace, %kind, %name, "{verb}");
-    publish(
-        ctx,
-        pp,
-        EventType::Normal,
-        reason,
-        "Apply",
-        format!("{kind} {name} {verb}"),
-    )
-    .await;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(format!("{kind} {name} {verb}")),
+        action: "Apply".into(),
+        // The child as the related object keeps one Event per child: the
+        // recorder folds Events with the same reason and objects into a series.
+        secondary: Some(stored.object_ref(&())),
+    };
+    publish(ctx, pp, event).await;
     Ok(stored)
 }
 
@@ -286,15 +278,7 @@ async fn write_status(
 
 async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) {
     let message = error.to_string();
-    publish(
-        ctx,
-        pp,
-        EventType::Warning,
-        "ApplyFailed",
-        "Apply",
-        message.clone(),
-    )
-    .await;
+    publish(ctx, pp, warning("ApplyFailed", "Apply", message.clone())).await;
     let Some(namespace) = pp.namespace() else {
         return;
     };
@@ -309,25 +293,21 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
     }
 }
 
-async fn publish(
-    ctx: &Context,
-    pp: &PixelPipeline,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let reference: ObjectReference = pp.object_ref(&());
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        // The Events API caps notes at 1 kB.
-        note: Some(truncate(note, 1000)),
-        action: action.to_string(),
+fn warning(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
         secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+async fn publish(ctx: &Context, pp: &PixelPipeline, mut event: Event) {
+    // The Events API caps notes at 1 kB.
+    event.note = event.note.map(|n| truncate(n, 1000));
+    if let Err(e) = ctx.recorder.publish(&event, &pp.object_ref(&())).await {
+        tracing::warn!(error = %e, reason = %event.reason, "could not publish an Event");
     }
 }
 

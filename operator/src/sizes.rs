@@ -72,7 +72,7 @@ mod tests {
     use pixelpipe_crds::PixelPipelineStatus;
 
     fn sample() -> PixelPipeline {
-        serde_yaml::from_str(include_str!("../../manifests/sample-pixelpipeline.yaml"))
+        serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
             .expect("sample parses")
     }
 

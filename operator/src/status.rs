@@ -37,7 +37,7 @@ mod tests {
 
     fn sample() -> PixelPipeline {
         let mut pp: PixelPipeline =
-            serde_yaml::from_str(include_str!("../../manifests/sample-pixelpipeline.yaml"))
+            serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
                 .expect("sample parses");
         pp.metadata.generation = Some(7);
         pp

@@ -32,7 +32,7 @@ mod tests {
     use super::*;
 
     fn sample() -> PixelPipeline {
-        serde_yaml::from_str(include_str!("../../manifests/sample-pixelpipeline.yaml"))
+        serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
             .expect("sample parses")
     }
 

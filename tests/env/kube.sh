@@ -108,7 +108,7 @@ clusters:
 - name: local
   cluster:
     server: https://127.0.0.1:$api_port
-    insecure-skip-tls-verify: true
+    certificate-authority: $DIR/certs/apiserver.crt
 users:
 - name: admin
   user:

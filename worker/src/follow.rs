@@ -112,7 +112,7 @@ mod tests {
     use pixelpipe_crds::{PixelPipelineStatus, PoolSizes};
 
     fn pipeline(pools: Option<PoolSizes>) -> PixelPipeline {
-        let text = include_str!("../../manifests/sample-pixelpipeline.yaml");
+        let text = include_str!("../../manifests/samples/storefront.yaml");
         let mut pp: PixelPipeline = serde_yaml::from_str(text).expect("sample parses");
         pp.status = Some(PixelPipelineStatus {
             pools,

@@ -1,0 +1,414 @@
+//! The operator against a real kube-apiserver: children with owner references,
+//! status conditions, Events, spec updates, hand edits undone, idempotent
+//! restarts, and invalid specs reported rather than crash-looped.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Operator, client, create, events, eventually, install_crd, namespace, sample};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use pixelpipe_crds::PixelPipeline;
+use pixelpipe_operator::children::CONFIG_HASH_ANNOTATION;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn env_of(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn image_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn hash_of(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+        .unwrap_or_default()
+}
+
+fn condition(pp: &PixelPipeline, type_: &str) -> Option<(String, String, String, Option<i64>)> {
+    let c = pp
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        c.status.clone(),
+        c.reason.clone(),
+        c.message.clone(),
+        c.observed_generation,
+    ))
+}
+
+/// Waits until the status describes the current generation, and returns the pipeline.
+async fn reconciled(api: &Api<PixelPipeline>, name: &str) -> PixelPipeline {
+    eventually(
+        "the status describes the current generation",
+        WAIT,
+        || async {
+            let pp = api.get(name).await.ok()?;
+            let status = pp.status.as_ref()?;
+            (status.observed_generation == pp.metadata.generation
+                && status
+                    .conditions
+                    .iter()
+                    .all(|c| c.observed_generation == pp.metadata.generation)
+                && !status.conditions.is_empty())
+            .then_some(pp)
+        },
+    )
+    .await
+}
+
+async fn resource_versions(client: &Client, ns: &str) -> Vec<String> {
+    let name = "storefront-worker";
+    let rv = |o: Option<String>| o.unwrap_or_default();
+    vec![
+        rv(Api::<PixelPipeline>::namespaced(client.clone(), ns)
+            .get("storefront")
+            .await
+            .expect("pp")
+            .resource_version()),
+        rv(Api::<Deployment>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("deployment")
+            .resource_version()),
+        rv(Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("cm")
+            .resource_version()),
+        rv(Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("sa")
+            .resource_version()),
+        rv(Api::<Role>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("role")
+            .resource_version()),
+        rv(Api::<RoleBinding>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("rb")
+            .resource_version()),
+    ]
+}
+
+#[tokio::test]
+async fn a_pipeline_gets_its_owned_children_and_a_status() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "children").await;
+    let pp = create(&client, &sample(&ns)).await;
+    let uid = pp.uid().expect("uid");
+    let op = Operator::start(&ns, "only");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let d = eventually("the worker Deployment exists", WAIT, || async {
+        deployments
+            .get_opt("storefront-worker")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(image_of(&d), "ghcr.io/pixelpipe/pixelpipe-worker:0.1.0");
+    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    let env = env_of(&d);
+    assert_eq!(env["PIXELPIPE_BOOTSTRAP_SERVERS"], "kafka.kafka.svc:9092");
+    assert_eq!(env["PIXELPIPE_INPUT_TOPIC"], "storefront.events");
+    assert_eq!(env["PIXELPIPE_DEAD_LETTER_TOPIC"], "storefront.events.dlq");
+    assert_eq!(env["PIXELPIPE_GROUP"], format!("pixelpipe.{ns}.storefront"));
+    assert_eq!(env["PIXELPIPE_PIPELINE"], format!("{ns}/storefront"));
+    assert_eq!(env["PIXELPIPE_PRODUCE_WORKERS"], "2");
+    assert_eq!(env["PIXELPIPE_BATCH_MAX_EVENTS"], "250");
+    assert_eq!(hash_of(&d).len(), 64, "config checksum annotation");
+
+    let owners = |m: &ObjectMeta| {
+        let o = &m.owner_references.as_ref().expect("owner references")[0];
+        assert_eq!(
+            (o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
+            ("PixelPipeline", "storefront", uid.as_str())
+        );
+        assert_eq!(o.controller, Some(true));
+    };
+    owners(d.meta());
+    let name = "storefront-worker";
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get(name)
+        .await
+        .expect("ConfigMap");
+    owners(cm.meta());
+    assert!(cm.data.expect("data")["pipeline.yaml"].contains("partner.audiences"));
+    owners(
+        Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+            .get(name)
+            .await
+            .expect("ServiceAccount")
+            .meta(),
+    );
+    let role = Api::<Role>::namespaced(client.clone(), &ns)
+        .get(name)
+        .await
+        .expect("Role");
+    owners(role.meta());
+    assert_eq!(
+        role.rules.expect("rules")[0].resource_names.as_deref(),
+        Some(&["storefront".to_string()][..])
+    );
+    owners(
+        Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .get(name)
+            .await
+            .expect("RoleBinding")
+            .meta(),
+    );
+
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+    let pp = reconciled(&api, "storefront").await;
+    let status = pp.status.clone().expect("status");
+    assert_eq!(status.replicas, Some(1));
+    assert_eq!(status.pool_summary.as_deref(), Some("2/2/2/2"));
+    // No kubelet runs here, so the Deployment never gets pods.
+    let ready = condition(&pp, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "WorkersUnavailable")
+    );
+    assert_eq!(ready.2, "0 of 1 worker pods updated, 0 available");
+    assert_eq!(
+        condition(&pp, "Progressing").expect("Progressing").0,
+        "True"
+    );
+    let degraded = condition(&pp, "Degraded").expect("Degraded");
+    assert_eq!(
+        (degraded.0.as_str(), degraded.1.as_str()),
+        ("False", "AsExpected")
+    );
+
+    let evs = eventually("an Event per created child", WAIT, || async {
+        let evs = events(&client, &ns).await;
+        (evs.iter().filter(|e| e.0 == "Created").count() >= 5).then_some(evs)
+    })
+    .await;
+    for kind in [
+        "Deployment",
+        "ConfigMap",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    ] {
+        let note = format!("{kind} storefront-worker created");
+        assert!(
+            evs.iter().any(|e| e.0 == "Created" && e.1 == note),
+            "no Event {note:?} in {evs:?}"
+        );
+    }
+    assert!(op.metric("pixelpipe_operator_reconciles_total", "outcome=\"ok\"") >= 1.0);
+    assert_eq!(op.metric("pixelpipe_operator_child_writes_total", ""), 5.0);
+    assert!(op.metric("pixelpipe_operator_reconcile_duration_seconds_count", "") >= 1.0);
+    assert_eq!(op.get("/readyz").map(|r| r.0), Some(200));
+}
+
+#[tokio::test]
+async fn spec_changes_flow_down_hand_edits_are_undone_and_restarts_change_nothing() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "updates").await;
+    create(&client, &sample(&ns)).await;
+    let op = Operator::start(&ns, "first");
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    reconciled(&api, "storefront").await;
+    let before = deployments
+        .get("storefront-worker")
+        .await
+        .expect("deployment");
+
+    // A spec change: new image, a partner wants one more event, bigger batches.
+    let change = json!({"spec": {
+        "worker": {"image": "ghcr.io/pixelpipe/pixelpipe-worker:0.2.0"},
+        "batch": {"maxEvents": 500},
+        "partners": [
+            {"name": "ads", "topic": "partner.ads", "events": ["product_added_to_cart", "checkout_started", "checkout_completed", "search_submitted"], "requiredConsent": ["marketing"]},
+            {"name": "insights", "topic": "partner.insights", "events": ["*"], "requiredConsent": ["analytics"]},
+            {"name": "audiences", "topic": "partner.audiences", "events": ["checkout_completed"], "requiredConsent": ["marketing", "saleOfData"]}
+        ]
+    }});
+    api.patch(
+        "storefront",
+        &PatchParams::default(),
+        &Patch::Merge(&change),
+    )
+    .await
+    .expect("spec patched");
+    let after = eventually("the Deployment follows the spec", WAIT, || async {
+        let d = deployments.get("storefront-worker").await.ok()?;
+        (image_of(&d).ends_with(":0.2.0") && env_of(&d)["PIXELPIPE_BATCH_MAX_EVENTS"] == "500")
+            .then_some(d)
+    })
+    .await;
+    assert_ne!(
+        hash_of(&after),
+        hash_of(&before),
+        "a config change rolls the pods"
+    );
+    let cm = maps.get("storefront-worker").await.expect("ConfigMap");
+    assert!(cm.data.expect("data")["pipeline.yaml"].contains("search_submitted"));
+    let pp = reconciled(&api, "storefront").await;
+    assert_eq!(pp.metadata.generation, Some(2));
+    assert!(
+        events(&client, &ns)
+            .await
+            .iter()
+            .any(|e| e.0 == "Updated" && e.1 == "Deployment storefront-worker updated")
+    );
+
+    // Hand edits by another field manager are taken back.
+    let edit = PatchParams::apply("kubectl-edit").force();
+    let mut tampered = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "storefront-worker"},
+        "spec": {"replicas": 9, "template": {"spec": {"containers": [{"name": "worker", "image": "evil:latest"}]}}}
+    });
+    deployments
+        .patch("storefront-worker", &edit, &Patch::Apply(&tampered))
+        .await
+        .expect("hand edit");
+    tampered = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "storefront-worker"}, "data": {"pipeline.yaml": "partners: []"}});
+    maps.patch("storefront-worker", &edit, &Patch::Apply(&tampered))
+        .await
+        .expect("hand edit");
+    eventually("the hand edits are undone", WAIT, || async {
+        let d = deployments.get("storefront-worker").await.ok()?;
+        let cm = maps.get("storefront-worker").await.ok()?;
+        (image_of(&d).ends_with(":0.2.0")
+            && d.spec.as_ref()?.replicas == Some(1)
+            && cm.data?["pipeline.yaml"].contains("search_submitted"))
+        .then_some(())
+    })
+    .await;
+
+    // A restarted operator reconciles everything and writes nothing.
+    assert!(op.sigterm().success(), "a clean shutdown exits 0");
+    let versions = resource_versions(&client, &ns).await;
+    let event_count = events(&client, &ns).await.len();
+    let again = Operator::start(&ns, "second");
+    again.wait_until("the new operator leads", WAIT, || again.is_leader());
+    again.wait_until("it reconciled the pipeline", WAIT, || {
+        again.metric("pixelpipe_operator_reconciles_total", "outcome=\"ok\"") >= 1.0
+    });
+    // Let the watches of every child kind deliver and be reconciled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        resource_versions(&client, &ns).await,
+        versions,
+        "a restart rewrote something"
+    );
+    assert_eq!(
+        again.metric("pixelpipe_operator_child_writes_total", ""),
+        0.0
+    );
+    assert_eq!(
+        events(&client, &ns).await.len(),
+        event_count,
+        "a restart published Events"
+    );
+}
+
+#[tokio::test]
+async fn a_spec_the_schema_accepts_but_workers_cannot_run_is_degraded() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "invalid").await;
+    let mut pp = sample(&ns);
+    // A typo the schema cannot catch: event names are open strings.
+    pp.spec.partners[0].events = vec!["page_veiwed".into()];
+    create(&client, &pp).await;
+    let op = Operator::start(&ns, "only");
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+
+    let pp = reconciled(&api, "storefront").await;
+    let (status, reason, message, _) = condition(&pp, "Degraded").expect("Degraded");
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+    assert!(
+        message.contains("unknown event \"page_veiwed\""),
+        "{message}"
+    );
+    assert_eq!(condition(&pp, "Ready").expect("Ready").0, "False");
+    let evs = eventually("a Warning Event", WAIT, || async {
+        let evs = events(&client, &ns).await;
+        evs.iter().any(|e| e.0 == "InvalidSpec").then_some(evs)
+    })
+    .await;
+    assert!(
+        evs.iter()
+            .any(|e| e.0 == "InvalidSpec" && e.1.contains("page_veiwed"))
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        deployments
+            .get_opt("storefront-worker")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing is built from an invalid spec"
+    );
+    // Waited on, not retried: the reconcile succeeded and the process is well.
+    assert_eq!(
+        op.metric("pixelpipe_operator_reconciles_total", "outcome=\"error\""),
+        0.0
+    );
+    assert!(op.metric("pixelpipe_operator_invalid_specs_total", "") >= 1.0);
+
+    let fix = json!({"spec": {"partners": [
+        {"name": "ads", "topic": "partner.ads", "events": ["page_viewed"], "requiredConsent": ["marketing"]}
+    ], "privacy": {"regionRules": []}}});
+    api.patch("storefront", &PatchParams::default(), &Patch::Merge(&fix))
+        .await
+        .expect("fixed");
+    eventually("the fixed pipeline runs", WAIT, || async {
+        let pp = api.get("storefront").await.ok()?;
+        let d = condition(&pp, "Degraded")?;
+        (d.0 == "False" && d.3 == pp.metadata.generation).then_some(())
+    })
+    .await;
+    assert!(
+        deployments
+            .get_opt("storefront-worker")
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
