@@ -217,7 +217,10 @@ pub struct ReplicasSpec {
     /// Most worker pods.
     #[schemars(range(min = 1))]
     pub max: i32,
-    /// Pods to start with, and the count the scale subresource sets; `min` when omitted.
+    /// Pods to start with; `min` when omitted. The scale subresource
+    /// (`kubectl scale`) sets it. With autoscaling Enabled the operator moves
+    /// the count from here within min and max; with DryRun or Disabled this is
+    /// the count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial: Option<i32>,
 }
@@ -245,7 +248,8 @@ pub struct StagesSpec {
 #[x_kube(validation = Rule::new("self.minWorkers <= self.workers && self.workers <= self.maxWorkers").message("workers must lie between minWorkers and maxWorkers"))]
 #[serde(rename_all = "camelCase")]
 pub struct StagePool {
-    /// Workers to start with.
+    /// Workers to start with. With autoscaling Enabled the operator moves the
+    /// size within minWorkers and maxWorkers; with DryRun or Disabled this is the size.
     #[serde(default = "default_workers")]
     #[schemars(range(min = 1, max = 256))]
     pub workers: i32,
