@@ -8,13 +8,18 @@
 
 pub mod admin;
 pub mod apply;
+pub mod chart;
 pub mod children;
 pub mod cli;
 pub mod conditions;
 pub mod leader;
+pub mod matrix;
 pub mod metrics;
+pub mod policy;
 pub mod reconcile;
+pub mod report;
 pub mod run;
+pub mod simulate;
 pub mod sizes;
 pub mod status;
 pub mod validate;

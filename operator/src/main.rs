@@ -14,5 +14,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => pixelpipe_operator::run::run(args).await,
+        Command::Simulate(args) => pixelpipe_operator::report::simulate(&args),
     }
 }
