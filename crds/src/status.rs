@@ -29,6 +29,12 @@ pub struct PixelPipelineStatus {
     /// Age of the oldest unprocessed event, e.g. `42s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_event_age: Option<String>,
+    /// Events per second arriving on the input topic, over the observation window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<i64>,
+    /// Events per second the workers committed, over the observation window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_rate: Option<i64>,
     /// Met, AtRisk or Breached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_state: Option<String>,

@@ -128,6 +128,19 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
     out
 }
 
+/// Sets one condition, keeping its `lastTransitionTime` if its status is unchanged.
+pub fn set(conditions: &mut Vec<Condition>, mut c: Condition) {
+    match conditions.iter_mut().find(|o| o.type_ == c.type_) {
+        Some(old) => {
+            if old.status == c.status {
+                c.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = c;
+        }
+        None => conditions.push(c),
+    }
+}
+
 /// The condition of a type, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -231,6 +244,29 @@ mod tests {
             at(10),
             "Degraded stayed False"
         );
+    }
+
+    #[test]
+    fn set_replaces_one_condition_and_keeps_its_transition_time() {
+        let slo = |status: &str, at_s: i64, msg: &str| Condition {
+            type_: "SLO".into(),
+            status: status.into(),
+            reason: "Met".into(),
+            message: msg.into(),
+            observed_generation: Some(1),
+            last_transition_time: at(at_s),
+        };
+        let mut cs = conditions(&obs(None, None), &[], &at(1));
+        set(&mut cs, slo("True", 5, "a"));
+        set(&mut cs, slo("True", 9, "b"));
+        let c = find(&cs, "SLO").expect("slo");
+        assert_eq!(
+            (c.message.as_str(), c.last_transition_time.clone()),
+            ("b", at(5))
+        );
+        set(&mut cs, slo("False", 12, "c"));
+        assert_eq!(find(&cs, "SLO").expect("slo").last_transition_time, at(12));
+        assert_eq!(cs.len(), 4);
     }
 
     #[test]

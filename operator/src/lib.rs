@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod autoscale;
 pub mod chart;
 pub mod children;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod conditions;
 pub mod leader;
 pub mod matrix;
 pub mod metrics;
+pub mod observer;
 pub mod policy;
 pub mod reconcile;
 pub mod report;

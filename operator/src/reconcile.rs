@@ -19,10 +19,11 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::apply::{Change, apply};
+use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{DEGRADED, Observation, Problem, Rollout, find};
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
-use crate::sizes;
+use crate::sizes::{self, Sizes};
 
 /// Most pipelines whose failure count is remembered for backoff; beyond it the
 /// counts restart, which only shortens some delays.
@@ -36,6 +37,11 @@ pub struct Context {
     /// Delay before a healthy pipeline is looked at again without a change.
     pub resync: Duration,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Lag observers and policy memory per pipeline. One lock: observations of
+    /// different pipelines take turns (each is bounded by Kafka timeouts).
+    autoscalers: tokio::sync::Mutex<Autoscalers>,
+    /// The policy's clock starts here.
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for Context {
@@ -59,6 +65,8 @@ impl Context {
             metrics,
             resync,
             failures: Mutex::default(),
+            autoscalers: tokio::sync::Mutex::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -175,12 +183,17 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
             problem: Some(Problem::InvalidSpec(message)),
             rollout: None,
         };
-        write_status(pp, ctx, &namespace, &obs, None).await?;
+        write_status(pp, ctx, &namespace, &obs, None, None).await?;
         // Nothing to retry: the next edit of the spec triggers a reconcile.
         return Ok(Action::await_change());
     }
 
-    let sizes = sizes::current(pp);
+    let running = sizes::current(pp);
+    let step = ctx.autoscalers.lock().await.step(pp, ctx.epoch).await;
+    let sizes = step.as_ref().and_then(|s| s.apply).unwrap_or(running);
+    if let Some(step) = &step {
+        autoscaling_events(ctx, pp, step, &running, &sizes).await;
+    }
     apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
@@ -198,8 +211,98 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         problem: None,
         rollout: Some(Rollout::of(&deployment)),
     };
-    write_status(pp, ctx, &namespace, &obs, Some(sizes)).await?;
-    Ok(Action::requeue(ctx.resync))
+    write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
+    Ok(Action::requeue(match step {
+        // Observe again after one interval.
+        Some(_) => {
+            Duration::from_secs_f64(crate::autoscale::tuning(pp).interval.max(1.0)).min(ctx.resync)
+        }
+        None => ctx.resync,
+    }))
+}
+
+/// An Event per scale action (Enabled), per new recommendation (DryRun), and
+/// when Kafka becomes unreachable.
+async fn autoscaling_events(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    step: &ScaleStep,
+    running: &Sizes,
+    sizes: &Sizes,
+) {
+    if let Some(error) = &step.kafka_error {
+        let was_reported = pp
+            .status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, crate::status::LAG_OBSERVED))
+            .is_some_and(|c| c.status == "False");
+        if !was_reported {
+            publish(
+                ctx,
+                pp,
+                warning(
+                    "KafkaUnreachable",
+                    "Observe",
+                    format!("{error}; no scaling on stale data"),
+                ),
+            )
+            .await;
+        }
+        return;
+    }
+    let reason = step
+        .decision
+        .as_ref()
+        .map(|d| d.reason.clone())
+        .unwrap_or_default();
+    if let Some(applied) = &step.apply {
+        let kind = if applied.replicas > running.replicas
+            || (applied.replicas == running.replicas
+                && applied.pools.produce > running.pools.produce)
+        {
+            "ScaledUp"
+        } else {
+            "ScaledDown"
+        };
+        let note = format!(
+            "{reason} ({})",
+            crate::autoscale::change_words(running, sizes)
+        );
+        tracing::info!(pipeline = %pp.name_any(), %note, "{kind}");
+        publish(
+            ctx,
+            pp,
+            Event {
+                type_: EventType::Normal,
+                reason: kind.into(),
+                note: Some(note),
+                action: "Scale".into(),
+                secondary: None,
+            },
+        )
+        .await;
+    } else if let Some(recommended) = &step.recommended {
+        let note = format!(
+            "DryRun, not applied: {reason} ({})",
+            crate::autoscale::change_words(running, recommended)
+        );
+        let already =
+            pp.status.as_ref().and_then(|s| s.last_decision.as_deref()) == Some(note.as_str());
+        if !already {
+            publish(
+                ctx,
+                pp,
+                Event {
+                    type_: EventType::Normal,
+                    reason: "Recommendation".into(),
+                    note: Some(note),
+                    action: "Scale".into(),
+                    secondary: None,
+                },
+            )
+            .await;
+        }
+    }
 }
 
 async fn apply_child<K>(
@@ -251,12 +354,16 @@ async fn write_status(
     namespace: &str,
     obs: &Observation,
     sizes: Option<sizes::Sizes>,
+    step: Option<&ScaleStep>,
 ) -> Result<(), Error> {
     // The API stores whole seconds; a finer time would never compare equal.
     let now = Time(
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now()),
     );
-    let next = crate::status::next(pp, obs, sizes, &now);
+    let mut next = crate::status::next(pp, obs, sizes, &now);
+    if let Some(step) = step {
+        crate::status::autoscaling(&mut next, pp, step, &now);
+    }
     if pp.status.as_ref() == Some(&next) {
         return Ok(());
     }
@@ -288,7 +395,7 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
         rollout: None,
     };
     // Best effort: the API server may be the thing that failed.
-    if let Err(e) = write_status(pp, ctx, &namespace, &obs, None).await {
+    if let Err(e) = write_status(pp, ctx, &namespace, &obs, None, None).await {
         tracing::debug!(error = %e, "could not report the apply failure in the status");
     }
 }

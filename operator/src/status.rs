@@ -2,10 +2,12 @@
 //! the reconcile saw. Fields this step does not own (the lag observer's) are
 //! carried over unchanged.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 
-use crate::conditions::{Observation, conditions};
+use crate::autoscale::{Step, age_text, change_words};
+use crate::conditions::{Observation, conditions, set};
+use crate::policy::SloState;
 use crate::sizes::{Sizes, summary};
 
 /// The next status. `sizes` is `None` when nothing was applied (an invalid
@@ -25,6 +27,81 @@ pub fn next(
         pools,
         pool_summary: pools.as_ref().map(summary),
         ..previous
+    }
+}
+
+/// The condition that says whether lag could be read from Kafka.
+pub const LAG_OBSERVED: &str = "LagObserved";
+/// The SLO condition: True while the oldest event is within the target.
+pub const SLO: &str = "SLO";
+
+/// Adds what an autoscaling step observed and decided to a status.
+pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &Step, now: &Time) {
+    let condition = |type_: &str, ok: bool, reason: &str, message: String| Condition {
+        type_: type_.to_string(),
+        status: if ok { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: pp.metadata.generation,
+        last_transition_time: now.clone(),
+    };
+    if let Some(error) = &step.kafka_error {
+        set(
+            &mut status.conditions,
+            condition(
+                LAG_OBSERVED,
+                false,
+                "KafkaUnreachable",
+                format!("{error}; no scaling on stale data"),
+            ),
+        );
+        return;
+    }
+    if step.lag.is_some() {
+        set(
+            &mut status.conditions,
+            condition(LAG_OBSERVED, true, "Observed", "lag read from Kafka".into()),
+        );
+    }
+    if let Some(lag) = step.lag {
+        status.lag = Some(lag);
+    }
+    if let Some(age) = step.oldest_age {
+        status.oldest_event_age = Some(age_text(age));
+    }
+    if let Some(r) = step.arrival_rate {
+        status.arrival_rate = Some(r.round() as i64);
+    }
+    if let Some(r) = step.processing_rate {
+        status.processing_rate = Some(r.round() as i64);
+    }
+    if let Some(d) = &step.decision {
+        status.slo_state = Some(d.slo.as_str().to_string());
+        let slo = f64::from(pp.spec.slo.max_event_age_seconds);
+        let age = step.oldest_age.unwrap_or(0.0);
+        set(
+            &mut status.conditions,
+            condition(
+                SLO,
+                d.slo == SloState::Met,
+                d.slo.as_str(),
+                format!("oldest event {} of {} SLO", age_text(age), age_text(slo)),
+            ),
+        );
+        let running = crate::sizes::current(pp);
+        if let Some(applied) = &step.apply {
+            status.last_decision = Some(format!(
+                "{} ({})",
+                d.reason,
+                change_words(&running, applied)
+            ));
+        } else if let Some(recommended) = &step.recommended {
+            status.last_decision = Some(format!(
+                "DryRun, not applied: {} ({})",
+                d.reason,
+                change_words(&running, recommended)
+            ));
+        }
     }
 }
 
