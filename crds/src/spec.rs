@@ -362,6 +362,15 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_stabilization")]
     #[schemars(range(min = 0, max = 3600))]
     pub scale_down_stabilization_seconds: i32,
+    /// Seconds a new worker pod takes to start consuming; with the rebalance
+    /// pause and one interval it is the cooldown after a replica change.
+    #[serde(default = "default_pod_start")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub pod_start_seconds: i32,
+    /// Seconds the consumer group pauses to rebalance when members change.
+    #[serde(default = "default_rebalance")]
+    #[schemars(range(min = 0, max = 600))]
+    pub rebalance_seconds: i32,
 }
 
 impl Default for AutoscalingSpec {
@@ -370,6 +379,8 @@ impl Default for AutoscalingSpec {
             mode: AutoscalingMode::default(),
             observation_interval_seconds: default_observation_interval(),
             scale_down_stabilization_seconds: default_stabilization(),
+            pod_start_seconds: default_pod_start(),
+            rebalance_seconds: default_rebalance(),
         }
     }
 }
@@ -379,4 +390,10 @@ fn default_observation_interval() -> i32 {
 }
 fn default_stabilization() -> i32 {
     300
+}
+fn default_pod_start() -> i32 {
+    60
+}
+fn default_rebalance() -> i32 {
+    15
 }

@@ -10,7 +10,7 @@ use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PoolSizes, StagePool};
 
 use crate::children::consumer_group;
 use crate::observer::{History, Observer};
-use crate::policy::{self, Current, Decision, Limits, Policy, Tuning};
+use crate::policy::{self, Current, Decision, Limits, Policy, Tuning, settle};
 use crate::sizes::{self, Sizes};
 
 /// Pipelines whose autoscaling state is kept at most; beyond it the least
@@ -89,9 +89,15 @@ pub fn pools_at(pp: &PixelPipeline, level: f64) -> PoolSizes {
 
 pub fn tuning(pp: &PixelPipeline) -> Tuning {
     let a = &pp.spec.autoscaling;
+    let interval = f64::from(a.observation_interval_seconds.max(1));
     Tuning {
-        interval: f64::from(a.observation_interval_seconds.max(1)),
+        interval,
         scale_down_window: f64::from(a.scale_down_stabilization_seconds.max(0)),
+        settle: settle(
+            f64::from(a.pod_start_seconds.max(0)),
+            f64::from(a.rebalance_seconds.max(0)),
+            interval,
+        ),
         ..Tuning::default()
     }
 }

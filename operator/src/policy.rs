@@ -59,13 +59,21 @@ pub struct Tuning {
     pub interval: f64,
 }
 
+/// The cooldown after a replica change: the pod starts, the group
+/// rebalances, and one interval measures the result.
+pub fn settle(pod_start: f64, rebalance: f64, interval: f64) -> f64 {
+    pod_start + rebalance + interval
+}
+
 impl Default for Tuning {
+    /// The defaults of the CRD: 10 s interval, 300 s stabilization, 60 s pod
+    /// start, 15 s rebalance.
     fn default() -> Self {
         Self {
             target_fraction: 0.5,
             headroom: 1.25,
             scale_down_window: 300.0,
-            settle: 90.0,
+            settle: settle(60.0, 15.0, 10.0),
             interval: 10.0,
         }
     }

@@ -460,6 +460,36 @@ mod tests {
     }
 
     #[test]
+    fn the_hpa_keeps_its_tolerance_window_and_step_limits() {
+        let mut hpa = Hpa {
+            threshold: 1_000.0,
+            metric: 10_500.0,
+            recommendations: VecDeque::new(),
+        };
+        assert_eq!(hpa.sync(0, 10, 96), 10, "within 10 %: no change");
+        hpa.metric = 100_000.0;
+        assert_eq!(hpa.sync(15, 10, 96), 20, "+100 % at most");
+        assert_eq!(hpa.sync(30, 2, 96), 6, "or +4 pods");
+        assert_eq!(hpa.sync(45, 20, 24), 24, "capped at the partitions");
+        hpa.metric = 1_000.0;
+        assert_eq!(
+            hpa.sync(60, 24, 24),
+            24,
+            "a high recommendation 15 s ago holds"
+        );
+        for t in (75..=360).step_by(15) {
+            hpa.sync(t, 24, 24);
+        }
+        assert_eq!(
+            hpa.sync(375, 24, 24),
+            1,
+            "the window passed: down to the lag's count"
+        );
+        hpa.metric = 0.0;
+        assert_eq!(hpa.sync(390, 1, 24), 1, "never below one");
+    }
+
+    #[test]
     fn keda_scales_with_lag_and_pixelpipe_holds_the_flash_sale() {
         let p = Profile::builtin("flash-sale").expect("flash");
         let w = world(5_000.0);

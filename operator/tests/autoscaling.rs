@@ -4,15 +4,19 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Operator, client, create, events, eventually, install_crd, namespace, sample};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(40);
 const EVENTS: i64 = 20_000;
@@ -217,4 +221,271 @@ async fn an_unreachable_broker_is_a_condition_and_an_event_not_a_scale() {
             .then_some(())
     })
     .await;
+}
+
+/// Commits `offsets[p]` for `group` on every partition, as a worker would.
+fn commit(consumer: &BaseConsumer, topic: &str, offsets: &[i64]) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, &o) in offsets.iter().enumerate() {
+        tpl.add_partition_offset(topic, p as i32, Offset::Offset(o))
+            .expect("offset");
+    }
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+fn group_client(group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// Messages round-robin over 4 partitions, message `i` stamped `first_ms + i`.
+fn produce_spread(
+    topic: &str,
+    from: i64,
+    to: i64,
+    first_ms: i64,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+) {
+    for i in from..to {
+        let key = i.to_string();
+        let mut record = BaseRecord::<String, str>::to(topic)
+            .partition((i % 4) as i32)
+            .key(&key)
+            .payload("{}")
+            .timestamp(first_ms + i);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+}
+
+fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+async fn topic_of(topic: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin");
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
+}
+
+/// (total lag, committed offsets per partition) as Kafka's own tool prints them.
+fn kafka_tool_lag(group: &str) -> (i64, Vec<i64>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/env/kafka.sh");
+    let out = std::process::Command::new("bash")
+        .args([script, "lag", group])
+        .output()
+        .expect("kafka.sh lag");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lag = 0;
+    let mut committed = vec![0; 4];
+    for line in text.lines().filter(|l| l.starts_with(group)) {
+        // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let p: usize = cols[2].parse().expect("partition");
+        committed[p] = cols[3].parse().expect("current offset");
+        lag += cols[5].parse::<i64>().expect("lag");
+    }
+    (lag, committed)
+}
+
+#[tokio::test]
+async fn lag_and_oldest_age_match_kafka_and_its_consumer_group_tool() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "exact").await;
+    let topic = format!("{ns}.events");
+    let group = format!("{topic}.group");
+    topic_of(&topic).await;
+    let first_ms = now_ms() - 120_000;
+    produce_spread(&topic, 0, EVENTS, first_ms, &producer());
+    // The workers got through the first 1000 messages of each partition.
+    commit(&group_client(&group), &topic, &[1_000; 4]);
+    let mut pp = pipeline(&ns, &topic, AutoscalingMode::DryRun);
+    pp.spec.kafka.consumer_group = Some(group.clone());
+    create(&client, &pp).await;
+    let _op = Operator::start(&ns, "only");
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+    let (status, read_at) = eventually("the status shows the lag", WAIT, || async {
+        let s = api.get("storefront").await.ok()?.status?;
+        (s.lag == Some(EVENTS - 4_000)).then_some((s, now_ms()))
+    })
+    .await;
+    // The oldest unprocessed message is offset 1000 of partition 0: message 4000.
+    let truth = (read_at - (first_ms + 4_000)) as f64 / 1000.0;
+    let reported = seconds(status.oldest_event_age.as_deref().expect("age"));
+    let (tool_lag, tool_committed) = kafka_tool_lag(&group);
+    assert_eq!(tool_committed, vec![1_000; 4]);
+    assert_eq!(
+        status.lag,
+        Some(tool_lag),
+        "the operator and kafka-consumer-groups disagree"
+    );
+    // Observed at most one interval (1 s) before it was read, in whole seconds.
+    assert!(
+        reported <= truth + 0.5 && reported >= truth - 2.5,
+        "reported {reported} s, truth {truth} s when read (interval 1 s)"
+    );
+}
+
+#[tokio::test]
+async fn replicas_follow_a_backlog_up_and_come_down_after_the_stabilization_window() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "replicas").await;
+    let topic = format!("{ns}.events");
+    let group = format!("{topic}.group");
+    topic_of(&topic).await;
+    let mut pp = pipeline(&ns, &topic, AutoscalingMode::Enabled);
+    pp.spec.kafka.consumer_group = Some(group.clone());
+    pp.spec.replicas.max = 8;
+    // Pools already at their maximum: replicas are the only knob left.
+    for stage in [
+        &mut pp.spec.stages.parse,
+        &mut pp.spec.stages.validate,
+        &mut pp.spec.stages.augment,
+        &mut pp.spec.stages.produce,
+    ] {
+        stage.workers = stage.max_workers;
+    }
+    pp.spec.autoscaling.pod_start_seconds = 0;
+    pp.spec.autoscaling.rebalance_seconds = 0;
+    pp.spec.autoscaling.scale_down_stabilization_seconds = 8;
+    create(&client, &pp).await;
+    let _op = Operator::start(&ns, "only");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+
+    // A stand-in worker group: processes 400 events/s per replica of the
+    // Deployment by committing offsets, while 1000 events/s arrive.
+    let replicas = Arc::new(AtomicI32::new(1));
+    let producing = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let first_ms = now_ms();
+    let producer_thread = {
+        let (topic, producing) = (topic.clone(), producing.clone());
+        std::thread::spawn(move || {
+            let p = producer();
+            let mut sent = 0;
+            let start = Instant::now();
+            while producing.load(Ordering::Relaxed) {
+                let due = (start.elapsed().as_secs_f64() * 1_000.0) as i64;
+                produce_spread(&topic, sent, due, first_ms, &p);
+                sent = due;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let worker_thread = {
+        let (topic, group, replicas, stop) =
+            (topic.clone(), group.clone(), replicas.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c = group_client(&group);
+            let mut done = [0f64; 4];
+            while !stop.load(Ordering::Relaxed) {
+                let step = 400.0 * f64::from(replicas.load(Ordering::Relaxed)) * 0.2 / 4.0;
+                for (p, d) in done.iter_mut().enumerate() {
+                    let (_, high) = c
+                        .fetch_watermarks(&topic, p as i32, Duration::from_secs(5))
+                        .unwrap_or((0, 0));
+                    *d = (*d + step).min(high as f64);
+                }
+                commit(&c, &topic, &done.map(|d| d as i64));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let replicas_of = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let mut peak = 1;
+    let up = eventually(
+        "replicas grow with the backlog",
+        Duration::from_secs(60),
+        || async {
+            let d = deployments.get_opt("storefront-worker").await.ok()??;
+            let n = replicas_of(&d);
+            replicas.store(n.max(1), Ordering::Relaxed);
+            (n >= 3).then_some(n)
+        },
+    )
+    .await;
+    peak = peak.max(up);
+    let events_now = events(&client, &ns).await;
+    let scaled_up = events_now
+        .iter()
+        .find(|e| e.0 == "ScaledUp")
+        .expect("a ScaledUp Event");
+    assert!(scaled_up.1.contains("replicas 1 -> "), "{scaled_up:?}");
+    let status = api
+        .get("storefront")
+        .await
+        .expect("pp")
+        .status
+        .expect("status");
+    assert!(
+        status
+            .last_decision
+            .as_deref()
+            .unwrap_or_default()
+            .contains("above capacity"),
+        "{:?}",
+        status.last_decision
+    );
+
+    // Traffic stops; the workers catch up; replicas come down, but not before the window.
+    producing.store(false, Ordering::Relaxed);
+    producer_thread.join().expect("producer");
+    let caught_up = eventually("the backlog is gone", Duration::from_secs(60), || async {
+        let d = deployments.get_opt("storefront-worker").await.ok()??;
+        replicas.store(replicas_of(&d).max(1), Ordering::Relaxed);
+        let s = api.get("storefront").await.ok()?.status?;
+        (s.lag == Some(0)).then_some(Instant::now())
+    })
+    .await;
+    let down = eventually("replicas come down", Duration::from_secs(60), || async {
+        let d = deployments.get_opt("storefront-worker").await.ok()??;
+        let n = replicas_of(&d);
+        replicas.store(n.max(1), Ordering::Relaxed);
+        (n < peak).then_some(Instant::now())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    worker_thread.join().expect("worker");
+    let waited = down.duration_since(caught_up);
+    println!(
+        "peak {peak} replicas; scaled down {:.1} s after the backlog cleared (window 8 s)",
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited >= Duration::from_secs(6),
+        "scaled down {waited:?} after the backlog cleared, inside the 8 s window"
+    );
+    assert!(
+        events(&client, &ns)
+            .await
+            .iter()
+            .any(|e| e.0 == "ScaledDown")
+    );
 }

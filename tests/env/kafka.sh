@@ -7,6 +7,7 @@
 #                              ports, wait until it answers; writes $PIXELPIPE_RUN/kafka.env
 #   tests/env/kafka.sh stop    stop it and delete its data
 #   tests/env/kafka.sh status  print the bootstrap address if it runs
+#   tests/env/kafka.sh lag G   Kafka's own consumer-group tool: group G's offsets and lag
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -123,10 +124,21 @@ status() {
   sed -n 's/^export //p' "$PIXELPIPE_RUN/kafka.env"
 }
 
+# Kafka's ConsumerGroupCommand (kafka-consumer-groups.sh --describe), for tests
+# that compare their lag numbers with Kafka's.
+lag() {
+  [ -n "${1:-}" ] || die "usage: $0 lag GROUP"
+  local bootstrap
+  bootstrap=${KAFKA_BOOTSTRAP:-$(status | sed -n 's/^KAFKA_BOOTSTRAP=//p')}
+  "$JAVA" -cp "$LIB/*" -Dlog4j2.level=error org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "$bootstrap" --describe --group "$1" 2>/dev/null
+}
+
 case "${1:-}" in
   fetch) fetch ;;
+  lag) lag "${2:-}" ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 fetch|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|lag GROUP" >&2; exit 2 ;;
 esac
