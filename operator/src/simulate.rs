@@ -364,7 +364,14 @@ pub fn simulate(profile: &Profile, world: &World, scaler: Scaler) -> Outcome {
                         if out.reasons.len() == 64 {
                             out.reasons.remove(0);
                         }
-                        out.reasons.push(format!("t={t}s {}", d.reason));
+                        out.reasons.push(format!(
+                            "t={t}s {} (replicas {} -> {}, pool level {:.2} -> {:.2})",
+                            d.reason,
+                            current.replicas,
+                            d.replicas,
+                            current.pool_level,
+                            d.pool_level
+                        ));
                     }
                     pool_level = d.pool_level;
                     Some(d.replicas)
