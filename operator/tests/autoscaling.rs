@@ -29,39 +29,8 @@ fn bootstrap() -> String {
 /// A topic of 4 partitions holding `EVENTS` messages nobody consumed, the
 /// first stamped `first_ms`.
 async fn backlog(topic: &str, first_ms: i64) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin");
-    admin
-        .create_topics(
-            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic");
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for i in 0..EVENTS {
-        let key = i.to_string();
-        let mut record = BaseRecord::<String, str>::to(topic)
-            .key(&key)
-            .payload("{}")
-            .timestamp(first_ms + i / 10);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flushed");
+    topic_of(topic).await;
+    produce_spread(topic, 0, EVENTS, first_ms, &producer());
 }
 
 fn pipeline(ns: &str, topic: &str, mode: AutoscalingMode) -> PixelPipeline {

@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Operator, client, create, events, eventually, install_crd, namespace, sample};
+use common::{
+    Operator, client, create, events, eventually, image_of, install_crd, namespace, sample,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -30,17 +32,6 @@ fn env_of(d: &Deployment) -> BTreeMap<String, String> {
         .flatten()
         .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
         .collect()
-}
-
-fn image_of(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("pod spec")
-        .containers[0]
-        .image
-        .clone()
-        .unwrap_or_default()
 }
 
 fn hash_of(d: &Deployment) -> String {
@@ -321,6 +312,12 @@ async fn spec_changes_flow_down_hand_edits_are_undone_and_restarts_change_nothin
     .await;
 
     // A restarted operator reconciles everything and writes nothing.
+    // Converged: the lag observer has also reported (the sample's broker does not exist).
+    eventually("the lag observer reported", WAIT, || async {
+        let pp = api.get("storefront").await.ok()?;
+        condition(&pp, "LagObserved").map(|_| ())
+    })
+    .await;
     assert!(op.sigterm().success(), "a clean shutdown exits 0");
     let versions = resource_versions(&client, &ns).await;
     let event_count = events(&client, &ns).await.len();

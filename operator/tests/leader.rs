@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Operator, client, create, events, eventually, install_crd, namespace, sample};
+use common::{
+    Operator, client, create, events, eventually, image_of, install_crd, namespace, sample,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -22,12 +24,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .ok()??
         .spec?
         .holder_identity
-}
-
-fn image_of(d: &Deployment) -> Option<String> {
-    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
-        .image
-        .clone()
 }
 
 #[tokio::test]
@@ -96,7 +92,7 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     .expect("patched");
     eventually("replica-b applies the change", WAIT, || async {
         let d = deployments.get("storefront-worker").await.ok()?;
-        (image_of(&d)?.ends_with(":0.3.0")).then_some(())
+        image_of(&d).ends_with(":0.3.0").then_some(())
     })
     .await;
     assert!(
