@@ -28,8 +28,24 @@ pub struct State {
     history: History,
     policy: Policy,
     next_observation: Instant,
+}
+
+impl State {
+    fn fresh(source: (String, String, String), now: Instant) -> Self {
+        Self {
+            observer: None,
+            source,
+            history: History::default(),
+            policy: Policy::default(),
+            next_observation: now,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
     last_seen: Instant,
-    pub last_recommendation: Option<(i32, PoolSizes)>,
+    state: Arc<tokio::sync::Mutex<State>>,
 }
 
 /// What one autoscaling step found and decided.
@@ -50,7 +66,9 @@ pub struct Step {
 /// All pipelines' autoscaling state.
 #[derive(Debug, Default)]
 pub struct Autoscalers {
-    states: HashMap<(String, String), State>,
+    /// Held only to find a pipeline's slot; each pipeline's own lock is held
+    /// through its observation, so a slow broker delays only its pipelines.
+    states: std::sync::Mutex<HashMap<(String, String), Slot>>,
 }
 
 /// Pool level 0..1 of `pools` between each stage's bounds, averaged.
@@ -105,55 +123,46 @@ pub fn tuning(pp: &PixelPipeline) -> Tuning {
 impl Autoscalers {
     /// Observes (if an interval has passed) and decides. `None` when
     /// autoscaling is Disabled.
-    pub async fn step(&mut self, pp: &PixelPipeline, epoch: Instant) -> Option<Step> {
+    pub async fn step(&self, pp: &PixelPipeline, epoch: Instant) -> Option<Step> {
         let mode = pp.spec.autoscaling.mode;
         let key = (
             pp.metadata.namespace.clone().unwrap_or_default(),
             pp.metadata.name.clone().unwrap_or_default(),
         );
-        let now = Instant::now();
-        self.states
-            .retain(|_, s| now.duration_since(s.last_seen) < FORGET_AFTER);
-        if mode == AutoscalingMode::Disabled {
-            self.states.remove(&key);
-            return None;
-        }
-        if self.states.len() >= MAX_PIPELINES && !self.states.contains_key(&key) {
-            let oldest = self
-                .states
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.states.remove(&k);
-            }
-        }
         let k = &pp.spec.kafka;
         let source = (
             k.bootstrap_servers.clone(),
             k.input_topic.clone(),
             consumer_group(pp),
         );
-        let state = self.states.entry(key).or_insert_with(|| State {
-            observer: None,
-            source: source.clone(),
-            history: History::default(),
-            policy: Policy::default(),
-            next_observation: now,
-            last_seen: now,
-            last_recommendation: None,
-        });
-        state.last_seen = now;
-        if state.source != source {
-            *state = State {
-                source: source.clone(),
-                observer: None,
-                history: History::default(),
-                policy: Policy::default(),
-                next_observation: now,
+        let now = Instant::now();
+        let slot = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            states.retain(|_, s| now.duration_since(s.last_seen) < FORGET_AFTER);
+            if mode == AutoscalingMode::Disabled {
+                states.remove(&key);
+                return None;
+            }
+            if states.len() >= MAX_PIPELINES && !states.contains_key(&key) {
+                let oldest = states
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    states.remove(&k);
+                }
+            }
+            let slot = states.entry(key).or_insert_with(|| Slot {
                 last_seen: now,
-                last_recommendation: None,
-            };
+                state: Arc::new(tokio::sync::Mutex::new(State::fresh(source.clone(), now))),
+            });
+            slot.last_seen = now;
+            slot.state.clone()
+        };
+        let mut guard = slot.lock().await;
+        let state = &mut *guard;
+        if state.source != source {
+            *state = State::fresh(source.clone(), now);
         }
         let tuning = tuning(pp);
         let mut step = Step {
@@ -254,7 +263,6 @@ impl Autoscalers {
                 _ => step.recommended = Some(decided),
             }
         }
-        state.last_recommendation = Some((decided.replicas, decided.pools));
         step.decision = Some(decision);
         Some(step)
     }

@@ -37,9 +37,8 @@ pub struct Context {
     /// Delay before a healthy pipeline is looked at again without a change.
     pub resync: Duration,
     failures: Mutex<HashMap<(String, String), u32>>,
-    /// Lag observers and policy memory per pipeline. One lock: observations of
-    /// different pipelines take turns (each is bounded by Kafka timeouts).
-    autoscalers: tokio::sync::Mutex<Autoscalers>,
+    /// Lag observers and policy memory per pipeline.
+    autoscalers: Autoscalers,
     /// The policy's clock starts here.
     epoch: Instant,
 }
@@ -65,7 +64,7 @@ impl Context {
             metrics,
             resync,
             failures: Mutex::default(),
-            autoscalers: tokio::sync::Mutex::default(),
+            autoscalers: Autoscalers::default(),
             epoch: Instant::now(),
         }
     }
@@ -189,7 +188,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }
 
     let running = sizes::current(pp);
-    let step = ctx.autoscalers.lock().await.step(pp, ctx.epoch).await;
+    let step = ctx.autoscalers.step(pp, ctx.epoch).await;
     let sizes = step.as_ref().and_then(|s| s.apply).unwrap_or(running);
     if let Some(step) = &step {
         autoscaling_events(ctx, pp, step, &running, &sizes).await;
