@@ -85,7 +85,7 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
                 SLO,
                 d.slo == SloState::Met,
                 d.slo.as_str(),
-                format!("oldest event {} of {} SLO", age_text(age), age_text(slo)),
+                format!("oldest event {age:.0} s of {slo:.0} s SLO"),
             ),
         );
         let running = crate::sizes::current(pp);
