@@ -10,7 +10,7 @@ use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PoolSizes, StagePool};
 
 use crate::children::consumer_group;
 use crate::observer::{History, Observer};
-use crate::policy::{self, Current, Decision, Limits, Policy, Tuning, settle};
+use crate::policy::{Current, Decision, Limits, Policy, Tuning, settle};
 use crate::sizes::{self, Sizes};
 
 /// Pipelines whose autoscaling state is kept at most; beyond it the least
@@ -301,8 +301,6 @@ pub fn change_words(from: &Sizes, to: &Sizes) -> String {
     }
     parts.join(", ")
 }
-
-pub use policy::SloState;
 
 #[cfg(test)]
 mod tests {
