@@ -60,6 +60,11 @@ pub struct Step {
     pub decision: Option<Decision>,
     /// A recommendation that differs from what runs (DryRun: not applied).
     pub recommended: Option<Sizes>,
+    /// Whether the change (applied or recommended) adds capacity.
+    pub up: bool,
+    /// The decision and what it changes, in words: the status's lastDecision
+    /// and the scale Event's note.
+    pub summary: Option<String>,
     pub kafka_error: Option<String>,
 }
 
@@ -173,6 +178,8 @@ impl Autoscalers {
             processing_rate: None,
             decision: None,
             recommended: None,
+            up: false,
+            summary: None,
             kafka_error: None,
         };
         if now < state.next_observation {
@@ -258,9 +265,19 @@ impl Autoscalers {
             },
         };
         if decided != running {
-            match mode {
-                AutoscalingMode::Enabled => step.apply = Some(decided),
-                _ => step.recommended = Some(decided),
+            let change = change_words(&running, &decided);
+            step.up = decided.replicas > running.replicas
+                || (decided.replicas == running.replicas
+                    && decision.pool_level > current.pool_level);
+            if mode == AutoscalingMode::Enabled {
+                step.apply = Some(decided);
+                step.summary = Some(format!("{} ({change})", decision.reason));
+            } else {
+                step.recommended = Some(decided);
+                step.summary = Some(format!(
+                    "DryRun, not applied: {} ({change})",
+                    decision.reason
+                ));
             }
         }
         step.decision = Some(decision);

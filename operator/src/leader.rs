@@ -89,9 +89,18 @@ pub fn renew_deadline(duration: Duration) -> Duration {
     duration.mul_f64(2.0 / 3.0)
 }
 
+/// How one attempt on the Lease ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// This candidate holds the Lease.
+    Holding,
+    /// Another does: its identity, when known (a lost write race does not say).
+    Standby(Option<String>),
+}
+
 impl Elector {
-    /// One attempt: whether this candidate holds the Lease afterwards.
-    pub async fn try_hold(&self) -> Result<bool, Error> {
+    /// One attempt to take or renew the Lease.
+    pub async fn try_hold(&self) -> Result<Attempt, Error> {
         let now = Timestamp::now();
         let Some(lease) = self.api.get_opt(&self.lease).await? else {
             let fresh = Lease {
@@ -107,19 +116,19 @@ impl Elector {
                     now,
                 )),
             };
-            return lost_race_is_false(self.api.create(&PostParams::default(), &fresh).await);
+            return attempt(self.api.create(&PostParams::default(), &fresh).await);
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let verdict = judge(&spec, &self.identity, now);
-        if let Verdict::Held(_) = verdict {
-            return Ok(false);
+        if let Verdict::Held(holder) = verdict {
+            return Ok(Attempt::Standby(Some(holder)));
         }
         let updated = Lease {
             spec: Some(claimed(&spec, &verdict, &self.identity, self.duration, now)),
             ..lease
         };
         // The resourceVersion read above makes this a compare-and-swap.
-        lost_race_is_false(
+        attempt(
             self.api
                 .replace(&self.lease, &PostParams::default(), &updated)
                 .await,
@@ -131,13 +140,12 @@ impl Elector {
         let mut last_holder = None;
         loop {
             match self.try_hold().await {
-                Ok(true) => {
+                Ok(Attempt::Holding) => {
                     tracing::info!(lease = %self.lease, identity = %self.identity, "acquired the leader Lease");
                     return true;
                 }
-                Ok(false) => {
-                    let holder = self.holder().await;
-                    if holder != last_holder {
+                Ok(Attempt::Standby(holder)) => {
+                    if holder.is_some() && holder != last_holder {
                         tracing::info!(lease = %self.lease, holder = ?holder, "standing by: another replica leads");
                         last_holder = holder;
                     }
@@ -162,8 +170,8 @@ impl Elector {
                 () = tokio::time::sleep(self.renew_every) => {}
             }
             match self.try_hold().await {
-                Ok(true) => renewed = tokio::time::Instant::now(),
-                Ok(false) => {
+                Ok(Attempt::Holding) => renewed = tokio::time::Instant::now(),
+                Ok(Attempt::Standby(_)) => {
                     tracing::error!(lease = %self.lease, "another replica took the leader Lease");
                     return false;
                 }
@@ -207,18 +215,13 @@ impl Elector {
             }
         }
     }
-
-    async fn holder(&self) -> Option<String> {
-        let lease = self.api.get_opt(&self.lease).await.ok()??;
-        lease.spec?.holder_identity
-    }
 }
 
-/// A 409 means another candidate wrote the Lease first.
-fn lost_race_is_false<T>(result: Result<T, Error>) -> Result<bool, Error> {
+/// A written Lease is held; a 409 means another candidate wrote it first.
+fn attempt<T>(result: Result<T, Error>) -> Result<Attempt, Error> {
     match result {
-        Ok(_) => Ok(true),
-        Err(Error::Api(s)) if s.code == 409 => Ok(false),
+        Ok(_) => Ok(Attempt::Holding),
+        Err(Error::Api(s)) if s.code == 409 => Ok(Attempt::Standby(None)),
         Err(e) => Err(e),
     }
 }

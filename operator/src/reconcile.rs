@@ -23,7 +23,7 @@ use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{DEGRADED, Observation, Problem, Rollout, find};
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
-use crate::sizes::{self, Sizes};
+use crate::sizes;
 
 /// Most pipelines whose failure count is remembered for backoff; beyond it the
 /// counts restart, which only shortens some delays.
@@ -191,7 +191,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     let step = ctx.autoscalers.step(pp, ctx.epoch).await;
     let sizes = step.as_ref().and_then(|s| s.apply).unwrap_or(running);
     if let Some(step) = &step {
-        autoscaling_events(ctx, pp, step, &running, &sizes).await;
+        autoscaling_events(ctx, pp, step).await;
     }
     apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
@@ -222,13 +222,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
 
 /// An Event per scale action (Enabled), per new recommendation (DryRun), and
 /// when Kafka becomes unreachable.
-async fn autoscaling_events(
-    ctx: &Context,
-    pp: &PixelPipeline,
-    step: &ScaleStep,
-    running: &Sizes,
-    sizes: &Sizes,
-) {
+async fn autoscaling_events(ctx: &Context, pp: &PixelPipeline, step: &ScaleStep) {
     if let Some(error) = &step.kafka_error {
         let was_reported = pp
             .status
@@ -249,59 +243,29 @@ async fn autoscaling_events(
         }
         return;
     }
-    let reason = step
-        .decision
-        .as_ref()
-        .map(|d| d.reason.clone())
-        .unwrap_or_default();
-    if let Some(applied) = &step.apply {
-        let kind = if applied.replicas > running.replicas
-            || (applied.replicas == running.replicas
-                && applied.pools.produce > running.pools.produce)
-        {
-            "ScaledUp"
-        } else {
-            "ScaledDown"
-        };
-        let note = format!(
-            "{reason} ({})",
-            crate::autoscale::change_words(running, sizes)
-        );
-        tracing::info!(pipeline = %pp.name_any(), %note, "{kind}");
-        publish(
-            ctx,
-            pp,
-            Event {
-                type_: EventType::Normal,
-                reason: kind.into(),
-                note: Some(note),
-                action: "Scale".into(),
-                secondary: None,
-            },
-        )
-        .await;
-    } else if let Some(recommended) = &step.recommended {
-        let note = format!(
-            "DryRun, not applied: {reason} ({})",
-            crate::autoscale::change_words(running, recommended)
-        );
+    let Some(note) = step.summary.clone() else {
+        return;
+    };
+    let reason = if step.apply.is_some() {
+        if step.up { "ScaledUp" } else { "ScaledDown" }
+    } else {
+        // DryRun: one Event per new recommendation, not per observation.
         let already =
             pp.status.as_ref().and_then(|s| s.last_decision.as_deref()) == Some(note.as_str());
-        if !already {
-            publish(
-                ctx,
-                pp,
-                Event {
-                    type_: EventType::Normal,
-                    reason: "Recommendation".into(),
-                    note: Some(note),
-                    action: "Scale".into(),
-                    secondary: None,
-                },
-            )
-            .await;
+        if already {
+            return;
         }
-    }
+        "Recommendation"
+    };
+    tracing::info!(pipeline = %pp.name_any(), %note, "{reason}");
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    publish(ctx, pp, event).await;
 }
 
 async fn apply_child<K>(

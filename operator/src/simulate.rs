@@ -290,7 +290,12 @@ pub fn simulate(profile: &Profile, world: &World, scaler: Scaler) -> Outcome {
     let mut cum = Vec::with_capacity(n);
     let (mut arrived, mut processed, mut committed) = (0.0f64, 0.0f64, 0.0f64);
     let mut oldest = 0usize;
-    let mut history: VecDeque<(f64, f64)> = VecDeque::new();
+    // (arrived, committed) over the last interval, for the observer's rates.
+    let interval = match scaler {
+        Scaler::Pixelpipe(tuning) => tuning.interval.max(1.0) as usize,
+        _ => 1,
+    };
+    let mut history: VecDeque<(f64, f64)> = VecDeque::with_capacity(interval + 2);
     let mut out = Outcome {
         max_age: 0.0,
         seconds_over: 0,
@@ -332,6 +337,9 @@ pub fn simulate(profile: &Profile, world: &World, scaler: Scaler) -> Outcome {
             pods.len() as f64 * STAGES * (POOL_MIN + pool_level * (POOL_MAX - POOL_MIN));
 
         history.push_back((arrived, committed));
+        if history.len() > interval + 1 {
+            history.pop_front();
+        }
         let desired = match scaler {
             Scaler::Static(_) => None,
             Scaler::Keda(_) => {
@@ -341,11 +349,7 @@ pub fn simulate(profile: &Profile, world: &World, scaler: Scaler) -> Outcome {
                 (t % 15 == 0).then(|| hpa.sync(t, pods.len() as i32, ceiling))
             }
             Scaler::Pixelpipe(tuning) => {
-                let interval = tuning.interval.max(1.0) as usize;
                 if t % interval == 0 && t > 0 {
-                    while history.len() > interval + 1 {
-                        history.pop_front();
-                    }
                     let (a0, c0) = history.front().copied().unwrap_or((0.0, 0.0));
                     let span = (history.len() - 1).max(1) as f64;
                     let signals = Signals {
@@ -380,9 +384,6 @@ pub fn simulate(profile: &Profile, world: &World, scaler: Scaler) -> Outcome {
                 }
             }
         };
-        while history.len() > 64 {
-            history.pop_front();
-        }
         if let Some(want) = desired {
             let have = pods.len() as i32;
             if want > have {

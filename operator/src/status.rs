@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 
-use crate::autoscale::{Step, age_text, change_words};
+use crate::autoscale::{Step, age_text};
 use crate::conditions::{Observation, conditions, set};
 use crate::policy::SloState;
 use crate::sizes::{Sizes, summary};
@@ -88,19 +88,8 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
                 format!("oldest event {age:.0} s of {slo:.0} s SLO"),
             ),
         );
-        let running = crate::sizes::current(pp);
-        if let Some(applied) = &step.apply {
-            status.last_decision = Some(format!(
-                "{} ({})",
-                d.reason,
-                change_words(&running, applied)
-            ));
-        } else if let Some(recommended) = &step.recommended {
-            status.last_decision = Some(format!(
-                "DryRun, not applied: {} ({})",
-                d.reason,
-                change_words(&running, recommended)
-            ));
+        if let Some(summary) = &step.summary {
+            status.last_decision = Some(summary.clone());
         }
     }
 }

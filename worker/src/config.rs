@@ -12,15 +12,9 @@ use thiserror::Error;
 
 use crate::routing::{KNOWN_EVENTS, MAX_PARTNERS};
 
-/// A purpose a customer can consent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Purpose {
-    Analytics,
-    Marketing,
-    Preferences,
-    SaleOfData,
-}
+/// The purposes a customer can consent to: one vocabulary for the
+/// PixelPipeline resource and the worker's pipeline file.
+pub use pixelpipe_crds::Purpose;
 
 /// Everything the worker reads from its YAML file.
 #[derive(Debug, Clone, Deserialize)]
