@@ -1,5 +1,5 @@
-//! PNG charts of simulated runs: oldest-event age against the SLO, arrivals,
-//! and replicas over time, one line per policy.
+//! PNG charts: simulated runs (oldest-event age against the SLO, arrivals and
+//! replicas over time, one line per policy) and live runs ([`draw_timeline`]).
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -156,6 +156,120 @@ pub fn draw(path: &Path, title: &str, slo: f64, runs: &[(String, Outcome)]) -> a
     Ok(())
 }
 
+/// One observation of a live pipeline, for [`draw_timeline`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Seconds since the start of the run.
+    pub t: f64,
+    /// Oldest unprocessed event, seconds.
+    pub age: f64,
+    pub arrivals: f64,
+    pub processed: f64,
+    pub replicas: i32,
+    /// Workers over all four stage pools of one replica.
+    pub pool_workers: i32,
+}
+
+/// A labelled, coloured line of a [`draw_timeline`] panel.
+type Line<'a> = (&'a str, RGBColor, &'a dyn Fn(&Point) -> f64);
+
+/// A live run in four panels over seconds: oldest age against the SLO,
+/// arrival and processing rates, pool workers, replicas.
+pub fn draw_timeline(path: &Path, title: &str, slo: f64, points: &[Point]) -> anyhow::Result<()> {
+    register_font()?;
+    let end = points.last().map_or(1.0, |p| p.t.max(1.0));
+    let root = BitMapBackend::new(path, (1200, 1200)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let root = root
+        .titled(title, ("sans-serif", 26))
+        .map_err(|e| anyhow!("{e}"))?;
+    let panels = root.split_evenly((4, 1));
+    let top = |f: &dyn Fn(&Point) -> f64| points.iter().map(f).fold(0.0, f64::max);
+    let panel = |area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+                 caption: &str,
+                 y_max: f64,
+                 lines: &[Line<'_>],
+                 slo_line: Option<f64>|
+     -> anyhow::Result<()> {
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(70)
+            .caption(caption, ("sans-serif", 18))
+            .build_cartesian_2d(0.0..end, 0.0..(y_max * 1.15).max(1.0))
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        if let Some(slo) = slo_line {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, slo), (end, slo)],
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(format!("SLO {slo:.0} s"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+        }
+        for &(label, color, f) in lines {
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.t, f(p))),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(())
+    };
+    panel(
+        &panels[0],
+        "oldest unprocessed event (s)",
+        top(&|p| p.age).max(slo),
+        &[("oldest event age", PALETTE[1], &|p| p.age)],
+        Some(slo),
+    )?;
+    panel(
+        &panels[1],
+        "events/s",
+        top(&|p| p.arrivals.max(p.processed)),
+        &[
+            ("arriving", PALETTE[5], &|p| p.arrivals),
+            ("processed", PALETTE[0], &|p| p.processed),
+        ],
+        None,
+    )?;
+    panel(
+        &panels[2],
+        "pool workers per replica (4 stages)",
+        top(&|p| f64::from(p.pool_workers)),
+        &[("pool workers", PALETTE[2], &|p| f64::from(p.pool_workers))],
+        None,
+    )?;
+    panel(
+        &panels[3],
+        "replicas",
+        top(&|p| f64::from(p.replicas)),
+        &[("replicas", PALETTE[3], &|p| f64::from(p.replicas))],
+        None,
+    )?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +302,30 @@ mod tests {
         let bytes = std::fs::read(&path).expect("written");
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_timeline_is_a_png() {
+        let points: Vec<Point> = (0..100)
+            .map(|i| Point {
+                t: f64::from(i) * 2.0,
+                age: f64::from(i % 30),
+                arrivals: if (30..60).contains(&i) {
+                    2_400.0
+                } else {
+                    800.0
+                },
+                processed: 800.0,
+                replicas: 1 + i32::from((35..70).contains(&i)),
+                pool_workers: 8,
+            })
+            .collect();
+        let path =
+            std::env::temp_dir().join(format!("pixelpipe-timeline-{}.png", std::process::id()));
+        draw_timeline(&path, "live", 60.0, &points).expect("drawn");
+        let bytes = std::fs::read(&path).expect("written");
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         let _ = std::fs::remove_file(path);
     }
 }

@@ -258,11 +258,29 @@ async fn autoscaling_events(ctx: &Context, pp: &PixelPipeline, step: &ScaleStep)
         "Recommendation"
     };
     tracing::info!(pipeline = %pp.name_any(), %note, "{reason}");
+    // The recorder folds Events with the same reason and action into one
+    // series that keeps the first note, so the target sizes go in the action:
+    // each distinct decision stays visible in `kubectl describe`, and only a
+    // repeat of the same target is counted as one.
+    let action = step
+        .apply
+        .as_ref()
+        .or(step.recommended.as_ref())
+        .map_or_else(
+            || "Scale".to_string(),
+            |to| {
+                format!(
+                    "Scale to {} replicas, pools {}",
+                    to.replicas,
+                    crate::sizes::summary(&to.pools)
+                )
+            },
+        );
     let event = Event {
         type_: EventType::Normal,
         reason: reason.into(),
         note: Some(note),
-        action: "Scale".into(),
+        action,
         secondary: None,
     };
     publish(ctx, pp, event).await;

@@ -59,6 +59,11 @@ pub struct Args {
     /// Milliseconds a batch waits to fill after its first event.
     #[arg(long, env = "PIXELPIPE_BATCH_MAX_WAIT_MS", default_value_t = 50)]
     pub batch_max_wait_ms: u64,
+    /// Events per second this worker takes in, at most; unlimited when absent.
+    /// For partners with a rate limit, and for giving a local worker process
+    /// the capacity of a CPU-limited pod.
+    #[arg(long, env = "PIXELPIPE_MAX_EVENTS_PER_SECOND", value_parser = positive_rate)]
+    pub max_events_per_second: Option<f64>,
     /// Jobs each stage's input channel holds.
     #[arg(long, env = "PIXELPIPE_QUEUE_CAPACITY", default_value_t = 4)]
     pub queue_capacity: usize,
@@ -109,6 +114,7 @@ impl Args {
             batching: Batching {
                 max_events: self.batch_max_events,
                 max_wait: Duration::from_millis(self.batch_max_wait_ms),
+                max_events_per_second: self.max_events_per_second,
             },
             queue_capacity: self.queue_capacity,
             max_in_flight_jobs: self.max_in_flight_jobs,
@@ -118,6 +124,15 @@ impl Args {
             admin_addr: Some(self.admin_addr),
             follow: self.pipeline.clone(),
         }
+    }
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of events per second"
+        )),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod loadgen;
 pub mod metrics;
 pub mod offsets;
+pub mod pace;
 pub mod pipeline;
 pub mod pool;
 pub mod routing;

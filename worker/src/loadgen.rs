@@ -231,10 +231,91 @@ fn malform(m: Malformed, json: String, id: &str) -> Vec<u8> {
     }
 }
 
+/// Rates over time: phases of `seconds@events_per_second`, run one after the
+/// other (`30@1000,60@3000,60@1000` is a steady minute, a 3x surge, steady).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    phases: Vec<(f64, f64)>,
+}
+
+impl Schedule {
+    pub fn constant(seconds: f64, per_second: f64) -> Self {
+        Self {
+            phases: vec![(seconds, per_second)],
+        }
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.phases.iter().map(|&(s, _)| s).sum()
+    }
+
+    /// Events due by `elapsed` seconds into the run.
+    pub fn due(&self, elapsed: f64) -> u64 {
+        let mut left = elapsed.max(0.0);
+        let mut due = 0.0;
+        for &(seconds, rate) in &self.phases {
+            let t = left.min(seconds);
+            due += t * rate;
+            left -= t;
+            if left <= 0.0 {
+                break;
+            }
+        }
+        due as u64
+    }
+
+    /// The rate at `elapsed` seconds (0 after the end).
+    pub fn rate_at(&self, elapsed: f64) -> f64 {
+        let mut start = 0.0;
+        for &(seconds, rate) in &self.phases {
+            if elapsed < start + seconds {
+                return rate;
+            }
+            start += seconds;
+        }
+        0.0
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let phases = s
+            .split(',')
+            .map(|phase| {
+                let (seconds, rate) = phase
+                    .trim()
+                    .split_once('@')
+                    .ok_or_else(|| format!("{phase:?} is not SECONDS@EVENTS_PER_SECOND"))?;
+                let number = |v: &str, what: &str| match v.trim().parse::<f64>() {
+                    Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                    _ => Err(format!("{phase:?}: {what} {v:?} is not a number >= 0")),
+                };
+                Ok((number(seconds, "seconds")?, number(rate, "rate")?))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { phases })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::decode;
+
+    #[test]
+    fn a_schedule_runs_its_phases_in_order() {
+        let s: Schedule = "10@100, 5@300,10@100".parse().expect("schedule");
+        assert_eq!(s.seconds(), 25.0);
+        assert_eq!(s.due(5.0), 500);
+        assert_eq!(s.due(12.0), 1_000 + 600);
+        assert_eq!(s.due(100.0), 1_000 + 1_500 + 1_000);
+        assert_eq!(s.rate_at(11.0), 300.0);
+        assert_eq!(s.rate_at(25.0), 0.0);
+        assert!("10x100".parse::<Schedule>().is_err());
+        assert!("10@-1".parse::<Schedule>().is_err());
+    }
 
     fn mix() -> Mix {
         Mix {

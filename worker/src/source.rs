@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::job::{InputMessage, Job, Outcome};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
+use crate::pace::Pacer;
 
 /// Consumer callbacks: commit and forget partitions before they change hands.
 #[derive(Debug)]
@@ -144,6 +145,8 @@ pub async fn run_committer(
 pub struct Batching {
     pub max_events: usize,
     pub max_wait: Duration,
+    /// Intake limit, events per second.
+    pub max_events_per_second: Option<f64>,
 }
 
 /// Consumes into batch jobs until `stop`. Backpressure: a job needs an in-flight
@@ -160,6 +163,7 @@ pub async fn run_source(
     stop: CancellationToken,
 ) {
     let mut next_id = 0u64;
+    let mut pacer = batching.max_events_per_second.map(Pacer::new);
     'jobs: loop {
         let permit = tokio::select! {
             biased;
@@ -205,6 +209,15 @@ pub async fn run_source(
             .filter(|(m, g)| tracker.generation(m.partition) == Some(*g))
             .map(|(m, _)| m)
             .collect();
+        if let Some(pacer) = pacer.as_mut() {
+            let wait = pacer.delay(Instant::now(), messages.len());
+            tokio::select! {
+                biased;
+                // Stopping still hands these messages on, so they are committed.
+                _ = stop.cancelled() => stopping = true,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
         if !messages.is_empty() {
             let id = next_id;
             next_id += 1;

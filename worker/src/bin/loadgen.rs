@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use pixelpipe_worker::kafka::{KafkaSettings, parse_option};
-use pixelpipe_worker::loadgen::{Generator, Kind, Mix};
+use pixelpipe_worker::loadgen::{Generator, Kind, Mix, Schedule};
 use pixelpipe_worker::topics::ensure_topics;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -33,6 +33,10 @@ struct Args {
     /// Seconds to run at --rate.
     #[arg(long)]
     duration_seconds: Option<f64>,
+    /// Rates over time instead of --rate and --duration-seconds: phases of
+    /// SECONDS@EVENTS_PER_SECOND, e.g. 60@1000,120@3000,120@1000.
+    #[arg(long, conflicts_with_all = ["rate", "duration_seconds"])]
+    schedule: Option<Schedule>,
     /// Fraction of events from customers who granted no consent.
     #[arg(long, default_value_t = 0.1)]
     no_consent_share: f64,
@@ -80,8 +84,14 @@ impl ProducerContext for Counting {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.count.is_none() && args.duration_seconds.is_none() {
-        bail!("give --count, --duration-seconds, or both");
+    let schedule = match (&args.schedule, args.rate, args.duration_seconds) {
+        (Some(s), _, _) => Some(s.clone()),
+        (None, Some(rate), Some(seconds)) => Some(Schedule::constant(seconds, rate)),
+        (None, Some(rate), None) => Some(Schedule::constant(f64::INFINITY, rate)),
+        (None, None, _) => None,
+    };
+    if args.count.is_none() && args.duration_seconds.is_none() && args.schedule.is_none() {
+        bail!("give --count, --duration-seconds, --schedule, or a combination");
     }
     let settings = KafkaSettings {
         bootstrap_servers: args.bootstrap_servers.clone(),
@@ -115,17 +125,17 @@ async fn main() -> anyhow::Result<()> {
     let limit = args.count.unwrap_or(u64::MAX);
     let until = args
         .duration_seconds
+        .or(args.schedule.as_ref().map(Schedule::seconds))
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
     let started = Instant::now();
     let (mut sent, mut valid, mut no_consent, mut malformed) = (0u64, 0u64, 0u64, 0u64);
     let mut last_report = Instant::now();
     while sent < limit && until.is_none_or(|u| Instant::now() < u) {
-        if let Some(rate) = args.rate {
-            let due = (started.elapsed().as_secs_f64() * rate) as u64;
-            if sent >= due {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
+        if let Some(schedule) = &schedule
+            && sent >= schedule.due(started.elapsed().as_secs_f64())
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
         }
         let g = generator.next_message();
         match g.kind {

@@ -1,0 +1,10 @@
+//! The whole Pixelpipe story on one machine, with no kubelet: [`runner`]
+//! runs Deployments as local processes; [`story`] drives a flash sale through
+//! a PixelPipeline and checks every event's fate ([`expect`], [`ledger`]);
+//! [`summary`] tells what happened.
+
+pub mod expect;
+pub mod ledger;
+pub mod runner;
+pub mod story;
+pub mod summary;
