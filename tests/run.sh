@@ -50,6 +50,14 @@ results="$PIXELPIPE_RUN/test-output.log"
 mkdir -p "$PIXELPIPE_RUN"
 status=0
 cargo test --workspace --locked "$@" -- --test-threads=1 --nocapture 2>&1 | tee "$results" || status=$?
+# The benchmark's smoke mode (tiny input, one run, about a minute) keeps the
+# benchmark working; the full run is documented in docs/benchmarks.md.
+if [ "$#" -eq 0 ]; then
+  log "benchmark smoke run"
+  "$CARGO_TARGET_DIR/debug/pixelpipe-bench" run --smoke --bootstrap-servers "$KAFKA_BOOTSTRAP" \
+    >"$PIXELPIPE_RUN/bench-smoke.md" || { status=1; log "the benchmark smoke run failed"; }
+  tail -n 12 "$PIXELPIPE_RUN/bench-smoke.md" || true
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
 exit "$status"

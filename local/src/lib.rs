@@ -1,10 +1,9 @@
 //! The whole Pixelpipe story on one machine, with no kubelet: [`runner`]
 //! runs Deployments as local processes; [`story`] drives a flash sale through
-//! a PixelPipeline and checks every event's fate ([`expect`], [`ledger`]);
+//! a PixelPipeline and checks every event's fate ([`expect`]);
 //! [`summary`] tells what happened.
 
 pub mod expect;
-pub mod ledger;
 pub mod runner;
 pub mod story;
 pub mod summary;

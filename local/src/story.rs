@@ -16,13 +16,13 @@ use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
 use pixelpipe_operator::chart::Point;
 use pixelpipe_operator::conditions;
 use pixelpipe_worker::kafka::KafkaSettings;
+use pixelpipe_worker::ledger::{self, Seen};
 use pixelpipe_worker::loadgen::{Generator, Mix};
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::expect::{Fate, fate};
-use crate::ledger::{self, Seen};
 use crate::runner::{self, Runner};
 use crate::summary::{Counts, Report, ScaleEvent, Sent, parse_age};
 

@@ -13,6 +13,7 @@ pub mod event;
 pub mod follow;
 pub mod job;
 pub mod kafka;
+pub mod ledger;
 pub mod loadgen;
 pub mod metrics;
 pub mod offsets;

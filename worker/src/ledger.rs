@@ -1,14 +1,24 @@
 //! What actually is in Kafka after a run: every record of a topic up to its
 //! high watermark, by key (the event id), with how often it appears and when
-//! it was first written.
+//! it was first written. For the demo's and the benchmark's checks.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use pixelpipe_worker::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use thiserror::Error;
+
+use crate::kafka::KafkaSettings;
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error("reading {topic}: {source}")]
+    Kafka { topic: String, source: KafkaError },
+    #[error("reading {0} did not reach its end within 300 s")]
+    Timeout(String),
+}
 
 /// One key's records in a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +29,21 @@ pub struct Seen {
 }
 
 /// Reads `topic` from the beginning to its high watermarks.
-pub fn read(settings: &KafkaSettings, topic: &str) -> anyhow::Result<HashMap<String, Seen>> {
+pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, Seen>, LedgerError> {
+    let kafka = |source| LedgerError::Kafka {
+        topic: topic.to_string(),
+        source,
+    };
     let consumer: BaseConsumer = settings
-        .consumer(&format!("pixelpipe-local-ledger-{}", std::process::id()))
+        .consumer(&format!("pixelpipe-ledger-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .create()
-        .context("creating a reader")?;
+        .map_err(kafka)?;
     let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka)?;
     let partitions: Vec<i32> = metadata
         .topics()
         .first()
@@ -36,26 +52,29 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> anyhow::Result<HashMap<Str
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for &p in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(kafka)?;
         if high > low {
             ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(kafka)?;
         }
     }
     let mut out: HashMap<String, Seen> = HashMap::new();
     if ends.is_empty() {
         return Ok(out);
     }
-    consumer.assign(&tpl)?;
+    consumer.assign(&tpl).map_err(kafka)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     while !ends.is_empty() {
         if Instant::now() > deadline {
-            bail!("reading {topic} did not reach its end within 300 s");
+            return Err(LedgerError::Timeout(topic.to_string()));
         }
         let Some(m) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let m = m.with_context(|| format!("reading {topic}"))?;
+        let m = m.map_err(kafka)?;
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
         let ts = m.timestamp().to_millis().unwrap_or(0);
         out.entry(key)

@@ -1,0 +1,6 @@
+//! `pixelpipe-bench`: the worker against the pass-through ceiling and the
+//! unbounded design ([`designs`]), measured from outside each process by
+//! [`suite`]. Results and the command: docs/benchmarks.md.
+
+pub mod designs;
+pub mod suite;

@@ -1,0 +1,87 @@
+//! Per-event cost of the worker's CPU stages on a typical ~1 KB event:
+//! `cargo bench -p pixelpipe-worker --bench stages`. Augment and serialize are
+//! one function (the partner payload borrows from the event and is written
+//! straight to bytes), so they are measured together, and apart from hashing.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pixelpipe_worker::augment::{partner_payload, sha256_hex};
+use pixelpipe_worker::config::PipelineConfig;
+use pixelpipe_worker::event::decode;
+use pixelpipe_worker::loadgen::{Generator, Kind, Mix};
+use pixelpipe_worker::routing::Router;
+use pixelpipe_worker::time::now_ms;
+use pixelpipe_worker::validate::validate;
+
+fn events() -> Vec<Vec<u8>> {
+    let mut g = Generator::new(Mix {
+        seed: 3,
+        run_id: "bench".into(),
+        no_consent_share: 0.0,
+        malformed_share: 0.0,
+        event_bytes: 1024,
+    });
+    (0..256)
+        .map(|_| g.next_message())
+        .filter(|m| m.kind == Kind::Valid)
+        .map(|m| m.payload)
+        .collect()
+}
+
+fn stages(c: &mut Criterion) {
+    let config = PipelineConfig::parse(include_str!("../examples/pipeline.yaml")).expect("config");
+    let router = Router::new(&config);
+    let payloads = events();
+    let decoded: Vec<_> = payloads
+        .iter()
+        .map(|p| decode(Some(p), 65_536).expect("valid"))
+        .collect();
+    let now = now_ms();
+    let validated: Vec<_> = decoded
+        .iter()
+        .map(|e| validate(e, &router, &config.limits, now).expect("valid"))
+        .collect();
+    let n = payloads.len() as u64;
+
+    let mut group = c.benchmark_group("per event");
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                black_box(decode(Some(black_box(p)), 65_536).ok());
+            }
+        })
+    });
+    group.bench_function("validate", |b| {
+        b.iter(|| {
+            for e in &decoded {
+                black_box(validate(black_box(e), &router, &config.limits, now).ok());
+            }
+        })
+    });
+    group.bench_function("augment and serialize", |b| {
+        b.iter(|| {
+            for (e, v) in decoded.iter().zip(&validated) {
+                black_box(partner_payload(
+                    black_box(e),
+                    v.event_ms,
+                    now,
+                    now,
+                    &config.privacy,
+                ));
+            }
+        })
+    });
+    group.bench_function("hash one identifier", |b| {
+        b.iter(|| {
+            for _ in 0..n {
+                black_box(sha256_hex(black_box("shopper.42@example.com".to_string())));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
