@@ -35,6 +35,13 @@ enum Cmd {
         /// Input events per measurement of the main table.
         #[arg(long, default_value_t = 200_000)]
         events: usize,
+        /// Extra flags for every design under test (the worker's flags), after
+        /// the tuned ones, to try settings: --extra=--batch-max-events=1000.
+        #[arg(long, allow_hyphen_values = true)]
+        extra: Vec<String>,
+        /// Only the designs table.
+        #[arg(long)]
+        designs_only: bool,
     },
     /// One comparison design as a process (the benchmark starts these).
     Design {
@@ -54,12 +61,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             smoke,
             runs,
             events,
+            extra,
+            designs_only,
         } => {
-            let plan = if smoke {
+            let mut plan = if smoke {
                 Plan::smoke(bootstrap_servers)
             } else {
                 Plan::full(bootstrap_servers, runs, events)
             };
+            plan.extra.extend(extra);
+            plan.designs_only = designs_only;
             let ok = suite::run(&plan).await?;
             Ok(if ok {
                 ExitCode::SUCCESS

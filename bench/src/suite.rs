@@ -26,6 +26,10 @@ use tokio::process::{Child, Command};
 use crate::designs::FANOUT_HEADER;
 
 const PIPELINE: &str = include_str!("../pipeline.yaml");
+
+/// Settings every design runs with, from tuning (docs/benchmarks.md): deeper
+/// stage channels and bigger batches than the worker's defaults.
+pub const TUNED: [&str; 2] = ["--queue-capacity=16", "--batch-max-events=500"];
 const PARTNERS: [&str; 3] = ["insights", "ads", "audiences"];
 
 /// What to measure.
@@ -41,6 +45,10 @@ pub struct Plan {
     /// Event sizes, bytes; each run moves about the same number of bytes.
     pub sizes: Vec<usize>,
     pub backlogs: Vec<usize>,
+    /// Extra flags for every design under test.
+    pub extra: Vec<String>,
+    /// Stop after the designs table.
+    pub designs_only: bool,
 }
 
 impl Plan {
@@ -54,6 +62,8 @@ impl Plan {
             partitions: vec![1, 6, 24],
             sizes: vec![256, 1024, 4096],
             backlogs: vec![10_000, 1_000_000],
+            extra: TUNED.map(String::from).to_vec(),
+            designs_only: false,
         }
     }
 
@@ -67,6 +77,8 @@ impl Plan {
             partitions: vec![1, 6],
             sizes: vec![256, 1024],
             backlogs: vec![2_000, 8_000],
+            extra: TUNED.map(String::from).to_vec(),
+            designs_only: false,
         }
     }
 }
@@ -349,6 +361,7 @@ async fn measure(
         "--max-in-flight-jobs",
         &in_flight,
     ])
+    .args(&plan.extra)
     .env("RUST_LOG", "warn")
     .stdin(Stdio::null())
     .stdout(Stdio::null())
@@ -532,6 +545,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
         plan.events
     );
     let input = preload(&plan.kafka, plan.events, 1024, 6).await?;
+    let _ = writeln!(out, "Every design runs with `{}`.\n", plan.extra.join(" "));
     let _ = writeln!(
         out,
         "## Designs ({} events of ~1 KB, 6 partitions, {:.2} partner messages per event; medians of {} runs)\n\n{HEADER}",
@@ -553,6 +567,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     row(&mut out, &Variant::Unbounded.label(), &unbounded, &ceiling);
     delete_topics(&plan.kafka, &[&input.topic]).await;
     let (best_pool, best_m, stages) = best;
+    if plan.designs_only {
+        println!("{out}");
+        return Ok(true);
+    }
 
     let _ = writeln!(
         out,

@@ -108,7 +108,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             } else {
                 Scenario::demo()
             };
-            let report = story::run(&env, &scenario, stop).await?;
+            let report = match story::run(&env, &scenario, stop.clone()).await {
+                Ok(r) => r,
+                Err(_) if stop.is_cancelled() => {
+                    eprintln!("interrupted: every process it started has stopped");
+                    return Ok(ExitCode::from(130));
+                }
+                Err(e) => return Err(e),
+            };
             print!("{}", report.render());
             Ok(
                 if report.counts_reconcile() && report.max_age <= report.slo_seconds {

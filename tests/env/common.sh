@@ -11,6 +11,10 @@ export PIXELPIPE_CACHE PIXELPIPE_RUN
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# Services run under `setsid`: a Ctrl-C in the terminal then reaches the
+# programs using them, which stop first, and the scripts stop the services
+# after them (the background jobs of a script share its process group).
+
 # Prints a TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

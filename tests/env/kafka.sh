@@ -94,7 +94,7 @@ start() {
     { cat "$DIR/format.log" >&2; die "formatting the KRaft storage failed"; }
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$bport"
   # Heap is small on purpose: the machine also runs the workers under test.
-  nohup "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  nohup setsid "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DIR/log4j2.properties" \
     -cp "$cp" kafka.Kafka "$DIR/server.properties" >"$DIR/stdout.log" 2>&1 </dev/null &

@@ -71,7 +71,7 @@ start() {
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
   log "starting etcd $ETCD_VERSION on 127.0.0.1:$etcd_port"
-  nohup "$ETCD" --data-dir "$DIR/etcd" \
+  nohup setsid "$ETCD" --data-dir "$DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "default=http://127.0.0.1:$peer_port" --unsafe-no-fsync \
@@ -86,7 +86,7 @@ start() {
   printf '%s,admin,admin-uid,"system:masters"\n' "$token" >"$DIR/tokens.csv"
 
   log "starting kube-apiserver $KUBE_VERSION on 127.0.0.1:$api_port"
-  nohup "$APISERVER" \
+  nohup setsid "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --cert-dir "$DIR/certs" \
