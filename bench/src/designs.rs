@@ -22,10 +22,9 @@ use pixelpipe_worker::pipeline::Settings;
 use pixelpipe_worker::pool::{Next, Pool, Work};
 use pixelpipe_worker::routing::PartnerSet;
 use pixelpipe_worker::shutdown::Fatal;
-use pixelpipe_worker::sink::{AckShared, Produce, create_producer};
-use pixelpipe_worker::source::{SourceContext, run_committer, run_source};
+use pixelpipe_worker::sink::{AckShared, Produce};
+use pixelpipe_worker::source::{run_committer, run_source};
 use pixelpipe_worker::stages::{Augment, Parse, Validate};
-use rdkafka::consumer::Consumer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -101,20 +100,7 @@ pub async fn run(
     let partners: Vec<String> = config.partners.iter().map(|p| p.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&partners));
     let tracker = Arc::new(OffsetTracker::default());
-    let producer = Arc::new(create_producer(
-        &settings.kafka.producer(&settings.compression),
-    )?);
-    let consumer: Arc<pixelpipe_worker::source::InputConsumer> = Arc::new(
-        settings
-            .kafka
-            .consumer(&settings.group)
-            .create_with_context(SourceContext {
-                topic: settings.input_topic.clone(),
-                tracker: tracker.clone(),
-                metrics: metrics.clone(),
-            })?,
-    );
-    consumer.subscribe(&[&settings.input_topic])?;
+    let (producer, consumer) = pixelpipe_worker::pipeline::connect(&settings, &tracker, &metrics)?;
     let produce = Arc::new(Produce {
         producer,
         partner_topics: config.partners.iter().map(|p| p.topic.clone()).collect(),

@@ -20,8 +20,10 @@ use crate::metrics::{Metrics, StageLabel};
 use crate::offsets::OffsetTracker;
 use crate::pool::{Next, Pool};
 use crate::shutdown::Fatal;
-use crate::sink::{AckShared, Produce, create_producer};
-use crate::source::{Batching, SourceContext, commit_all, run_committer, run_source};
+use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
+use crate::source::{
+    Batching, InputConsumer, SourceContext, commit_all, run_committer, run_source,
+};
 use crate::stages::{Augment, Parse, Validate};
 
 /// Workers per stage.
@@ -216,20 +218,7 @@ pub async fn run(
     let fatal = Fatal::default();
     let health = Arc::new(Health::default());
 
-    let producer = Arc::new(create_producer(
-        &settings.kafka.producer(&settings.compression),
-    )?);
-    let consumer: Arc<crate::source::InputConsumer> = Arc::new(
-        settings
-            .kafka
-            .consumer(&settings.group)
-            .create_with_context(SourceContext {
-                topic: settings.input_topic.clone(),
-                tracker: tracker.clone(),
-                metrics: metrics.clone(),
-            })?,
-    );
-    consumer.subscribe(&[&settings.input_topic])?;
+    let (producer, consumer) = connect(&settings, &tracker, &metrics)?;
 
     let cap = settings.queue_capacity;
     let (parse_tx, parse_rx) = async_channel::bounded(cap);
@@ -407,6 +396,29 @@ pub async fn run(
     } else {
         Exit::Clean
     })
+}
+
+/// The output producer, and the input consumer subscribed to the input topic.
+pub fn connect(
+    settings: &Settings,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<OutputProducer>, Arc<InputConsumer>), rdkafka::error::KafkaError> {
+    let producer = Arc::new(create_producer(
+        &settings.kafka.producer(&settings.compression),
+    )?);
+    let consumer: Arc<InputConsumer> = Arc::new(
+        settings
+            .kafka
+            .consumer(&settings.group)
+            .create_with_context(SourceContext {
+                topic: settings.input_topic.clone(),
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+            })?,
+    );
+    consumer.subscribe(&[&settings.input_topic])?;
+    Ok((producer, consumer))
 }
 
 fn check_size(stage: &str, n: usize, max: usize) -> Result<(), String> {
