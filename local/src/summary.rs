@@ -61,7 +61,8 @@ pub struct Report {
     pub scale: Vec<ScaleEvent>,
     pub sent: Sent,
     pub counts: Counts,
-    pub chart: PathBuf,
+    /// The PNG, unless it could not be drawn (no font).
+    pub chart: Option<PathBuf>,
     /// Worker or operator processes that exited on their own and were restarted.
     pub restarts: u32,
 }
@@ -193,7 +194,14 @@ impl Report {
                 self.restarts
             );
         }
-        let _ = writeln!(out, "  chart: {}", self.chart.display());
+        match &self.chart {
+            Some(path) => {
+                let _ = writeln!(out, "  chart: {}", path.display());
+            }
+            None => {
+                let _ = writeln!(out, "  chart: not drawn (install fonts-dejavu-core)");
+            }
+        }
         out
     }
 }
@@ -254,7 +262,7 @@ mod tests {
                 expected_dead: 1,
                 ..Counts::default()
             },
-            chart: PathBuf::from("x.png"),
+            chart: Some(PathBuf::from("x.png")),
             restarts: 0,
         }
     }
