@@ -248,6 +248,10 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
         env("PIXELPIPE_AUGMENT_WORKERS", stages.augment.workers),
         env("PIXELPIPE_PRODUCE_WORKERS", stages.produce.workers),
         env("PIXELPIPE_MAX_POOL_WORKERS", max_pool),
+        // Jobs in flight bound memory, but a pool worker without a job idles:
+        // twice the largest pool keeps the pools busy as the operator grows
+        // them (the benchmark's finding, docs/benchmarks.md).
+        env("PIXELPIPE_MAX_IN_FLIGHT_JOBS", (2 * max_pool).max(8)),
         env("PIXELPIPE_BATCH_MAX_EVENTS", spec.batch.max_events),
         env("PIXELPIPE_BATCH_MAX_WAIT_MS", spec.batch.max_wait_ms),
         env("PIXELPIPE_ADMIN_ADDR", format!("0.0.0.0:{ADMIN_PORT}")),
@@ -479,6 +483,7 @@ mod tests {
         assert_eq!(env["PIXELPIPE_GROUP"], "pixelpipe.shop.storefront");
         assert_eq!(env["PIXELPIPE_PRODUCE_WORKERS"], "2");
         assert_eq!(env["PIXELPIPE_MAX_POOL_WORKERS"], "32");
+        assert_eq!(env["PIXELPIPE_MAX_IN_FLIGHT_JOBS"], "64");
         assert_eq!(env["PIXELPIPE_CONFIG"], "/etc/pixelpipe/pipeline.yaml");
         let pod = d
             .spec
