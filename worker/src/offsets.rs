@@ -163,6 +163,21 @@ impl OffsetTracker {
         out
     }
 
+    /// A commit of these positions failed (e.g. its group generation ended
+    /// in a rebalance): they go out again with the next commit. Without this
+    /// a partition that receives nothing more would keep a stale committed
+    /// offset, read as lag that never drains.
+    pub fn commit_failed(&self, positions: &[(i32, i64)]) {
+        let mut inner = self.lock();
+        for &(partition, next) in positions {
+            if let Some(p) = inner.partitions.get_mut(&partition)
+                && p.sent == Some(next)
+            {
+                p.sent = None;
+            }
+        }
+    }
+
     /// Every committable position, sent before or not: for synchronous commits.
     pub fn all_committable(&self) -> Vec<(i32, i64)> {
         let inner = self.lock();
@@ -243,6 +258,22 @@ mod tests {
         assert_eq!(t.take_commit(), vec![(0, 15)]);
         assert_eq!(t.all_committable(), vec![(0, 15), (1, 10)]);
         assert_eq!(t.revoke(&[0, 1, 2]), vec![(0, 15), (1, 10)]);
+    }
+
+    #[test]
+    fn a_failed_commit_is_sent_again() {
+        let t = OffsetTracker::default();
+        t.assign(&[0, 1]);
+        let a = t.register(1, &[(0, 9), (1, 4)]);
+        t.complete(1, &a);
+        assert_eq!(t.take_commit(), [(0, 10), (1, 5)]);
+        // Nothing moved: nothing to send.
+        assert!(t.take_commit().is_empty());
+        // The commit of partition 0 failed; a stale failure of an older
+        // position changes nothing.
+        t.commit_failed(&[(0, 10), (1, 3)]);
+        assert_eq!(t.take_commit(), [(0, 10)]);
+        assert!(t.take_commit().is_empty());
     }
 
     proptest! {

@@ -58,9 +58,19 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         self.count_commit(&result);
         if let Err(e) = result {
+            let positions: Vec<(i32, i64)> = offsets
+                .elements()
+                .iter()
+                .filter(|e| e.topic() == self.topic)
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect();
+            self.tracker.commit_failed(&positions);
             tracing::warn!(error = %e, "offset commit failed; it is retried with the next one");
         }
     }

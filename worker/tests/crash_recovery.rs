@@ -116,3 +116,73 @@ fn sigterm_under_load_drains_commits_and_exits_zero() {
     }
     assert!(w.sigterm(Duration::from_secs(30)).success());
 }
+
+/// Fails if a partner topic holds an event it must not have (no consent,
+/// another partner's event, a malformed one).
+fn assert_nothing_unexpected(p: &Pipeline, sent: &[Generated]) {
+    let (ads, insights) = expected_ids(sent);
+    for (topic, want) in [(&p.ads, ads), (&p.insights, insights)] {
+        let counts = key_counts(&read_topic(topic, want.len(), Duration::from_secs(30)));
+        let extra: Vec<&String> = counts
+            .keys()
+            .filter(|id| !want.contains(*id))
+            .take(5)
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{topic}: events shared that must not be, e.g. {extra:?}"
+        );
+    }
+}
+
+#[test]
+fn a_worker_joining_and_leaving_under_load_loses_nothing() {
+    let p = Pipeline::create("rebalance", 6);
+    let sent = generate(&unique("r"), 60_000, 0.1, 0.01, 23);
+    let (first, rest) = sent.split_at(20_000);
+    produce(&p.input, first);
+    // Capped intake keeps both workers busy for the whole test.
+    let cap = [
+        "--max-events-per-second",
+        "4000",
+        "--batch-max-events",
+        "200",
+    ];
+    let a = Worker::start(&p, &cap);
+    let feeder = {
+        let topic = p.input.clone();
+        let rest = rest.to_vec();
+        thread::spawn(move || {
+            for chunk in rest.chunks(4_000) {
+                produce(&topic, chunk);
+                thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    a.wait_until(
+        "the first worker is mid-stream",
+        Duration::from_secs(60),
+        || a.metric("pixelpipe_events_delivered_total") >= 5_000.0,
+    );
+    let b = Worker::start(&p, &cap);
+    b.wait_until(
+        "the second worker took partitions and delivered",
+        Duration::from_secs(60),
+        || b.metric("pixelpipe_events_delivered_total") >= 3_000.0,
+    );
+    assert!(
+        b.sigterm(Duration::from_secs(30)).success(),
+        "the leaving worker drains and exits 0"
+    );
+    feeder.join().expect("feeder");
+    let n = sent.len() as i64;
+    a.wait_until("the rest is processed", Duration::from_secs(120), || {
+        committed(&p.group, &p.input, 6).values().sum::<i64>() >= n
+    });
+    let duplicates = assert_all_delivered(&p, &sent);
+    assert_nothing_unexpected(&p, &sent);
+    println!(
+        "a worker joined and left under load: 0 lost, 0 shared without consent, {duplicates} duplicate partner messages"
+    );
+    assert!(a.sigterm(Duration::from_secs(30)).success());
+}
