@@ -407,21 +407,16 @@ async fn replicas_follow_a_backlog_up_and_come_down_after_the_stabilization_wind
         .find(|e| e.0 == "ScaledUp")
         .expect("a ScaledUp Event");
     assert!(scaled_up.1.contains("replicas 1 -> "), "{scaled_up:?}");
-    let status = api
-        .get("storefront")
-        .await
-        .expect("pp")
-        .status
-        .expect("status");
-    assert!(
-        status
-            .last_decision
-            .as_deref()
-            .unwrap_or_default()
-            .contains("above capacity"),
-        "{:?}",
-        status.last_decision
-    );
+    // The operator resizes the Deployment before it writes the status.
+    eventually(
+        "the status gives the scale-up's reason",
+        Duration::from_secs(10),
+        || async {
+            let s = api.get("storefront").await.ok()?.status?;
+            s.last_decision?.contains("above capacity").then_some(())
+        },
+    )
+    .await;
 
     // Traffic stops; the workers catch up; replicas come down, but not before the window.
     producing.store(false, Ordering::Relaxed);
