@@ -57,6 +57,9 @@ pub const BINARIES: [Binary; 2] = [
     },
 ];
 
+/// Processes per Deployment, at most: one machine, not a cluster.
+pub const MAX_PODS_PER_DEPLOYMENT: usize = 32;
+
 /// `ghcr.io/pixelpipe/pixelpipe-worker:0.1.0` -> the worker binary.
 pub fn binary_for(image: &str) -> Option<Binary> {
     let without_digest = image.split('@').next().unwrap_or(image);
@@ -245,7 +248,12 @@ impl Runner {
                 continue;
             };
             seen.push(name.clone());
-            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+            let declared = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+            if declared > MAX_PODS_PER_DEPLOYMENT && self.warned.insert(format!("{name}/replicas"))
+            {
+                tracing::warn!(deployment = %name, declared, "more replicas than one machine runs; running {MAX_PODS_PER_DEPLOYMENT}");
+            }
+            let want = declared.min(MAX_PODS_PER_DEPLOYMENT);
             let hash = template_hash(template)?;
             self.reap(&name);
             let hashes: Vec<String> = self.pods.get(&name).map_or_else(Vec::new, |ps| {

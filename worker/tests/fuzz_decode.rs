@@ -112,6 +112,13 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 proptest! {
+    // Failures are printed with their minimal input; no regression files
+    // (an integration test has no lib.rs beside it to keep them).
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn arbitrary_bytes_are_judged_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
         judge(&bytes);
