@@ -101,18 +101,18 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(&partners));
     let tracker = Arc::new(OffsetTracker::default());
     let (producer, consumer) = pixelpipe_worker::pipeline::connect(&settings, &tracker, &metrics)?;
-    let produce = Arc::new(Produce {
+    let produce = Arc::new(Produce::new(
         producer,
-        partner_topics: config.partners.iter().map(|p| p.topic.clone()).collect(),
-        dead_letter_topic: settings.dead_letter_topic.clone(),
-        input_topic: settings.input_topic.clone(),
-        shared: Arc::new(AckShared::new(
+        &config,
+        &settings.input_topic,
+        &settings.dead_letter_topic,
+        AckShared::new(
             tracker.clone(),
             metrics.clone(),
             Fatal::default(),
             &partners,
-        )),
-    });
+        ),
+    ));
     let duration = |stage| {
         metrics
             .batch_duration

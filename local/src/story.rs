@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PixelPipelineSpec};
 use pixelpipe_operator::chart::Point;
 use pixelpipe_operator::conditions;
 use pixelpipe_worker::kafka::KafkaSettings;
@@ -242,7 +242,7 @@ pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::R
     );
     let pods = runner.view();
     let runner_task = tokio::spawn(runner.run(runner_stop.clone()));
-    let result = drive(env, sc, &topics, &run_id, &stop, pods).await;
+    let result = drive(env, sc, &topics, &run_id, &pipeline.spec, &stop, pods).await;
     runner_stop.cancel();
     let restarts = runner_task.await.context("the runner panicked")??;
     let mut report = result?;
@@ -388,6 +388,7 @@ async fn drive(
     sc: &Scenario,
     topics: &Topics,
     run_id: &str,
+    spec: &PixelPipelineSpec,
     stop: &CancellationToken,
     pods: tokio::sync::watch::Receiver<Vec<runner::PodInfo>>,
 ) -> anyhow::Result<Report> {
@@ -534,7 +535,7 @@ async fn drive(
     step("load done and drained; reading every topic back to check each event's fate");
     let sent: Sent = serde_json::from_str(&std::fs::read_to_string(&load_out)?)
         .context("reading the load generator's summary")?;
-    let counts = reconcile(env, sc, topics, run_id, &sent).await?;
+    let counts = reconcile(env, sc, topics, run_id, spec, &sent).await?;
     let chart = env.work_dir.join("flash-sale.png");
     // A missing font is no reason to lose the summary.
     let chart = match pixelpipe_operator::chart::draw_timeline(
@@ -604,9 +605,9 @@ async fn reconcile(
     sc: &Scenario,
     topics: &Topics,
     run_id: &str,
+    spec: &PixelPipelineSpec,
     sent: &Sent,
 ) -> anyhow::Result<Counts> {
-    let spec = pipeline(env, sc, topics, run_id)?.spec;
     let kafka = env.kafka.clone();
     let names: Vec<(String, String)> = topics.partners.clone();
     let input = topics.input.clone();
@@ -653,7 +654,7 @@ async fn reconcile(
         if !present.is_empty() {
             c.delivered += 1;
         }
-        match fate(&spec, &g) {
+        match fate(spec, &g) {
             Fate::Delivered(want) => {
                 c.expected_deliveries += want.len() as u64;
                 c.missing += want

@@ -80,14 +80,7 @@ pub struct Shape {
 
 impl Report {
     pub fn shape(&self) -> Shape {
-        let first = self.points.first().copied().unwrap_or(Point {
-            t: 0.0,
-            age: 0.0,
-            arrivals: 0.0,
-            processed: 0.0,
-            replicas: 0,
-            pool_workers: 0,
-        });
+        let first = self.points.first().copied().unwrap_or_default();
         let last = self.points.last().copied().unwrap_or(first);
         Shape {
             first_replicas: first.replicas,

@@ -157,7 +157,7 @@ pub fn draw(path: &Path, title: &str, slo: f64, runs: &[(String, Outcome)]) -> a
 }
 
 /// One observation of a live pipeline, for [`draw_timeline`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Point {
     /// Seconds since the start of the run.
     pub t: f64,

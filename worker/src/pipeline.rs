@@ -231,18 +231,13 @@ pub async fn run(
             .get_or_create(&StageLabel { stage })
             .clone()
     };
-    let produce = Arc::new(Produce {
-        producer: producer.clone(),
-        partner_topics: config.partners.iter().map(|p| p.topic.clone()).collect(),
-        dead_letter_topic: settings.dead_letter_topic.clone(),
-        input_topic: settings.input_topic.clone(),
-        shared: Arc::new(AckShared::new(
-            tracker.clone(),
-            metrics.clone(),
-            fatal.clone(),
-            &partners,
-        )),
-    });
+    let produce = Arc::new(Produce::new(
+        producer.clone(),
+        &config,
+        &settings.input_topic,
+        &settings.dead_letter_topic,
+        AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners),
+    ));
     let sizes = settings.pools.as_array();
     let pools = Arc::new(Pools {
         pools: [

@@ -217,6 +217,26 @@ impl std::fmt::Debug for Produce {
     }
 }
 
+impl Produce {
+    /// The produce stage of a pipeline reading `input_topic` and writing to
+    /// `config`'s partner topics and the dead-letter topic.
+    pub fn new(
+        producer: Arc<OutputProducer>,
+        config: &crate::config::PipelineConfig,
+        input_topic: &str,
+        dead_letter_topic: &str,
+        ack: AckShared,
+    ) -> Self {
+        Self {
+            producer,
+            partner_topics: config.partners.iter().map(|p| p.topic.clone()).collect(),
+            dead_letter_topic: dead_letter_topic.to_string(),
+            input_topic: input_topic.to_string(),
+            shared: Arc::new(ack),
+        }
+    }
+}
+
 impl Work for Produce {
     type In = Job;
     type Out = ();
