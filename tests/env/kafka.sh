@@ -5,9 +5,31 @@
 #   tests/env/kafka.sh fetch   resolve the jars into the cache
 #   tests/env/kafka.sh start   format a fresh node in a temp dir, start it on free
 #                              ports, wait until it answers; writes $PIXELPIPE_RUN/kafka.env
+#                              (a halted node is discarded: start is always fresh)
 #   tests/env/kafka.sh stop    stop it and delete its data
-#   tests/env/kafka.sh status  print the bootstrap address if it runs
+#   tests/env/kafka.sh status  print the kafka.env variables if it runs
+#                              (exit 1 if it does not run or is halted)
+#   tests/env/kafka.sh halt    fault injection: stop the broker process (TERM, then
+#                              KILL) but keep its data, config, ports and kafka.env
+#   tests/env/kafka.sh resume  start the halted node again (same data, config and
+#                              ports) and wait until it answers
 #   tests/env/kafka.sh lag G   Kafka's own consumer-group tool: group G's offsets and lag
+#
+# The node has two client listeners on 127.0.0.1:
+#   PLAINTEXT  no TLS, no authentication; what the tests use by default
+#              (KAFKA_BOOTSTRAP). Inter-broker traffic stays on it.
+#   SASL_SSL   TLS with a self-signed CA made at start (server certificate for
+#              IP:127.0.0.1 and DNS:localhost, so hostname verification passes)
+#              and SCRAM-SHA-512 authentication for one user whose random
+#              password is made at start. No authorizer: any authenticated user
+#              may do anything; a wrong password fails authentication.
+# kafka.env exports:
+#   KAFKA_BOOTSTRAP       127.0.0.1:PORT of the PLAINTEXT listener
+#   KAFKA_SASL_BOOTSTRAP  127.0.0.1:PORT of the SASL_SSL listener
+#   KAFKA_SASL_USERNAME   the SCRAM-SHA-512 user (pixelpipe)
+#   KAFKA_SASL_PASSWORD   its password (hex, fresh at every start)
+#   KAFKA_CA_FILE         absolute path of the CA certificate (PEM), for
+#                         librdkafka's ssl.ca.location
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -30,17 +52,29 @@ fetch() {
   touch "$LIB/.complete"
 }
 
+SASL_USER=pixelpipe
+
 write_config() {
-  local bport=$1 cport=$2
+  local bport=$1 cport=$2 sport=$3
   cat >"$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$bport
+listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport
+advertised.listeners=PLAINTEXT://127.0.0.1:$bport,SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
 controller.quorum.voters=1@127.0.0.1:$cport
+# SASL_SSL: TLS from PEM files (no keystore passwords, no keytool) and
+# SCRAM-SHA-512; the credential is added when the storage is formatted.
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/tls/server.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$DIR/tls/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=none
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+sasl.enabled.mechanisms=SCRAM-SHA-512
 log.dirs=$DIR/data
 num.partitions=6
 auto.create.topics.enable=false
@@ -54,6 +88,9 @@ share.coordinator.state.topic.min.isr=1
 # Tests start consumers right away; the default 3 s delay only slows them.
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=268435456
+# Hostile-input tests send 10 MB payloads, and their dead-letter copies must
+# fit too (the default limit is 1 MB).
+message.max.bytes=16777216
 log.retention.hours=24
 PROPS
   cat >"$DIR/log4j2.properties" <<PROPS
@@ -74,42 +111,96 @@ logger.started.level = info
 PROPS
 }
 
+# A fresh self-signed CA and a server certificate for 127.0.0.1 and localhost,
+# signed by it, in $DIR/tls: ca.pem (what clients trust) and server.pem (the
+# broker's PKCS#8 key followed by its certificate, Kafka's PEM keystore).
+make_tls() {
+  local t="$DIR/tls"
+  mkdir -p "$t"
+  (
+    cd "$t"
+    umask 077
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout ca.key -out ca.pem -days 30 -subj "/CN=pixelpipe test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -keyout server.key -out server.csr -subj "/CN=localhost"
+    cat >server.ext <<EXT
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost
+EXT
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -days 30 -sha256 -extfile server.ext -out server.crt
+    cat server.key server.crt >server.pem
+    chmod 644 ca.pem
+  ) >"$DIR/tls.log" 2>&1 || { cat "$DIR/tls.log" >&2; die "making the TLS certificates failed"; }
+}
+
 start() {
   fetch
-  if [ -f "$DIR/pid" ] && kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then
+  if running; then
     log "Kafka already runs: $(status)"
     return 0
   fi
-  rm -rf "$DIR"
+  rm -rf "$DIR" "$PIXELPIPE_RUN/kafka.env"
   mkdir -p "$DIR/data"
-  local bport cport cluster_id
+  local bport cport sport cluster_id password
   bport=$(free_port)
   cport=$(free_port)
   while [ "$cport" = "$bport" ]; do cport=$(free_port); done
-  write_config "$bport" "$cport"
+  sport=$(free_port)
+  while [ "$sport" = "$bport" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+  make_tls
+  password=$(openssl rand -hex 16)
+  write_config "$bport" "$cport" "$sport"
   local cp="$LIB/*"
   cluster_id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid)
   "$JAVA" -Dlog4j2.configurationFile="$DIR/log4j2.properties" -cp "$cp" \
-    kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 ||
+    kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" \
+    --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$password]" >"$DIR/format.log" 2>&1 ||
     { cat "$DIR/format.log" >&2; die "formatting the KRaft storage failed"; }
-  log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$bport"
+  launch "$bport" "$sport"
+  {
+    printf 'export KAFKA_BOOTSTRAP=127.0.0.1:%s\n' "$bport"
+    printf 'export KAFKA_SASL_BOOTSTRAP=127.0.0.1:%s\n' "$sport"
+    printf 'export KAFKA_SASL_USERNAME=%s\n' "$SASL_USER"
+    printf 'export KAFKA_SASL_PASSWORD=%s\n' "$password"
+    printf 'export KAFKA_CA_FILE=%s\n' "$(cd "$DIR/tls" && pwd)/ca.pem"
+  } >"$PIXELPIPE_RUN/kafka.env"
+  log "Kafka is up: KAFKA_BOOTSTRAP=127.0.0.1:$bport, KAFKA_SASL_BOOTSTRAP=127.0.0.1:$sport (source $PIXELPIPE_RUN/kafka.env)"
+}
+
+# launch BPORT SPORT: runs the node configured in $DIR (formatted already) and
+# waits until both client listeners answer. Used by start and resume.
+launch() {
+  local bport=$1 sport=$2 p
+  for p in "$bport" "$sport"; do
+    if port_open "$p"; then die "port $p of 127.0.0.1 is taken: cannot start Kafka"; fi
+  done
+  # started() looks for the start message of this run only: broker.log keeps
+  # the lines of the runs before a halt.
+  log_from=0
+  if [ -f "$DIR/broker.log" ]; then log_from=$(wc -l <"$DIR/broker.log"); fi
+  log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$bport (SASL_SSL on 127.0.0.1:$sport)"
   # Heap is small on purpose: the machine also runs the workers under test.
   nohup setsid "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$DIR/log4j2.properties" \
-    -cp "$cp" kafka.Kafka "$DIR/server.properties" >"$DIR/stdout.log" 2>&1 </dev/null &
+    -cp "$LIB/*" kafka.Kafka "$DIR/server.properties" >>"$DIR/stdout.log" 2>&1 </dev/null &
   echo $! >"$DIR/pid"
-  if ! wait_for 90 "Kafka" started "$bport"; then
+  if ! wait_for 90 "Kafka" started "$bport" "$sport"; then
     tail -n 40 "$DIR/stdout.log" "$DIR/broker.log" >&2 || true
     die "Kafka did not start within 90 s (logs in $DIR)"
   fi
-  printf 'export KAFKA_BOOTSTRAP=127.0.0.1:%s\n' "$bport" >"$PIXELPIPE_RUN/kafka.env"
-  log "Kafka is up: KAFKA_BOOTSTRAP=127.0.0.1:$bport (source $PIXELPIPE_RUN/kafka.env)"
 }
 
 started() {
   kill -0 "$(cat "$DIR/pid")" || return 1
-  port_open "$1" && grep -q "Kafka Server started" "$DIR/broker.log"
+  port_open "$1" && port_open "$2" &&
+    awk -v from="$log_from" 'NR > from && /Kafka Server started/ { found = 1 } END { exit !found }' "$DIR/broker.log"
 }
 
 stop() {
@@ -118,9 +209,54 @@ stop() {
   rm -rf "$DIR" "$PIXELPIPE_RUN/kafka.env"
 }
 
+running() {
+  local state
+  [ -f "$DIR/pid" ] || return 1
+  state=$(ps -o stat= -p "$(cat "$DIR/pid")" 2>/dev/null) || return 1
+  # A broker that died (kill -9, a crash) stays a zombie until it is reaped.
+  case $state in Z*) return 1 ;; esac
+}
+
+# A node that was started: its config and kafka.env exist (halt keeps them).
+exists() { [ -f "$DIR/server.properties" ] && [ -f "$PIXELPIPE_RUN/kafka.env" ]; }
+
+# A node that was started and then halted: config, data and kafka.env, no process.
+halted() { exists && ! running; }
+
+halt() {
+  exists || die "no Kafka to halt (run $0 start first)"
+  if halted; then
+    log "Kafka is halted already"
+  else
+    log "halting Kafka (data, config, ports and kafka.env are kept)"
+  fi
+  stop_pid "$DIR/pid"
+}
+
+resume() {
+  exists || die "no halted Kafka to resume (run $0 start first)"
+  if ! halted; then
+    log "Kafka already runs: $(status)"
+    return 0
+  fi
+  fetch
+  local bport sport
+  bport=$(sed -n 's/^export KAFKA_BOOTSTRAP=127\.0\.0\.1://p' "$PIXELPIPE_RUN/kafka.env")
+  sport=$(sed -n 's/^export KAFKA_SASL_BOOTSTRAP=127\.0\.0\.1://p' "$PIXELPIPE_RUN/kafka.env")
+  if [ -z "$bport" ] || [ -z "$sport" ]; then die "$PIXELPIPE_RUN/kafka.env lacks the listener ports"; fi
+  launch "$bport" "$sport"
+  log "Kafka is up again: KAFKA_BOOTSTRAP=127.0.0.1:$bport, KAFKA_SASL_BOOTSTRAP=127.0.0.1:$sport"
+}
+
 status() {
-  [ -f "$PIXELPIPE_RUN/kafka.env" ] && [ -f "$DIR/pid" ] && kill -0 "$(cat "$DIR/pid")" 2>/dev/null ||
-    { echo "Kafka is not running" >&2; return 1; }
+  if halted; then
+    echo "Kafka is halted ($0 resume starts it again)" >&2
+    return 1
+  fi
+  if ! exists || ! running; then
+    echo "Kafka is not running" >&2
+    return 1
+  fi
   sed -n 's/^export //p' "$PIXELPIPE_RUN/kafka.env"
 }
 
@@ -140,5 +276,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 fetch|start|stop|status|lag GROUP" >&2; exit 2 ;;
+  halt) halt ;;
+  resume) resume ;;
+  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP" >&2; exit 2 ;;
 esac

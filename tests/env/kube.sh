@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane for tests: etcd and kube-apiserver built from
-# the Go module proxy (no Docker, no release tarballs), started on free ports of
-# 127.0.0.1 with self-signed serving certificates, RBAC, and an admin token.
-# No kubelet, scheduler or controller-manager: objects are stored and validated,
-# Deployments never get Pods.
+# A real Kubernetes control plane for tests: etcd, kube-apiserver and
+# kube-controller-manager built from the Go module proxy (no Docker, no release
+# tarballs), started on free ports of 127.0.0.1 with self-signed serving
+# certificates, RBAC, and an admin token. The controller manager runs only the
+# garbage collector: deleting an owner deletes its dependents (ownerReferences),
+# as in a real cluster. No kubelet, scheduler or other controllers: objects are
+# stored and validated, Deployments never get ReplicaSets or Pods.
 #
-#   tests/env/kube.sh build    build etcd, kube-apiserver and kubectl into the cache
-#   tests/env/kube.sh start    start both; writes $PIXELPIPE_RUN/kube.env (KUBECONFIG,
-#                              and PATH with a kubectl of the same version first)
-#   tests/env/kube.sh stop     stop both and delete their data
-#   tests/env/kube.sh status   print KUBECONFIG if it runs
+#   tests/env/kube.sh build     build etcd, kube-apiserver, kube-controller-manager
+#                               and kubectl into the cache
+#   tests/env/kube.sh start     start them; writes $PIXELPIPE_RUN/kube.env (KUBECONFIG,
+#                               and PATH with a kubectl of the same version first)
+#   tests/env/kube.sh stop      stop them and delete their data
+#   tests/env/kube.sh status    print KUBECONFIG if it runs
+#   tests/env/kube.sh halt-apiserver    stop only kube-apiserver (fault injection;
+#                               etcd, the controller manager and the data stay)
+#   tests/env/kube.sh resume-apiserver  start it again, same flags and port, and
+#                               restart the controller manager
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -23,6 +30,7 @@ BIN="$PIXELPIPE_CACHE/bin"
 APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
 # kubectl goes in a folder of its own so kube.env can put it first on PATH.
 KUBECTL="$BIN/kubectl-$KUBE_VERSION/kubectl"
+CONTROLLER_MANAGER="$BIN/kube-controller-manager-$KUBE_VERSION"
 ETCD="$BIN/etcd-$ETCD_VERSION"
 DIR="$PIXELPIPE_RUN/kube"
 
@@ -53,42 +61,26 @@ build_one() {
 build() {
   build_one "$here/etcd" "$ETCD" "etcd $ETCD_VERSION"
   build_one "$here/kube-apiserver" "$APISERVER" "kube-apiserver $KUBE_VERSION"
+  build_one "$here/kube-apiserver" "$CONTROLLER_MANAGER" "kube-controller-manager $KUBE_VERSION" ./kube-controller-manager
   build_one "$here/kube-apiserver" "$KUBECTL" "kubectl $KUBE_VERSION" ./kubectl
 }
 
-start() {
-  build
-  if [ -f "$DIR/apiserver.pid" ] && kill -0 "$(cat "$DIR/apiserver.pid")" 2>/dev/null; then
-    log "control plane already runs"
-    return 0
-  fi
-  rm -rf "$DIR"
-  mkdir -p "$DIR/etcd" "$DIR/certs"
-  local etcd_port peer_port api_port token
-  etcd_port=$(free_port)
-  peer_port=$(free_port)
-  api_port=$(free_port)
-  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
-  log "starting etcd $ETCD_VERSION on 127.0.0.1:$etcd_port"
-  nohup setsid "$ETCD" --data-dir "$DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "default=http://127.0.0.1:$peer_port" --unsafe-no-fsync \
-    >"$DIR/etcd.log" 2>&1 </dev/null &
-  echo $! >"$DIR/etcd.pid"
-  wait_for 30 etcd curl -sf "http://127.0.0.1:$etcd_port/health" ||
-    { tail -n 20 "$DIR/etcd.log" >&2; die "etcd did not start"; }
+admin_token() { cut -d, -f1 "$DIR/tokens.csv"; }
 
-  # Service-account token signing keys, and a static admin token.
-  openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
-  printf '%s,admin,admin-uid,"system:masters"\n' "$token" >"$DIR/tokens.csv"
+kc() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" "$@"; }
 
-  log "starting kube-apiserver $KUBE_VERSION on 127.0.0.1:$api_port"
+# The one way kube-apiserver is started, by start and by resume-apiserver: the
+# ports come from $DIR/ports.env, everything else (certificates, keys, tokens,
+# data in etcd) is already in $DIR.
+start_apiserver() {
+  # shellcheck source=/dev/null
+  . "$DIR/ports.env"
+  log "starting kube-apiserver $KUBE_VERSION on 127.0.0.1:$API_PORT"
   nohup setsid "$APISERVER" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
     --cert-dir "$DIR/certs" \
     --token-auth-file "$DIR/tokens.csv" \
     --authorization-mode RBAC \
@@ -98,8 +90,112 @@ start() {
     --service-account-signing-key-file "$DIR/sa.key" \
     --allow-privileged=true \
     --enable-priority-and-fairness=false \
-    >"$DIR/apiserver.log" 2>&1 </dev/null &
+    >>"$DIR/apiserver.log" 2>&1 </dev/null &
   echo $! >"$DIR/apiserver.pid"
+}
+
+wait_apiserver() {
+  if ! wait_for 90 kube-apiserver ready "$API_PORT" "$(admin_token)"; then
+    tail -n 40 "$DIR/apiserver.log" >&2
+    die "kube-apiserver did not become ready within 90 s (logs in $DIR)"
+  fi
+}
+
+# Only the garbage collector, and nothing it does not need:
+#   --controllers garbagecollector  the alias of garbage-collector-controller; no
+#                                   service-account token controller, no
+#                                   Deployment controller (Deployments still get
+#                                   no Pods)
+#   --leader-elect=false            one instance; no Lease in kube-system, and no
+#                                   exit when the API server is away longer than
+#                                   the renew deadline (halt-apiserver)
+#   --secure-port 0                 no HTTPS (/healthz, /metrics) server: its
+#                                   default port, 10257, would be the same for
+#                                   every control plane on the machine
+# It authenticates with the admin token (system:masters; without
+# --use-service-account-credentials every controller uses this kubeconfig).
+start_controller_manager() {
+  cp "$DIR/kubeconfig" "$DIR/controller-manager.kubeconfig"
+  log "starting kube-controller-manager $KUBE_VERSION (garbage collector only)"
+  nohup setsid "$CONTROLLER_MANAGER" \
+    --kubeconfig "$DIR/controller-manager.kubeconfig" \
+    --controllers garbagecollector \
+    --leader-elect=false \
+    --secure-port 0 \
+    >>"$DIR/controller-manager.log" 2>&1 </dev/null &
+  echo $! >"$DIR/controller-manager.pid"
+  local t0=$SECONDS
+  if ! gc_works; then
+    tail -n 40 "$DIR/controller-manager.log" >&2
+    die "the garbage collector did not delete a dependent within 60 s (logs in $DIR)"
+  fi
+  log "the garbage collector works ($((SECONDS - t0)) s after kube-controller-manager started)"
+}
+
+# Ready means working: a dependent ConfigMap in kube-system is deleted by the
+# garbage collector after its owner is.
+gc_works() {
+  local owner=pixelpipe-gc-probe child=pixelpipe-gc-probe-dependent uid i out
+  wait_for 30 kube-system kc get namespace kube-system || return 1
+  kc -n kube-system delete configmap "$owner" "$child" --ignore-not-found --wait=false >/dev/null || return 1
+  uid=$(kc -n kube-system create configmap "$owner" -o jsonpath='{.metadata.uid}') || return 1
+  kc -n kube-system create -f - >/dev/null <<CHILD || return 1
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: $child
+  ownerReferences:
+  - {apiVersion: v1, kind: ConfigMap, name: $owner, uid: "$uid"}
+CHILD
+  kc -n kube-system delete configmap "$owner" --wait=false >/dev/null || return 1
+  for ((i = 0; i < 120; i++)); do
+    running controller-manager || return 1
+    if out=$(kc -n kube-system get configmap "$child" --ignore-not-found -o name) && [ -z "$out" ]; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  return 1
+}
+
+start() {
+  build
+  if running apiserver && [ -f "$PIXELPIPE_RUN/kube.env" ]; then
+    if running controller-manager; then
+      log "control plane already runs"
+    else
+      # Started by an older kube.sh, or the controller manager died.
+      start_controller_manager
+    fi
+    return 0
+  fi
+  # Whatever is left of a failed or halted one (etcd, the controller manager).
+  stop
+  mkdir -p "$DIR/etcd" "$DIR/certs"
+  local token
+  ETCD_PORT=$(free_port)
+  PEER_PORT=$(free_port)
+  API_PORT=$(free_port)
+  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # What start_apiserver, and so resume-apiserver, reads.
+  printf 'ETCD_PORT=%s\nPEER_PORT=%s\nAPI_PORT=%s\n' "$ETCD_PORT" "$PEER_PORT" "$API_PORT" >"$DIR/ports.env"
+
+  log "starting etcd $ETCD_VERSION on 127.0.0.1:$ETCD_PORT"
+  nohup setsid "$ETCD" --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
+    --initial-cluster "default=http://127.0.0.1:$PEER_PORT" --unsafe-no-fsync \
+    >"$DIR/etcd.log" 2>&1 </dev/null &
+  echo $! >"$DIR/etcd.pid"
+  wait_for 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health" ||
+    { tail -n 20 "$DIR/etcd.log" >&2; die "etcd did not start"; }
+
+  # Service-account token signing keys, and a static admin token.
+  openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
+  printf '%s,admin,admin-uid,"system:masters"\n' "$token" >"$DIR/tokens.csv"
+
+  start_apiserver
 
   cat >"$DIR/kubeconfig" <<KUBECONFIG
 apiVersion: v1
@@ -107,7 +203,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://127.0.0.1:$API_PORT
     certificate-authority: $DIR/certs/apiserver.crt
 users:
 - name: admin
@@ -118,12 +214,49 @@ contexts:
   context: {cluster: local, user: admin, namespace: default}
 current-context: local
 KUBECONFIG
-  if ! wait_for 90 kube-apiserver ready "$api_port" "$token"; then
-    tail -n 40 "$DIR/apiserver.log" >&2
-    die "kube-apiserver did not become ready within 90 s (logs in $DIR)"
-  fi
+  wait_apiserver
+  start_controller_manager
   printf 'export KUBECONFIG=%s\nexport PATH=%s:"$PATH"\n' "$DIR/kubeconfig" "$(dirname "$KUBECTL")" >"$PIXELPIPE_RUN/kube.env"
   log "control plane is up: KUBECONFIG=$DIR/kubeconfig (source $PIXELPIPE_RUN/kube.env)"
+}
+
+# Fault injection: the API server goes away at once, as if it crashed: SIGKILL,
+# so its port closes and every open connection breaks now. (On SIGTERM it stops
+# listening but keeps serving the watches it has open, for up to a minute.)
+# etcd (and so every object), the certificates, the token and the controller
+# manager stay.
+halt_apiserver() {
+  [ -f "$DIR/ports.env" ] || die "no control plane with a $DIR/ports.env (start it with this kube.sh)"
+  running apiserver || { log "kube-apiserver is not running"; return 0; }
+  log "halting kube-apiserver"
+  local pid i
+  pid=$(cat "$DIR/apiserver.pid")
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$DIR/apiserver.pid"
+}
+
+resume_apiserver() {
+  [ -f "$DIR/ports.env" ] || die "no control plane with a $DIR/ports.env (start it with this kube.sh)"
+  if running apiserver; then
+    log "kube-apiserver already runs"
+    return 0
+  fi
+  running etcd || die "etcd is not running; stop and start the control plane"
+  # shellcheck source=/dev/null
+  . "$DIR/ports.env"
+  port_open "$API_PORT" && die "127.0.0.1:$API_PORT is taken by another process"
+  start_apiserver
+  wait_apiserver
+  log "kube-apiserver is back on 127.0.0.1:$API_PORT"
+  # The garbage collector's informers back off while the API server is away and
+  # then saw new objects only 50 to 100 s after it was back (5 and 30 s outages);
+  # a new controller manager collects garbage within a second.
+  stop_pid "$DIR/controller-manager.pid"
+  start_controller_manager
 }
 
 ready() {
@@ -133,6 +266,7 @@ ready() {
 
 stop() {
   [ -d "$DIR" ] && log "stopping the control plane"
+  stop_pid "$DIR/controller-manager.pid"
   stop_pid "$DIR/apiserver.pid"
   stop_pid "$DIR/etcd.pid"
   rm -rf "$DIR" "$PIXELPIPE_RUN/kube.env"
@@ -149,5 +283,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 build|start|stop|status" >&2; exit 2 ;;
+  halt-apiserver) halt_apiserver ;;
+  resume-apiserver) resume_apiserver ;;
+  *) echo "usage: $0 build|start|stop|status|halt-apiserver|resume-apiserver" >&2; exit 2 ;;
 esac

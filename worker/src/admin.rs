@@ -75,10 +75,13 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.health.ready() {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    match s.health.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

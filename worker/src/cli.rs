@@ -79,6 +79,15 @@ pub struct Args {
     /// Compression codec for partner topics (none, gzip, snappy, lz4, zstd).
     #[arg(long, env = "PIXELPIPE_COMPRESSION", default_value = "lz4")]
     pub compression: String,
+    /// Sends of one refused output (partner or dead letter), the first
+    /// included, before the worker stops without committing its input. Between
+    /// attempts the job holds its slot, so intake slows instead of buffering.
+    #[arg(long, env = "PIXELPIPE_DELIVERY_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_attempts: u32,
+    /// Longest wait between two attempts of one output, in seconds; the waits
+    /// double from half a second.
+    #[arg(long, env = "PIXELPIPE_DELIVERY_MAX_BACKOFF_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_max_backoff_seconds: u64,
     /// Extra librdkafka property for every client, as key=value; repeatable.
     #[arg(long = "kafka-option", env = "PIXELPIPE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
@@ -121,6 +130,11 @@ impl Args {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             compression: self.compression.clone(),
+            delivery_retry: crate::retry::RetryPolicy {
+                max_attempts: self.delivery_attempts,
+                max_backoff: Duration::from_secs(self.delivery_max_backoff_seconds),
+                ..crate::retry::RetryPolicy::default()
+            },
             admin_addr: Some(self.admin_addr),
             follow: self.pipeline.clone(),
         }

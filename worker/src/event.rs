@@ -127,16 +127,41 @@ pub struct Event {
 /// Deepest object/array nesting accepted anywhere in an event.
 pub const MAX_DEPTH: usize = 32;
 
-/// The deepest nesting of `[` and `{` outside strings; stops counting past
-/// [`MAX_DEPTH`].
-fn nesting_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in bytes {
+/// What a single pass over the raw text finds that serde_json does not check
+/// in the parts it skips (unknown fields) or keeps raw (`data`).
+#[derive(Debug, PartialEq, Eq)]
+enum Structure {
+    Fine,
+    /// Nesting of `[` and `{` outside strings went past [`MAX_DEPTH`].
+    TooDeep,
+    /// A `\u` escape of half a surrogate pair, at this byte: not a character,
+    /// and many partners' parsers reject or mangle it.
+    LoneSurrogate(usize),
+}
+
+fn scan(bytes: &[u8]) -> Structure {
+    let (mut depth, mut in_string) = (0usize, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
         if in_string {
             match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
                 b'"' => in_string = false,
+                b'\\' if bytes.get(i) == Some(&b'u') => {
+                    let at = i - 1;
+                    match surrogate(bytes, i + 1) {
+                        Some(High)
+                            if surrogate(bytes, i + 7) == Some(Low)
+                                && bytes.get(i + 5..i + 7) == Some(b"\\u") =>
+                        {
+                            i += 11
+                        }
+                        Some(_) => return Structure::LoneSurrogate(at),
+                        None => i += 5,
+                    }
+                }
+                b'\\' => i += 1,
                 _ => {}
             }
             continue;
@@ -145,18 +170,32 @@ fn nesting_depth(bytes: &[u8]) -> usize {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > max {
-                    max = depth;
-                    if max > MAX_DEPTH {
-                        return max;
-                    }
+                if depth > MAX_DEPTH {
+                    return Structure::TooDeep;
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }
-    max
+    Structure::Fine
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Half {
+    High,
+    Low,
+}
+use Half::{High, Low};
+
+/// Which half of a surrogate pair the four hex digits at `at` encode, if any.
+fn surrogate(bytes: &[u8], at: usize) -> Option<Half> {
+    let hex = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+    match u16::from_str_radix(hex, 16).ok()? {
+        0xD800..=0xDBFF => Some(High),
+        0xDC00..=0xDFFF => Some(Low),
+        _ => None,
+    }
 }
 
 /// Decodes one message payload into an [`Event`].
@@ -177,13 +216,22 @@ pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejecti
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    if nesting_depth(bytes) > MAX_DEPTH {
-        // serde_json skips unknown fields and raw `data` without a depth limit;
-        // partners should not receive what would overflow their parsers.
-        return Err(Rejection::new(
-            DeadReason::MalformedJson,
-            format!("nesting deeper than {MAX_DEPTH} levels"),
-        ));
+    // serde_json skips unknown fields and keeps `data` raw without a depth
+    // limit or a surrogate check; partners should not receive either.
+    match scan(bytes) {
+        Structure::Fine => {}
+        Structure::TooDeep => {
+            return Err(Rejection::new(
+                DeadReason::MalformedJson,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        Structure::LoneSurrogate(at) => {
+            return Err(Rejection::new(
+                DeadReason::MalformedJson,
+                format!("unpaired surrogate escape at byte {at}"),
+            ));
+        }
     }
     serde_json::from_str::<Event>(text).map_err(|e| {
         let reason = match e.classify() {
@@ -264,12 +312,32 @@ mod tests {
     }
 
     #[test]
-    fn measures_nesting_outside_strings() {
-        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[["}]}"#), 3);
-        assert_eq!(nesting_depth(br#"{"a":"\"[[["}"#), 1);
+    fn counts_nesting_outside_strings_only() {
+        let deep = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(scan(deep(MAX_DEPTH).as_bytes()), Structure::Fine);
+        assert_eq!(scan(deep(MAX_DEPTH + 1).as_bytes()), Structure::TooDeep);
+        let in_string = format!("{{\"a\":\"{}\"}}", "[".repeat(100));
+        assert_eq!(scan(in_string.as_bytes()), Structure::Fine);
+        let escaped_quote = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(100));
+        assert_eq!(scan(escaped_quote.as_bytes()), Structure::Fine);
+    }
+
+    #[test]
+    fn finds_unpaired_surrogates_and_accepts_pairs() {
+        assert_eq!(scan(br#"["\ud83d\ude00"]"#), Structure::Fine);
         assert_eq!(
-            nesting_depth(b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["),
-            MAX_DEPTH + 1
+            scan(br#"["\\ud800"]"#),
+            Structure::Fine,
+            "an escaped backslash"
+        );
+        assert_eq!(scan(br#"["x\ud800"]"#), Structure::LoneSurrogate(3));
+        assert_eq!(scan(br#"["\ude00\ud83d"]"#), Structure::LoneSurrogate(2));
+        assert_eq!(scan(br#"["\ud83d\n"]"#), Structure::LoneSurrogate(2));
+        assert_eq!(scan(br#"["\ud83d"#), Structure::LoneSurrogate(2));
+        assert_eq!(
+            scan(br#"["\u00e9\u"]"#),
+            Structure::Fine,
+            "serde_json rejects the short one"
         );
     }
 
@@ -280,5 +348,28 @@ mod tests {
             reason(bad.as_bytes()),
             DeadReason::MalformedJson | DeadReason::Schema
         ));
+        // `data` is forwarded as raw text and unknown fields are skipped: a lone
+        // surrogate there would reach partners' parsers unchecked.
+        for (field, text) in [
+            ("data", "\\udc00"),
+            ("data", "a\\ud800b"),
+            ("data", "\\ud800\\u0041"),
+            ("extra", "\\ud83d"),
+        ] {
+            let bad = if field == "data" {
+                GOOD.replace("\"id\":\"p1\"", &format!("\"id\":\"{text}\""))
+            } else {
+                GOOD.replace("\"ignored\"", &format!("\"{text}\""))
+            };
+            assert_ne!(bad, GOOD);
+            assert_eq!(
+                reason(bad.as_bytes()),
+                DeadReason::MalformedJson,
+                "{text} in {field}"
+            );
+        }
+        // A proper pair (an emoji) is fine anywhere.
+        let pair = GOOD.replace("\"id\":\"p1\"", "\"id\":\"\\ud83d\\ude00\"");
+        assert!(decode(Some(pair.as_bytes()), 64 * 1024).is_ok());
     }
 }

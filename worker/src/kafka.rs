@@ -62,6 +62,10 @@ impl KafkaSettings {
             .set("compression.type", compression)
             .set("queue.buffering.max.messages", "200000")
             .set("queue.buffering.max.kbytes", "65536")
+            // A dead letter is a copy of its input, which may be as large as
+            // the broker accepts; a smaller producer limit would refuse it for
+            // good and stall the partition. Matches tests/env/kafka.sh.
+            .set("message.max.bytes", "16777216")
             // Outlives a broker restart; a delivery that still fails stops the
             // worker without committing, so the input is read again.
             .set("message.timeout.ms", "120000");

@@ -20,6 +20,7 @@ pub mod offsets;
 pub mod pace;
 pub mod pipeline;
 pub mod pool;
+pub mod retry;
 pub mod routing;
 pub mod shutdown;
 pub mod sink;

@@ -36,6 +36,11 @@ pub struct PartnerLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartnerReasonLabel {
     pub partner: String,
     pub reason: &'static str,
@@ -57,6 +62,8 @@ pub struct Metrics {
     pub partner_messages: Family<PartnerLabel, Counter>,
     pub partner_refused: Family<PartnerReasonLabel, Counter>,
     pub delivery_failures: Counter,
+    pub delivery_retries: Family<TopicLabel, Counter>,
+    pub outputs_retrying: Gauge,
     pub commits: Family<OutcomeLabel, Counter>,
     pub consumer_errors: Counter,
     pub batch_duration: Family<StageLabel, Histogram, fn() -> Histogram>,
@@ -83,6 +90,8 @@ impl Metrics {
             partner_messages: Family::default(),
             partner_refused: Family::default(),
             delivery_failures: Counter::default(),
+            delivery_retries: Family::default(),
+            outputs_retrying: Gauge::default(),
             commits: Family::default(),
             consumer_errors: Counter::default(),
             batch_duration: Family::new_with_constructor(batch_histogram),
@@ -125,8 +134,18 @@ impl Metrics {
         );
         registry.register(
             "delivery_failures",
-            "Outputs the broker did not acknowledge; their input is never committed",
+            "Output sends the broker refused (each is retried within a bound, or its input is never committed)",
             m.delivery_failures.clone(),
+        );
+        registry.register(
+            "delivery_retries",
+            "Refused outputs sent again, by topic",
+            m.delivery_retries.clone(),
+        );
+        registry.register(
+            "outputs_retrying",
+            "Outputs refused at least once and not yet acknowledged; the worker is not ready while any are",
+            m.outputs_retrying.clone(),
         );
         registry.register("commits", "Offset commits by outcome", m.commits.clone());
         registry.register(

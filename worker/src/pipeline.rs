@@ -150,6 +150,8 @@ pub struct Settings {
     pub commit_interval: Duration,
     pub shutdown_grace: Duration,
     pub compression: String,
+    /// How often, and how patiently, a refused output is sent again.
+    pub delivery_retry: crate::retry::RetryPolicy,
     pub admin_addr: Option<SocketAddr>,
     /// The PixelPipeline whose status pool sizes to follow, if any.
     pub follow: Option<crate::follow::PipelineRef>,
@@ -158,15 +160,38 @@ pub struct Settings {
 /// Liveness and readiness for the probes.
 #[derive(Debug, Default)]
 pub struct Health {
-    ready: AtomicBool,
+    running: AtomicBool,
+    /// Outputs the broker refused and that wait for another attempt.
+    retrying: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Health {
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    fn new(retrying: prometheus_client::metrics::gauge::Gauge) -> Self {
+        Self {
+            running: AtomicBool::new(false),
+            retrying,
+        }
     }
-    fn set_ready(&self, v: bool) {
-        self.ready.store(v, Ordering::Relaxed);
+
+    /// Why the worker is not ready, or `None` when it is.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.running.load(Ordering::Relaxed) {
+            return Some("not running".into());
+        }
+        match self.retrying.get() {
+            0 => None,
+            n => Some(format!(
+                "{n} outputs refused by the broker are being retried; intake is held back"
+            )),
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.not_ready().is_none()
+    }
+
+    fn set_running(&self, v: bool) {
+        self.running.store(v, Ordering::Relaxed);
     }
 }
 
@@ -216,7 +241,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(&partners));
     let tracker = Arc::new(OffsetTracker::default());
     let fatal = Fatal::default();
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health::new(metrics.outputs_retrying.clone()));
 
     let (producer, consumer) = connect(&settings, &tracker, &metrics)?;
 
@@ -236,7 +261,8 @@ pub async fn run(
         &config,
         &settings.input_topic,
         &settings.dead_letter_topic,
-        AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners),
+        AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners)
+            .with_retry(settings.delivery_retry),
     ));
     let sizes = settings.pools.as_array();
     let pools = Arc::new(Pools {
@@ -328,7 +354,7 @@ pub async fn run(
         settings.commit_interval,
         stop_committer.clone(),
     ));
-    health.set_ready(true);
+    health.set_running(true);
     tracing::info!(
         topic = %settings.input_topic,
         group = %settings.group,
@@ -340,7 +366,7 @@ pub async fn run(
         _ = shutdown => tracing::info!("shutting down: draining in-flight jobs"),
         _ = fatal.wait() => {}
     }
-    health.set_ready(false);
+    health.set_running(false);
     stop_fetching.cancel();
     stop_following.cancel();
     if let Some(f) = follower {

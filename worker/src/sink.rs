@@ -1,23 +1,25 @@
 //! The produce stage: partner messages and dead letters out, acknowledgements
 //! in. A job's offsets are released for commit only when the broker has
-//! acknowledged every one of its outputs.
+//! acknowledged every one of its outputs. An output the broker refuses is sent
+//! again within [`RetryPolicy`]'s bound, holding its job's in-flight slot.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::Rejection;
 use crate::job::{InputMessage, Job, Outcome};
-use crate::metrics::{DeadLabel, Metrics, PartnerLabel, ReasonLabel};
+use crate::metrics::{DeadLabel, Metrics, PartnerLabel, ReasonLabel, TopicLabel};
 use crate::offsets::{Claim, OffsetTracker};
 use crate::pool::Work;
+use crate::retry::{RetryPolicy, retriable};
 use crate::routing::DropReason;
 use crate::shutdown::Fatal;
 use crate::time::now_ms;
@@ -33,12 +35,137 @@ pub struct DeliveryContext;
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Arc<JobAck>;
+    type DeliveryOpaque = Box<Output>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, ack: Arc<JobAck>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, output: Box<Output>) {
         match result {
-            Ok(_) => ack.settle(),
-            Err((err, _)) => ack.fail(err),
+            Ok(_) => output.delivered(),
+            Err((err, msg)) => output.refused(err, OwnedRecord::from_message(msg)),
+        }
+    }
+}
+
+/// One output record in librdkafka's hands: its job, and how many times it
+/// was refused before.
+#[derive(Debug)]
+pub struct Output {
+    ack: Arc<JobAck>,
+    refusals: u32,
+}
+
+impl Output {
+    fn delivered(self) {
+        if self.refusals > 0 {
+            self.ack.shared.metrics.outputs_retrying.dec();
+        }
+        self.ack.settle();
+    }
+
+    /// Sends `record` again after a backoff, or fails the job when the error
+    /// cannot pass or the attempts are spent.
+    fn refused(self, err: &KafkaError, record: OwnedRecord) {
+        let shared = self.ack.shared.clone();
+        let m = &shared.metrics;
+        m.delivery_failures.inc();
+        let refusals = self.refusals + 1;
+        let backoff = if retriable(err) {
+            shared.retry.backoff(refusals)
+        } else {
+            None
+        };
+        let resend = backoff.and_then(|wait| Some((wait, shared.resender()?)));
+        let Some((wait, (producer, runtime))) = resend else {
+            if self.refusals > 0 {
+                m.outputs_retrying.dec();
+            }
+            self.ack.fail(err, &record.topic, refusals);
+            return;
+        };
+        if self.refusals == 0 {
+            m.outputs_retrying.inc();
+        }
+        m.delivery_retries
+            .get_or_create(&TopicLabel {
+                topic: record.topic.clone(),
+            })
+            .inc();
+        if !self.ack.retrying.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                job = self.ack.job,
+                topic = %record.topic,
+                error = %err,
+                attempt = refusals,
+                ?wait,
+                "output refused; sending it again (the job holds its slot, so intake slows)"
+            );
+        }
+        let output = Box::new(Output {
+            ack: self.ack,
+            refusals,
+        });
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            enqueue(&producer, record.as_base(output)).await;
+        });
+    }
+}
+
+/// A refused record, owned, so it can be sent again.
+#[derive(Debug)]
+pub struct OwnedRecord {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+}
+
+impl OwnedRecord {
+    fn from_message(msg: &BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: msg.topic().to_string(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec),
+            headers: msg.headers().map(|h| h.detach()),
+        }
+    }
+
+    fn from_record(r: &BaseRecord<'_, [u8], [u8], Box<Output>>) -> Self {
+        Self {
+            topic: r.topic.to_string(),
+            key: r.key.map(<[u8]>::to_vec),
+            payload: r.payload.map(<[u8]>::to_vec),
+            headers: r.headers.clone(),
+        }
+    }
+
+    fn as_base(&self, output: Box<Output>) -> BaseRecord<'_, [u8], [u8], Box<Output>> {
+        let mut r = BaseRecord::with_opaque_to(&self.topic, output);
+        r.key = self.key.as_deref();
+        r.payload = self.payload.as_deref();
+        r.headers = self.headers.clone();
+        r
+    }
+}
+
+/// Hands one record to librdkafka without waiting for its delivery. Waits only
+/// while the producer's queue is full, which is backpressure; any other error
+/// is a refusal, handled like a failed delivery.
+async fn enqueue(producer: &OutputProducer, mut record: BaseRecord<'_, [u8], [u8], Box<Output>>) {
+    let started = Instant::now();
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                if started.elapsed() < QUEUE_FULL_PATIENCE =>
+            {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err((err, back)) => {
+                let owned = OwnedRecord::from_record(&back);
+                back.delivery_opaque.refused(&err, owned);
+                return;
+            }
         }
     }
 }
@@ -58,6 +185,10 @@ pub struct AckShared {
     pub fatal: Fatal,
     partner_messages: Vec<Counter>,
     dropped: Vec<Counter>,
+    retry: RetryPolicy,
+    /// Where refused outputs are sent again from: the producer (weak, since the
+    /// producer holds these acks) and the runtime. Unset, a refusal is final.
+    resend: OnceLock<(Weak<OutputProducer>, tokio::runtime::Handle)>,
 }
 
 impl AckShared {
@@ -91,7 +222,20 @@ impl AckShared {
             fatal,
             partner_messages,
             dropped,
+            retry: RetryPolicy::default(),
+            resend: OnceLock::new(),
         }
+    }
+
+    /// Sends refused outputs again under `policy` instead of the default.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    fn resender(&self) -> Option<(Arc<OutputProducer>, tokio::runtime::Handle)> {
+        let (producer, runtime) = self.resend.get()?;
+        Some((producer.upgrade()?, runtime.clone()))
     }
 }
 
@@ -113,6 +257,8 @@ pub struct JobAck {
     /// Outputs not yet acknowledged, plus one held until every output is sent.
     outstanding: AtomicUsize,
     failed: AtomicBool,
+    /// Set once an output was refused and sent again (logged once per job).
+    retrying: AtomicBool,
     summary: Mutex<Summary>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
     shared: Arc<AckShared>,
@@ -131,6 +277,7 @@ impl JobAck {
             claims,
             outstanding: AtomicUsize::new(1),
             failed: AtomicBool::new(false),
+            retrying: AtomicBool::new(false),
             summary: Mutex::new(summary),
             permit: Mutex::new(Some(permit)),
             shared,
@@ -148,10 +295,10 @@ impl JobAck {
         }
     }
 
-    fn fail(&self, err: &KafkaError) {
-        self.shared.metrics.delivery_failures.inc();
+    /// An output is given up on: the job's input is never committed.
+    fn fail(&self, err: &KafkaError, topic: &str, attempts: u32) {
         if !self.failed.swap(true, Ordering::AcqRel) {
-            tracing::error!(job = self.job, error = %err, "output not acknowledged; input will not be committed");
+            tracing::error!(job = self.job, %topic, error = %err, attempts, "output not acknowledged; input will not be committed");
         }
         self.settle();
     }
@@ -227,6 +374,9 @@ impl Produce {
         dead_letter_topic: &str,
         ack: AckShared,
     ) -> Self {
+        let _ = ack
+            .resend
+            .set((Arc::downgrade(&producer), tokio::runtime::Handle::current()));
         Self {
             producer,
             partner_topics: config.partners.iter().map(|p| p.topic.clone()).collect(),
@@ -264,17 +414,17 @@ impl Work for Produce {
                 } => {
                     for p in partners.iter() {
                         let mut record =
-                            BaseRecord::with_opaque_to(&self.partner_topics[p], ack.clone())
+                            BaseRecord::with_opaque_to(&self.partner_topics[p], output(&ack))
                                 .payload(payload.as_slice());
                         if let Some(key) = &msg.key {
                             record = record.key(key.as_slice());
                         }
-                        self.send(record, &ack).await;
+                        enqueue(&self.producer, record).await;
                     }
                 }
                 Outcome::Dead { stage, rejection } => {
                     let record =
-                        BaseRecord::with_opaque_to(&self.dead_letter_topic, ack.clone()).headers(
+                        BaseRecord::with_opaque_to(&self.dead_letter_topic, output(&ack)).headers(
                             dead_letter_headers(&self.input_topic, msg, stage, rejection),
                         );
                     let record = match &msg.payload {
@@ -285,7 +435,7 @@ impl Work for Produce {
                         Some(k) => record.key(k.as_slice()),
                         None => record,
                     };
-                    self.send(record, &ack).await;
+                    enqueue(&self.producer, record).await;
                 }
                 Outcome::Dropped(_) => {}
                 Outcome::Raw | Outcome::Parsed(_) | Outcome::Validated(..) => {
@@ -293,7 +443,11 @@ impl Work for Produce {
                     // job so its input is read again instead of being skipped.
                     tracing::error!(job = id, "message reached produce unfinished");
                     ack.expect_one();
-                    ack.fail(&KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+                    ack.fail(
+                        &KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+                        "(none)",
+                        0,
+                    );
                 }
             }
         }
@@ -301,29 +455,16 @@ impl Work for Produce {
     }
 }
 
-impl Produce {
-    /// Hands one record to librdkafka without waiting for its delivery. Waits
-    /// only while the producer's queue is full, which is backpressure.
-    async fn send(&self, mut record: BaseRecord<'_, [u8], [u8], Arc<JobAck>>, ack: &Arc<JobAck>) {
-        ack.expect_one();
-        let started = Instant::now();
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < QUEUE_FULL_PATIENCE =>
-                {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                Err((err, _)) => {
-                    ack.fail(&err);
-                    return;
-                }
-            }
-        }
-    }
+/// A new output of `ack`'s job.
+fn output(ack: &Arc<JobAck>) -> Box<Output> {
+    ack.expect_one();
+    Box::new(Output {
+        ack: ack.clone(),
+        refusals: 0,
+    })
+}
 
+impl Produce {
     /// Waits for every queued message to be acknowledged or to fail.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)

@@ -154,13 +154,14 @@ pub fn generate(run: &str, n: usize, no_consent: f64, malformed: f64, seed: u64)
     (0..n).map(|_| g.next_message()).collect()
 }
 
-fn producer() -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+pub fn producer() -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.kbytes", "262144")
+        .set("message.max.bytes", "16777216")
         .create()
         .expect("producer")
 }
@@ -264,9 +265,18 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64>
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed");
+    // Right after a broker restart the coordinator is still loading: retry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(got) => break got,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("committed offsets of {group}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("committed offsets of {group}: {e}"),
+        }
+    };
     got.elements()
         .iter()
         .filter_map(|e| match e.offset() {
@@ -432,4 +442,39 @@ pub fn key_counts(records: &[Record]) -> HashMap<String, usize> {
         *m.entry(r.key.clone()).or_insert(0) += 1;
     }
     m
+}
+
+/// Waits until every expected id is on its partner topic; returns duplicates.
+pub fn assert_all_delivered(p: &Pipeline, sent: &[Generated]) -> usize {
+    let (ads, insights) = expected_ids(sent);
+    let mut duplicates = 0;
+    for (topic, want) in [(&p.ads, ads), (&p.insights, insights)] {
+        let counts = key_counts(&read_topic(topic, want.len(), Duration::from_secs(90)));
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .take(5)
+            .collect();
+        assert!(missing.is_empty(), "{topic}: lost events, e.g. {missing:?}");
+        duplicates += counts.values().map(|c| c - 1).sum::<usize>();
+    }
+    duplicates
+}
+
+/// Fails if a partner topic holds an event it must not have (no consent,
+/// another partner's event, a malformed one).
+pub fn assert_nothing_unexpected(p: &Pipeline, sent: &[Generated]) {
+    let (ads, insights) = expected_ids(sent);
+    for (topic, want) in [(&p.ads, ads), (&p.insights, insights)] {
+        let counts = key_counts(&read_topic(topic, want.len(), Duration::from_secs(30)));
+        let extra: Vec<&String> = counts
+            .keys()
+            .filter(|id| !want.contains(*id))
+            .take(5)
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{topic}: events shared that must not be, e.g. {extra:?}"
+        );
+    }
 }
