@@ -126,6 +126,25 @@ pub fn tuning(pp: &PixelPipeline) -> Tuning {
 }
 
 impl Autoscalers {
+    /// Drops the memory (and closes the lag observer) of every pipeline for
+    /// which `exists` says no; returns the keys dropped.
+    pub fn forget_missing(
+        &self,
+        exists: impl Fn(&(String, String)) -> bool,
+    ) -> Vec<(String, String)> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<_> = states.keys().filter(|k| !exists(k)).cloned().collect();
+        for k in &gone {
+            states.remove(k);
+        }
+        gone
+    }
+
+    /// Pipelines with autoscaling memory.
+    pub fn observing(&self) -> usize {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Observes (if an interval has passed) and decides. `None` when
     /// autoscaling is Disabled.
     pub async fn step(&self, pp: &PixelPipeline, epoch: Instant) -> Option<Step> {

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub invalid_specs: Counter,
     pub child_writes: Counter,
     pub leader: Gauge,
+    pub lag_observers: Gauge,
 }
 
 impl Default for Metrics {
@@ -85,8 +86,15 @@ impl Default for Metrics {
             "1 while this process holds the leader Lease and reconciles",
             leader.clone(),
         );
+        let lag_observers = Gauge::default();
+        registry.register(
+            "lag_observers",
+            "Pipelines whose consumer lag this process watches (one Kafka client each)",
+            lag_observers.clone(),
+        );
         Self {
             registry,
+            lag_observers,
             reconciles,
             errors,
             duration,

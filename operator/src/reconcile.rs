@@ -38,7 +38,7 @@ pub struct Context {
     pub resync: Duration,
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Lag observers and policy memory per pipeline.
-    autoscalers: Autoscalers,
+    pub autoscalers: Autoscalers,
     /// The policy's clock starts here.
     epoch: Instant,
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use pixelpipe_crds::PixelPipeline;
@@ -97,38 +98,45 @@ async fn lead(
         duration: args.lease_duration(),
         renew_every: args.lease_renew(),
     };
-    if !elector.acquire(stop).await {
-        return Ok(ExitCode::SUCCESS);
-    }
-    metrics.leader.set(1);
-
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(identity),
-        },
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        metrics.clone(),
-        Duration::from_secs(args.resync_seconds.max(1)),
-    ));
-    let controller_stop = CancellationToken::new();
-    let hold = async {
-        let kept = elector.hold(stop).await;
-        controller_stop.cancel();
-        kept
-    };
-    let (kept, ()) = tokio::join!(hold, control(args, client, ctx, controller_stop.clone()));
-    metrics.leader.set(0);
-    if kept {
-        elector.release().await;
-        Ok(ExitCode::SUCCESS)
-    } else {
-        tracing::error!("lost leadership; exiting so a standby leads");
-        Ok(ExitCode::from(1))
+    // A lost Lease (the API server was unreachable past the renew deadline, or
+    // another replica took over) stops the controller; this process then
+    // campaigns again, so an API server outage heals without a restart.
+    loop {
+        if !elector.acquire(stop).await {
+            return Ok(ExitCode::SUCCESS);
+        }
+        metrics.leader.set(1);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        );
+        // Fresh per term: nothing decided under a lost Lease carries over.
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            recorder,
+            metrics.clone(),
+            Duration::from_secs(args.resync_seconds.max(1)),
+        ));
+        let controller_stop = CancellationToken::new();
+        let hold = async {
+            let kept = elector.hold(stop).await;
+            controller_stop.cancel();
+            kept
+        };
+        let (kept, ()) = tokio::join!(
+            hold,
+            control(args, client.clone(), ctx, controller_stop.clone())
+        );
+        metrics.leader.set(0);
+        metrics.lag_observers.set(0);
+        if kept {
+            elector.release().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::error!("lost leadership; stopped reconciling, campaigning again");
     }
 }
 
@@ -175,6 +183,7 @@ async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: Cancel
     c = owned::<ServiceAccount>(c, &client, ns);
     c = owned::<Role>(c, &client, ns);
     c = owned::<RoleBinding>(c, &client, ns);
+    let reaper = tokio::spawn(reap_deleted(c.store(), ctx.clone(), stop.clone()));
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
         "reconciling PixelPipelines"
@@ -187,4 +196,33 @@ async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: Cancel
             }
         })
         .await;
+    let _ = reaper.await;
+}
+
+/// How often the autoscaling memory of deleted pipelines is dropped.
+const REAP_EVERY: Duration = Duration::from_secs(2);
+
+/// Deleted pipelines are never reconciled again (no finalizer: deleting a
+/// pipeline must not wait for the operator), so their lag observers, each a
+/// Kafka client, are closed here once the controller's cache no longer has
+/// them. Their children go by owner references (the garbage collector).
+///
+/// A slot exists only for a pipeline some reconcile saw, so it was in the cache
+/// then: one missing from it now was deleted.
+async fn reap_deleted(store: Store<PixelPipeline>, ctx: Arc<Context>, stop: CancellationToken) {
+    loop {
+        let gone = ctx.autoscalers.forget_missing(|(namespace, name)| {
+            store.get(&ObjectRef::new(name).within(namespace)).is_some()
+        });
+        for (namespace, name) in gone {
+            tracing::info!(pipeline = %format!("{namespace}/{name}"), "pipeline deleted; its lag observer is closed");
+        }
+        ctx.metrics
+            .lag_observers
+            .set(ctx.autoscalers.observing() as i64);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REAP_EVERY) => {}
+        }
+    }
 }
