@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 pixelpipe_worker::shutdown::signal().await;
                 on_signal.cancel();
             });
-            designs::run(design, worker.settings(), config, stop).await?;
+            designs::run(design, worker.settings()?, config, stop).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

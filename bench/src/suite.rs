@@ -86,7 +86,7 @@ impl Plan {
 fn settings(bootstrap: String) -> KafkaSettings {
     KafkaSettings {
         bootstrap_servers: bootstrap,
-        options: Vec::new(),
+        ..KafkaSettings::default()
     }
 }
 

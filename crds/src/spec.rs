@@ -128,6 +128,17 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
+impl SaslMechanism {
+    /// The name Kafka clients use (`sasl.mechanism`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
 /// A purpose a customer can consent to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 kafka: KafkaSettings {
                     bootstrap_servers,
                     options: Vec::new(),
+                    ..KafkaSettings::default()
                 },
                 repo: std::env::current_dir()?,
                 bin_dir,

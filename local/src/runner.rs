@@ -9,8 +9,9 @@
 //! What a pod gets, and what a process gets instead:
 //! - its ServiceAccount's credentials: a kubeconfig holding a token from the
 //!   TokenRequest API, so a process has exactly its pod's RBAC;
-//! - configMap volumes: the ConfigMap's files in a directory of the pod's own,
-//!   with paths under the mount path rewritten in env and args;
+//! - configMap and secret volumes: their files in a directory of the pod's own
+//!   (secrets readable by the owner only), with paths under the mount path
+//!   rewritten in env and args;
 //! - `fieldRef` env (`metadata.name`, `metadata.namespace`): the pod's name and namespace;
 //! - its admin port: a free local port, given through the binary's
 //!   admin-address variable (the readiness probe is sent there);
@@ -26,7 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rand::Rng;
@@ -343,7 +344,7 @@ impl Runner {
         let name = format!("{deployment}-{}-{}", &hash[..10], suffix());
         let dir = self.config.work_dir.join("pods").join(&name);
         std::fs::create_dir_all(&dir)?;
-        let mounts = self.mount_config_maps(spec, container, &dir).await?;
+        let mounts = self.mount_volumes(spec, container, &dir).await?;
         let admin_port = free_port()?;
         let mut env = environment(container, &name, &self.config.namespace, &mounts)?;
         env.retain(|(k, _)| k != binary.admin_env);
@@ -399,9 +400,9 @@ impl Runner {
         })
     }
 
-    /// Writes each configMap volume the container mounts into the pod's
-    /// directory; returns (mount path, local directory) pairs.
-    async fn mount_config_maps(
+    /// Writes each configMap and secret volume the container mounts into the
+    /// pod's directory; returns (mount path, local directory) pairs.
+    async fn mount_volumes(
         &self,
         spec: &PodSpec,
         container: &Container,
@@ -413,6 +414,22 @@ impl Runner {
             let Some(volume) = spec.volumes.iter().flatten().find(|v| v.name == m.name) else {
                 bail!("volume {} is mounted but not declared", m.name);
             };
+            if let Some(source) = volume.secret.as_ref() {
+                let name = source.secret_name.clone().unwrap_or_default();
+                // The kubelet reads a pod's Secrets with its own rights, not
+                // the pod's; so does this stand-in.
+                let secret = Api::<Secret>::namespaced(self.client.clone(), &self.config.namespace)
+                    .get(&name)
+                    .await
+                    .with_context(|| format!("reading Secret {name}"))?;
+                let local = dir.join(&m.name);
+                std::fs::create_dir_all(&local)?;
+                for (key, value) in secret.data.iter().flatten() {
+                    write_private(&local.join(key), &value.0)?;
+                }
+                mounts.push((m.mount_path.clone(), local));
+                continue;
+            }
             let Some(source) = volume.config_map.as_ref() else {
                 // emptyDir and friends: a fresh directory is what a pod gets.
                 let local = dir.join(&m.name);
@@ -579,6 +596,19 @@ pub fn environment(
 }
 
 /// `/etc/pixelpipe/pipeline.yaml` -> `<pod dir>/config/pipeline.yaml`.
+/// A file only its owner can read, as a secret volume's `defaultMode: 0400`.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o400)
+        .open(path)?
+        .write_all(bytes)
+}
+
 fn rewrite(value: &str, mounts: &[(String, PathBuf)]) -> String {
     for (mount, local) in mounts {
         let mount = mount.trim_end_matches('/');

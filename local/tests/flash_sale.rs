@@ -56,7 +56,7 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
         kubeconfig: PathBuf::from(kubeconfig),
         kafka: KafkaSettings {
             bootstrap_servers: bootstrap,
-            options: Vec::new(),
+            ..KafkaSettings::default()
         },
         repo: story::repo_root(),
         bin_dir: bin_dir(),

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PoolSizes, StagePool};
 
+use pixelpipe_worker::kafka::Security;
+
 use crate::children::consumer_group;
 use crate::observer::{History, Observer};
 use crate::policy::{Current, Decision, Limits, Policy, Tuning, settle};
@@ -23,15 +25,16 @@ const FORGET_AFTER: Duration = Duration::from_secs(900);
 #[derive(Debug)]
 pub struct State {
     observer: Option<Arc<Observer>>,
-    /// What the observer was built for; a change of any rebuilds it.
-    source: (String, String, String),
+    /// What the observer was built for (brokers, topic, group, credentials'
+    /// versions); a change of any rebuilds it.
+    source: (String, String, String, String),
     history: History,
     policy: Policy,
     next_observation: Instant,
 }
 
 impl State {
-    fn fresh(source: (String, String, String), now: Instant) -> Self {
+    fn fresh(source: (String, String, String, String), now: Instant) -> Self {
         Self {
             observer: None,
             source,
@@ -147,17 +150,29 @@ impl Autoscalers {
 
     /// Observes (if an interval has passed) and decides. `None` when
     /// autoscaling is Disabled.
-    pub async fn step(&self, pp: &PixelPipeline, epoch: Instant) -> Option<Step> {
+    /// `security` is the pipeline's Kafka credentials and their fingerprint,
+    /// or why they cannot be read (then nothing is observed or decided).
+    pub async fn step(
+        &self,
+        pp: &PixelPipeline,
+        epoch: Instant,
+        security: Result<(Security, String), String>,
+    ) -> Option<Step> {
         let mode = pp.spec.autoscaling.mode;
         let key = (
             pp.metadata.namespace.clone().unwrap_or_default(),
             pp.metadata.name.clone().unwrap_or_default(),
         );
         let k = &pp.spec.kafka;
+        let (security, fingerprint) = match security {
+            Ok(s) => (Some(s.0), s.1),
+            Err(e) => (None, e),
+        };
         let source = (
             k.bootstrap_servers.clone(),
             k.input_topic.clone(),
             consumer_group(pp),
+            fingerprint,
         );
         let now = Instant::now();
         let slot = {
@@ -210,6 +225,11 @@ impl Autoscalers {
             return Some(step);
         }
         state.next_observation = now + Duration::from_secs_f64(tuning.interval);
+        let Some(security) = security else {
+            // The fingerprint holds the reason.
+            step.kafka_error = Some(source.3.clone());
+            return Some(step);
+        };
         let observer = match &state.observer {
             Some(o) => o.clone(),
             None => {
@@ -217,6 +237,12 @@ impl Autoscalers {
                     .options
                     .iter()
                     .map(|(a, b)| (a.clone(), b.clone()))
+                    .chain(
+                        security
+                            .properties()
+                            .into_iter()
+                            .map(|(a, b)| (a.to_string(), b)),
+                    )
                     .collect();
                 match Observer::new(&source.0, &source.1, &source.2, &options) {
                     Ok(o) => {

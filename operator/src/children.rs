@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
     HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, ServiceAccount, Volume, VolumeMount,
+    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -29,6 +29,9 @@ pub const CONFIG_HASH_ANNOTATION: &str = "pixelpipe.dev/config-sha256";
 /// Key of the pipeline file in the ConfigMap.
 pub const PIPELINE_FILE: &str = "pipeline.yaml";
 const CONFIG_DIR: &str = "/etc/pixelpipe";
+/// Where the Kafka Secrets are mounted; the worker reads them at start.
+pub const KAFKA_TLS_DIR: &str = "/etc/pixelpipe-kafka/tls";
+pub const KAFKA_SASL_DIR: &str = "/etc/pixelpipe-kafka/sasl";
 const ADMIN_PORT: i32 = 9090;
 /// Unprivileged user of the distroless worker image.
 const WORKER_UID: i64 = 65532;
@@ -270,6 +273,51 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
             .collect();
         environment.push(env("PIXELPIPE_KAFKA_OPTIONS", options.join(",")));
     }
+    // Credentials reach the pods only as Secret volumes: the Deployment names
+    // the Secrets, never their contents.
+    let mut volumes = vec![Volume {
+        name: "config".to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: worker_name(pp),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".to_string(),
+        mount_path: CONFIG_DIR.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    let mut secret = |name: &str, secret: &str, dir: &str| {
+        volumes.push(Volume {
+            name: name.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_string()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: name.to_string(),
+            mount_path: dir.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    if let Some(tls) = &spec.kafka.tls_secret_ref {
+        secret("kafka-tls", tls, KAFKA_TLS_DIR);
+        environment.push(env("PIXELPIPE_KAFKA_TLS_DIR", KAFKA_TLS_DIR));
+    }
+    if let Some(sasl) = &spec.kafka.sasl {
+        secret("kafka-sasl", &sasl.secret_ref, KAFKA_SASL_DIR);
+        environment.push(env(
+            "PIXELPIPE_KAFKA_SASL_MECHANISM",
+            sasl.mechanism.as_str(),
+        ));
+        environment.push(env("PIXELPIPE_KAFKA_SASL_DIR", KAFKA_SASL_DIR));
+    }
     environment.extend(spec.worker.env.iter().cloned());
     let hash = config_hash(pp, &environment);
     let selector = labels(pp);
@@ -297,12 +345,7 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
         resources: spec.worker.resources.clone(),
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "config".to_string(),
-            mount_path: CONFIG_DIR.to_string(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -351,14 +394,7 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "config".to_string(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: worker_name(pp),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
@@ -393,6 +429,49 @@ mod tests {
             .flatten()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
             .collect()
+    }
+
+    #[test]
+    fn kafka_secrets_are_mounted_read_only_and_only_named() {
+        let mut pp = sample();
+        let plain = deployment(&pp, 1).expect("deployment");
+        pp.spec.kafka.tls_secret_ref = Some("kafka-tls".into());
+        pp.spec.kafka.sasl = Some(pixelpipe_crds::SaslSpec {
+            mechanism: pixelpipe_crds::SaslMechanism::ScramSha512,
+            secret_ref: "kafka-scram".into(),
+        });
+        let d = deployment(&pp, 1).expect("deployment");
+        let env = env_of(&d);
+        assert_eq!(env["PIXELPIPE_KAFKA_TLS_DIR"], KAFKA_TLS_DIR);
+        assert_eq!(env["PIXELPIPE_KAFKA_SASL_DIR"], KAFKA_SASL_DIR);
+        assert_eq!(env["PIXELPIPE_KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512");
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        let secrets: Vec<(String, Option<i32>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.secret.as_ref())
+            .map(|s| (s.secret_name.clone().unwrap_or_default(), s.default_mode))
+            .collect();
+        assert_eq!(
+            secrets,
+            vec![
+                ("kafka-tls".into(), Some(0o400)),
+                ("kafka-scram".into(), Some(0o400))
+            ]
+        );
+        let mounts = pod.containers[0].volume_mounts.as_ref().expect("mounts");
+        assert!(mounts.iter().all(|m| m.read_only == Some(true)));
+        assert!(mounts.iter().any(|m| m.mount_path == KAFKA_SASL_DIR));
+        assert_ne!(
+            hash_of(&d),
+            hash_of(&plain),
+            "turning SASL on rolls the pods"
+        );
     }
 
     fn hash_of(d: &Deployment) -> String {

@@ -13,6 +13,7 @@ pub mod chart;
 pub mod children;
 pub mod cli;
 pub mod conditions;
+pub mod credentials;
 pub mod leader;
 pub mod matrix;
 pub mod metrics;

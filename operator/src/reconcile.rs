@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
@@ -22,6 +22,7 @@ use crate::apply::{Change, apply};
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{DEGRADED, Observation, Problem, Rollout, find};
+use crate::credentials;
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
 use crate::sizes;
 
@@ -188,7 +189,14 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }
 
     let running = sizes::current(pp);
-    let step = ctx.autoscalers.step(pp, ctx.epoch).await;
+    let security = if pp.spec.autoscaling.mode == AutoscalingMode::Disabled {
+        Ok(Default::default())
+    } else {
+        credentials::kafka_security(&ctx.client, pp)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let step = ctx.autoscalers.step(pp, ctx.epoch, security).await;
     let sizes = step.as_ref().and_then(|s| s.apply).unwrap_or(running);
     if let Some(step) = &step {
         autoscaling_events(ctx, pp, step).await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::follow::PipelineRef;
-use crate::kafka::{KafkaSettings, parse_option};
+use crate::kafka::{KafkaSettings, Security, parse_option};
 use crate::pipeline::{PoolSizes, Settings};
 use crate::source::Batching;
 
@@ -91,6 +91,25 @@ pub struct Args {
     /// Extra librdkafka property for every client, as key=value; repeatable.
     #[arg(long = "kafka-option", env = "PIXELPIPE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
+    /// Directory of the mounted TLS Secret: `ca.crt` verifies the brokers,
+    /// `tls.crt` and `tls.key` (both, optional) are a client certificate.
+    /// Turns TLS on.
+    #[arg(long, env = "PIXELPIPE_KAFKA_TLS_DIR")]
+    pub kafka_tls_dir: Option<PathBuf>,
+    /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); needs `--kafka-sasl-dir`.
+    #[arg(
+        long,
+        env = "PIXELPIPE_KAFKA_SASL_MECHANISM",
+        requires = "kafka_sasl_dir"
+    )]
+    pub kafka_sasl_mechanism: Option<String>,
+    /// Directory of the mounted SASL Secret, with `username` and `password` files.
+    #[arg(
+        long,
+        env = "PIXELPIPE_KAFKA_SASL_DIR",
+        requires = "kafka_sasl_mechanism"
+    )]
+    pub kafka_sasl_dir: Option<PathBuf>,
     /// Address of the admin endpoint (/healthz, /readyz, /metrics, /pools).
     #[arg(long, env = "PIXELPIPE_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     pub admin_addr: SocketAddr,
@@ -104,11 +123,19 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn settings(&self) -> Settings {
-        Settings {
+    /// The run's settings; reads the mounted credentials, if any.
+    pub fn settings(&self) -> Result<Settings, std::io::Error> {
+        let security = Security::from_dirs(
+            self.kafka_tls_dir.as_deref(),
+            self.kafka_sasl_mechanism
+                .as_deref()
+                .zip(self.kafka_sasl_dir.as_deref()),
+        )?;
+        Ok(Settings {
             kafka: KafkaSettings {
                 bootstrap_servers: self.bootstrap_servers.clone(),
                 options: self.kafka_options.clone(),
+                security,
             },
             input_topic: self.input_topic.clone(),
             group: self.group.clone(),
@@ -137,7 +164,7 @@ impl Args {
             },
             admin_addr: Some(self.admin_addr),
             follow: self.pipeline.clone(),
-        }
+        })
     }
 }
 

@@ -18,7 +18,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     init_logging(args.log_format);
     let config = PipelineConfig::load(&args.config).context("loading the pipeline file")?;
-    let exit = run(args.settings(), config, shutdown::signal()).await?;
+    let settings = args.settings().context("reading the Kafka credentials")?;
+    let exit = run(settings, config, shutdown::signal()).await?;
     Ok(match exit {
         Exit::Clean => ExitCode::SUCCESS,
         Exit::GraceExceeded { in_flight_jobs } => {

@@ -96,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = KafkaSettings {
         bootstrap_servers: args.bootstrap_servers.clone(),
         options: args.kafka_options.clone(),
+        ..KafkaSettings::default()
     };
     if let Some(p) = args.create_partitions {
         ensure_topics(&settings, &[(&args.topic, p)])

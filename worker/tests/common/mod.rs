@@ -31,6 +31,7 @@ pub fn settings() -> KafkaSettings {
     KafkaSettings {
         bootstrap_servers: bootstrap(),
         options: Vec::new(),
+        ..KafkaSettings::default()
     }
 }
 
