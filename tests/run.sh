@@ -4,8 +4,15 @@
 # this script starts and stops.
 #
 #   tests/run.sh            everything
+#   tests/run.sh --long     everything, with the long variants: 10 SIGKILLs instead
+#                           of 3, three broker outages instead of one, 20,000 fuzz
+#                           cases per property instead of 256 (about 30 min more)
 #   tests/run.sh -p pixelpipe-worker --test crash_recovery    extra args go to cargo test
 set -euo pipefail
+if [ "${1:-}" = --long ]; then
+  shift
+  export PIXELPIPE_LONG=1 PROPTEST_CASES="${PROPTEST_CASES:-20000}"
+fi
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # shellcheck source=env/common.sh

@@ -97,6 +97,8 @@ pub enum Variant {
     Ceiling,
     /// The worker with this many workers per stage.
     Pixelpipe(usize),
+    /// The same in exactly-once mode (Kafka transactions).
+    ExactlyOnce(usize),
     /// A task per batch per stage, no bounds.
     Unbounded,
 }
@@ -106,6 +108,7 @@ impl Variant {
         match self {
             Variant::Ceiling => "ceiling (pass-through)".into(),
             Variant::Pixelpipe(n) => format!("Pixelpipe, pools {n}"),
+            Variant::ExactlyOnce(n) => format!("Pixelpipe exactly-once, pools {n}"),
             Variant::Unbounded => "unbounded (task per batch)".into(),
         }
     }
@@ -315,12 +318,17 @@ async fn measure(
         .port();
     let group = run.clone();
     let pools = match variant {
-        Variant::Pixelpipe(n) => n,
+        Variant::Pixelpipe(n) | Variant::ExactlyOnce(n) => n,
         Variant::Ceiling | Variant::Unbounded => 4,
     };
     let bins = bin_dir()?;
     let mut cmd = match variant {
         Variant::Pixelpipe(_) => Command::new(bins.join("pixelpipe-worker")),
+        Variant::ExactlyOnce(_) => {
+            let mut c = Command::new(bins.join("pixelpipe-worker"));
+            c.args(["--exactly-once", "--transactional-id", &run]);
+            c
+        }
         Variant::Ceiling | Variant::Unbounded => {
             let mut c = Command::new(bins.join("pixelpipe-bench"));
             let design = if variant == Variant::Ceiling {
@@ -405,7 +413,7 @@ async fn measure(
         }
     }
     let peak_rss_kib = proc_peak_rss_kib(pid).unwrap_or(0);
-    let stages = if matches!(variant, Variant::Pixelpipe(_)) {
+    let stages = if matches!(variant, Variant::Pixelpipe(_) | Variant::ExactlyOnce(_)) {
         stage_seconds(admin_port).await
     } else {
         HashMap::new()
@@ -566,10 +574,25 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
             best = (p, m, stages);
         }
     }
+    // The price of exactly-once: the best pool size again, in transactions.
+    let (best_pool, best_m) = (best.0, best.1);
+    let (eos, _) = repeat(plan, &input, Variant::ExactlyOnce(best_pool)).await?;
+    row(
+        &mut out,
+        &Variant::ExactlyOnce(best_pool).label(),
+        &eos,
+        &ceiling,
+    );
     let (unbounded, _) = repeat(plan, &input, Variant::Unbounded).await?;
     row(&mut out, &Variant::Unbounded.label(), &unbounded, &ceiling);
     delete_topics(&plan.kafka, &[&input.topic]).await;
-    let (best_pool, best_m, stages) = best;
+    let _ = writeln!(
+        out,
+        "\nExactly-once costs {:.0} % of at-least-once throughput at pools {best_pool} ({:.2}x).",
+        (1.0 - eos.events_per_second / best_m.events_per_second.max(1.0)) * 100.0,
+        eos.events_per_second / best_m.events_per_second.max(1.0)
+    );
+    let stages = best.2;
     if plan.designs_only {
         println!("{out}");
         return Ok(true);

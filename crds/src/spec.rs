@@ -77,6 +77,23 @@ pub struct PixelPipelineSpec {
     /// How the operator resizes pools and replicas.
     #[serde(default)]
     pub autoscaling: AutoscalingSpec,
+    /// What partners' consumers may rely on: `AtLeastOnce` (an event may be
+    /// repeated after a crash or rebalance) or `ExactlyOnce` (outputs and the
+    /// offsets they consume commit in one Kafka transaction; read-committed
+    /// consumers see each output once; costs throughput, and a rebalance
+    /// restarts the workers that lose partitions).
+    #[serde(default)]
+    pub delivery: DeliveryGuarantee,
+}
+
+/// The delivery guarantee to partner topics.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeliveryGuarantee {
+    /// Outputs acknowledged before their input is committed; repeats possible.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: no repeats for read-committed consumers.
+    ExactlyOnce,
 }
 
 /// Kafka connection and topics.

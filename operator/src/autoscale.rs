@@ -47,6 +47,7 @@ impl State {
 
 #[derive(Debug)]
 struct Slot {
+    since: Instant,
     last_seen: Instant,
     state: Arc<tokio::sync::Mutex<State>>,
 }
@@ -130,13 +131,19 @@ pub fn tuning(pp: &PixelPipeline) -> Tuning {
 
 impl Autoscalers {
     /// Drops the memory (and closes the lag observer) of every pipeline for
-    /// which `exists` says no; returns the keys dropped.
+    /// which `exists` says no, among those known before `listed_at` (one
+    /// created since may be missing from the list); returns the keys dropped.
     pub fn forget_missing(
         &self,
         exists: impl Fn(&(String, String)) -> bool,
+        listed_at: Instant,
     ) -> Vec<(String, String)> {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let gone: Vec<_> = states.keys().filter(|k| !exists(k)).cloned().collect();
+        let gone: Vec<_> = states
+            .iter()
+            .filter(|(k, s)| s.since < listed_at && !exists(k))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in &gone {
             states.remove(k);
         }
@@ -192,6 +199,7 @@ impl Autoscalers {
                 }
             }
             let slot = states.entry(key).or_insert_with(|| Slot {
+                since: now,
                 last_seen: now,
                 state: Arc::new(tokio::sync::Mutex::new(State::fresh(source.clone(), now))),
             });

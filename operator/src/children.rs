@@ -9,15 +9,15 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use pixelpipe_crds::{PixelPipeline, PixelPipelineSpec, Purpose};
+use pixelpipe_crds::{DeliveryGuarantee, PixelPipeline, PixelPipelineSpec, Purpose};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -318,6 +318,22 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
         ));
         environment.push(env("PIXELPIPE_KAFKA_SASL_DIR", KAFKA_SASL_DIR));
     }
+    if spec.delivery == DeliveryGuarantee::ExactlyOnce {
+        environment.push(env("PIXELPIPE_EXACTLY_ONCE", "true"));
+        // The pod's name: unique per running worker, and a restarted container
+        // keeps it, so its first transaction fences what the killed one left open.
+        environment.push(EnvVar {
+            name: "PIXELPIPE_TRANSACTIONAL_ID".to_string(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_string(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
     environment.extend(spec.worker.env.iter().cloned());
     let hash = config_hash(pp, &environment);
     let selector = labels(pp);
@@ -429,6 +445,28 @@ mod tests {
             .flatten()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
             .collect()
+    }
+
+    #[test]
+    fn exactly_once_turns_transactions_on_with_the_pod_name_as_id() {
+        let mut pp = sample();
+        assert!(!env_of(&deployment(&pp, 1).expect("d")).contains_key("PIXELPIPE_EXACTLY_ONCE"));
+        pp.spec.delivery = DeliveryGuarantee::ExactlyOnce;
+        let d = deployment(&pp, 1).expect("d");
+        assert_eq!(env_of(&d)["PIXELPIPE_EXACTLY_ONCE"], "true");
+        let pod = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        let id = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "PIXELPIPE_TRANSACTIONAL_ID")
+            .and_then(|e| e.value_from.as_ref()?.field_ref.as_ref())
+            .map(|f| f.field_path.clone());
+        assert_eq!(id.as_deref(), Some("metadata.name"));
     }
 
     #[test]

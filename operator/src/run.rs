@@ -1,6 +1,7 @@
 //! Wiring of `pixelpipe-operator run`: the admin endpoint, leader election,
 //! and the controller, which runs only while this replica holds the Lease.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,11 +13,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::PixelPipeline;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -183,7 +184,11 @@ async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: Cancel
     c = owned::<ServiceAccount>(c, &client, ns);
     c = owned::<Role>(c, &client, ns);
     c = owned::<RoleBinding>(c, &client, ns);
-    let reaper = tokio::spawn(reap_deleted(c.store(), ctx.clone(), stop.clone()));
+    let reaper = tokio::spawn(reap_deleted(
+        scoped::<PixelPipeline>(&client, ns),
+        ctx.clone(),
+        stop.clone(),
+    ));
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
         "reconciling PixelPipelines"
@@ -200,29 +205,40 @@ async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: Cancel
 }
 
 /// How often the autoscaling memory of deleted pipelines is dropped.
-const REAP_EVERY: Duration = Duration::from_secs(2);
+const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// Deleted pipelines are never reconciled again (no finalizer: deleting a
 /// pipeline must not wait for the operator), so their lag observers, each a
-/// Kafka client, are closed here once the controller's cache no longer has
-/// them. Their children go by owner references (the garbage collector).
-///
-/// A slot exists only for a pipeline some reconcile saw, so it was in the cache
-/// then: one missing from it now was deleted.
-async fn reap_deleted(store: Store<PixelPipeline>, ctx: Arc<Context>, stop: CancellationToken) {
+/// Kafka client, are closed here: every few seconds one metadata-only list of
+/// the pipelines, and the memory of any not on it is dropped. Their children
+/// go by owner references (the garbage collector). A failed list drops nothing.
+async fn reap_deleted(api: Api<PixelPipeline>, ctx: Arc<Context>, stop: CancellationToken) {
     loop {
-        let gone = ctx.autoscalers.forget_missing(|(namespace, name)| {
-            store.get(&ObjectRef::new(name).within(namespace)).is_some()
-        });
-        for (namespace, name) in gone {
-            tracing::info!(pipeline = %format!("{namespace}/{name}"), "pipeline deleted; its lag observer is closed");
-        }
-        ctx.metrics
-            .lag_observers
-            .set(ctx.autoscalers.observing() as i64);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(REAP_EVERY) => {}
         }
+        let listed_at = std::time::Instant::now();
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                let live: HashSet<(String, String)> = list
+                    .items
+                    .iter()
+                    .map(|m| (m.namespace().unwrap_or_default(), m.name_any()))
+                    .collect();
+                for (namespace, name) in ctx
+                    .autoscalers
+                    .forget_missing(|key| live.contains(key), listed_at)
+                {
+                    tracing::info!(pipeline = %format!("{namespace}/{name}"), "pipeline deleted; its lag observer is closed");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list pipelines; keeping their autoscaling memory")
+            }
+        }
+        ctx.metrics
+            .lag_observers
+            .set(ctx.autoscalers.observing() as i64);
     }
 }

@@ -91,6 +91,15 @@ pub struct Args {
     /// Extra librdkafka property for every client, as key=value; repeatable.
     #[arg(long = "kafka-option", env = "PIXELPIPE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
+    /// Exactly-once mode: partner messages, dead letters and consumed offsets
+    /// commit in one Kafka transaction per commit interval, so read-committed
+    /// consumers see each output once. Costs throughput (docs/benchmarks.md).
+    #[arg(long, env = "PIXELPIPE_EXACTLY_ONCE", default_value_t = false)]
+    pub exactly_once: bool,
+    /// Transactional id in exactly-once mode; unique per running worker and
+    /// kept across its restarts (the pod name). Defaults to `<group>.<host name>`.
+    #[arg(long, env = "PIXELPIPE_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
     /// Directory of the mounted TLS Secret: `ca.crt` verifies the brokers,
     /// `tls.crt` and `tls.key` (both, optional) are a client certificate.
     /// Turns TLS on.
@@ -157,6 +166,14 @@ impl Args {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             compression: self.compression.clone(),
+            transactional_id: self.exactly_once.then(|| {
+                self.transactional_id.clone().unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_else(|_| std::process::id().to_string());
+                    format!("{}.{host}", self.group)
+                })
+            }),
             delivery_retry: crate::retry::RetryPolicy {
                 max_attempts: self.delivery_attempts,
                 max_backoff: Duration::from_secs(self.delivery_max_backoff_seconds),

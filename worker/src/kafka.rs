@@ -223,6 +223,22 @@ impl KafkaSettings {
         self.finish(c)
     }
 
+    /// The output producer of exactly-once mode: transactional, so outputs and
+    /// consumed offsets commit together. A killed worker's open transaction
+    /// holds back read-committed consumers until its restart (same id) aborts
+    /// it, or, if the id changed, until it times out: a minute. librdkafka
+    /// requires message timeouts within the transaction's.
+    pub fn transactional_producer(&self, compression: &str, id: &str) -> ClientConfig {
+        let mut c = self.producer(compression);
+        c.set("transactional.id", id)
+            .set("transaction.timeout.ms", "60000")
+            .set("message.timeout.ms", "60000");
+        for (k, v) in self.security.properties() {
+            c.set(k, v);
+        }
+        c
+    }
+
     /// An admin or metadata client.
     pub fn admin(&self) -> ClientConfig {
         let c = self.base();

@@ -37,7 +37,9 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, See
     let consumer: BaseConsumer = settings
         .consumer(&format!("pixelpipe-ledger-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        // Transactional topics end in commit markers, which take offsets but
+        // are never delivered: the end is the broker's end-of-partition event.
+        .set("enable.partition.eof", "true")
         .create()
         .map_err(kafka)?;
     let timeout = Duration::from_secs(10);
@@ -74,7 +76,14 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, See
         let Some(m) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
-        let m = m.map_err(kafka)?;
+        let m = match m {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                ends.remove(&p);
+                continue;
+            }
+            Err(e) => return Err(kafka(e)),
+        };
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
         let ts = m.timestamp().to_millis().unwrap_or(0);
         out.entry(key)

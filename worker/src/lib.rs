@@ -28,5 +28,6 @@ pub mod source;
 pub mod stages;
 pub mod time;
 pub mod topics;
+pub mod transaction;
 pub mod validate;
 pub mod yaml;

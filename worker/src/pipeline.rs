@@ -152,6 +152,8 @@ pub struct Settings {
     pub compression: String,
     /// How often, and how patiently, a refused output is sent again.
     pub delivery_retry: crate::retry::RetryPolicy,
+    /// Exactly-once mode's transactional id; at-least-once when `None`.
+    pub transactional_id: Option<String>,
     pub admin_addr: Option<SocketAddr>,
     /// The PixelPipeline whose status pool sizes to follow, if any.
     pub follow: Option<crate::follow::PipelineRef>,
@@ -243,7 +245,30 @@ pub async fn run(
     let fatal = Fatal::default();
     let health = Arc::new(Health::new(metrics.outputs_retrying.clone()));
 
-    let (producer, consumer) = connect(&settings, &tracker, &metrics)?;
+    let guard = settings.transactional_id.as_ref().map(|_| {
+        Arc::new(crate::transaction::Guard {
+            fatal: fatal.clone(),
+            ..Default::default()
+        })
+    });
+    let (producer, consumer) = connect(&settings, &tracker, &metrics, guard.clone())?;
+    if guard.is_some() {
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || crate::transaction::start(&p))
+            .await
+            .map_err(|e| PipelineError::Settings(format!("starting transactions: {e}")))??;
+        tracing::info!("exactly-once mode: outputs and offsets commit in transactions");
+    }
+    // In a transaction a refused output aborts the whole transaction: no
+    // retries, the worker restarts and the broker aborts what it left open.
+    let retry = if guard.is_some() {
+        crate::retry::RetryPolicy {
+            max_attempts: 1,
+            ..settings.delivery_retry
+        }
+    } else {
+        settings.delivery_retry
+    };
 
     let cap = settings.queue_capacity;
     let (parse_tx, parse_rx) = async_channel::bounded(cap);
@@ -262,7 +287,7 @@ pub async fn run(
         &settings.input_topic,
         &settings.dead_letter_topic,
         AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners)
-            .with_retry(settings.delivery_retry),
+            .with_retry(retry),
     ));
     let sizes = settings.pools.as_array();
     let pools = Arc::new(Pools {
@@ -346,14 +371,30 @@ pub async fn run(
         stop_fetching.clone(),
     ));
     let stop_committer = CancellationToken::new();
-    let committer = tokio::spawn(run_committer(
-        consumer.clone(),
-        settings.input_topic.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        settings.commit_interval,
-        stop_committer.clone(),
-    ));
+    let transactions = guard.as_ref().map(|_| crate::transaction::Committer {
+        producer: producer.clone(),
+        consumer: consumer.clone(),
+        topic: settings.input_topic.clone(),
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        fatal: fatal.clone(),
+    });
+    let committer = match &transactions {
+        Some(t) => tokio::spawn(t.clone().run(
+            in_flight.clone(),
+            settings.max_in_flight_jobs as u32,
+            settings.commit_interval,
+            stop_committer.clone(),
+        )),
+        None => tokio::spawn(run_committer(
+            consumer.clone(),
+            settings.input_topic.clone(),
+            tracker.clone(),
+            metrics.clone(),
+            settings.commit_interval,
+            stop_committer.clone(),
+        )),
+    };
     health.set_running(true);
     tracing::info!(
         topic = %settings.input_topic,
@@ -390,20 +431,34 @@ pub async fn run(
     stop_committer.cancel();
     let _ = committer.await;
     let in_flight_jobs = settings.max_in_flight_jobs - in_flight.available_permits();
-    let committed = {
+    if let Some(guard) = &guard {
+        guard
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+    if let Some(t) = &transactions {
+        // Only a full drain leaves a transaction whose outputs all have their
+        // offsets; anything else is abandoned and read again.
+        if fatal.reason().is_none() && drained && t.finish().await {
+            tracing::info!("final transaction committed");
+        } else {
+            t.abandon().await;
+            tracing::warn!("open transaction abandoned; its events will be read again");
+        }
+    }
+    if transactions.is_none() {
         let (consumer, topic, tracker) = (
             consumer.clone(),
             settings.input_topic.clone(),
             tracker.clone(),
         );
-        tokio::task::spawn_blocking(move || commit_all(&consumer, &topic, &tracker)).await
-    };
-    match committed {
-        Ok(Ok(n)) => tracing::info!(partitions = n, "final offsets committed"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "final commit failed; the uncommitted events will be read again")
+        match tokio::task::spawn_blocking(move || commit_all(&consumer, &topic, &tracker)).await {
+            Ok(Ok(n)) => tracing::info!(partitions = n, "final offsets committed"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "final commit failed; the uncommitted events will be read again")
+            }
+            Err(e) => tracing::warn!(error = %e, "final commit task failed"),
         }
-        Err(e) => tracing::warn!(error = %e, "final commit task failed"),
     }
     consumer.unsubscribe();
     admin_stop.cancel();
@@ -424,10 +479,15 @@ pub fn connect(
     settings: &Settings,
     tracker: &Arc<OffsetTracker>,
     metrics: &Arc<Metrics>,
+    transactions: Option<Arc<crate::transaction::Guard>>,
 ) -> Result<(Arc<OutputProducer>, Arc<InputConsumer>), rdkafka::error::KafkaError> {
-    let producer = Arc::new(create_producer(
-        &settings.kafka.producer(&settings.compression),
-    )?);
+    let producer_config = match &settings.transactional_id {
+        Some(id) => settings
+            .kafka
+            .transactional_producer(&settings.compression, id),
+        None => settings.kafka.producer(&settings.compression),
+    };
+    let producer = Arc::new(create_producer(&producer_config)?);
     let consumer: Arc<InputConsumer> = Arc::new(
         settings
             .kafka
@@ -436,6 +496,7 @@ pub fn connect(
                 topic: settings.input_topic.clone(),
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
+                transactions,
             })?,
     );
     consumer.subscribe(&[&settings.input_topic])?;

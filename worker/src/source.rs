@@ -26,6 +26,8 @@ pub struct SourceContext {
     pub topic: String,
     pub tracker: Arc<OffsetTracker>,
     pub metrics: Arc<Metrics>,
+    /// Exactly-once mode: offsets go with transactions, never committed here.
+    pub transactions: Option<Arc<crate::transaction::Guard>>,
 }
 
 impl ClientContext for SourceContext {}
@@ -36,6 +38,10 @@ impl ConsumerContext for SourceContext {
             let partitions = self.partitions_of(tpl);
             let positions = self.tracker.revoke(&partitions);
             tracing::info!(?partitions, "partitions revoked");
+            if let Some(guard) = &self.transactions {
+                guard.revoked(&partitions);
+                return;
+            }
             if !positions.is_empty() {
                 let result = consumer.commit(&to_tpl(&self.topic, &positions), CommitMode::Sync);
                 self.count_commit(&result);
@@ -175,6 +181,15 @@ pub async fn run_source(
     let mut next_id = 0u64;
     let mut pacer = batching.max_events_per_second.map(Pacer::new);
     'jobs: loop {
+        // The first message comes before the slot: an idle source holds no
+        // slot, so whoever takes them all (an exactly-once commit) never waits
+        // for new input. A message read but never handed on is not committed,
+        // so it is read again.
+        let first = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = next_message(&consumer, &tracker, &metrics) => m,
+        };
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -184,32 +199,15 @@ pub async fn run_source(
             },
         };
         let mut batch: Vec<(InputMessage, u64)> = Vec::with_capacity(batching.max_events);
-        let mut deadline = None;
+        batch.push(first);
+        let deadline = Instant::now() + batching.max_wait;
         let mut stopping = false;
         while batch.len() < batching.max_events {
-            let wait = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => { stopping = true; break }
-                _ = wait => break,
-                received = consumer.recv() => match received {
-                    Ok(m) => {
-                        if let Some(generation) = tracker.generation(m.partition()) {
-                            batch.push((copy_message(&m), generation));
-                        }
-                        deadline.get_or_insert_with(|| Instant::now() + batching.max_wait);
-                    }
-                    Err(e) => {
-                        metrics.consumer_errors.inc();
-                        tracing::warn!(error = %e, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                m = next_message(&consumer, &tracker, &metrics) => batch.push(m),
             }
         }
         // Messages read before their partition was revoked belong to the next
@@ -250,6 +248,28 @@ pub async fn run_source(
         }
     }
     tracing::info!("stopped fetching");
+}
+
+/// The next message of a partition this worker holds, with its generation.
+async fn next_message(
+    consumer: &InputConsumer,
+    tracker: &OffsetTracker,
+    metrics: &Metrics,
+) -> (InputMessage, u64) {
+    loop {
+        match consumer.recv().await {
+            Ok(m) => {
+                if let Some(generation) = tracker.generation(m.partition()) {
+                    return (copy_message(&m), generation);
+                }
+            }
+            Err(e) => {
+                metrics.consumer_errors.inc();
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 fn copy_message(m: &BorrowedMessage<'_>) -> InputMessage {

@@ -27,6 +27,14 @@ pub fn bootstrap() -> String {
     })
 }
 
+/// `tests/run.sh --long` (PIXELPIPE_LONG=1): more rounds of each fault.
+pub fn rounds(ci: usize, long: usize) -> usize {
+    match std::env::var("PIXELPIPE_LONG").as_deref() {
+        Ok("1") => long,
+        _ => ci,
+    }
+}
+
 pub fn settings() -> KafkaSettings {
     KafkaSettings {
         bootstrap_servers: bootstrap(),
@@ -201,9 +209,21 @@ pub struct Record {
 /// Reads a topic from the beginning until `want` records arrived and it has been
 /// quiet for a second, or until `timeout`.
 pub fn read_topic(topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
+    read_topic_isolated(topic, want, timeout, "read_committed")
+}
+
+/// [`read_topic`] at an isolation level: `read_uncommitted` also shows the
+/// records of aborted transactions.
+pub fn read_topic_isolated(
+    topic: &str,
+    want: usize,
+    timeout: Duration,
+    isolation: &str,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("reader"))
+        .set("isolation.level", isolation)
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
