@@ -87,6 +87,24 @@ async fn deployment_batch(client: &Client, ns: &str, name: &str, want: i32) {
     .await;
 }
 
+/// Whether the child of kind `K` is gone; `None` if the API does not answer.
+async fn absent<K>(client: &Client, ns: &str) -> Option<bool>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Some(
+        Api::<K>::namespaced(client.clone(), ns)
+            .get_opt(CHILD)
+            .await
+            .ok()?
+            .is_none(),
+    )
+}
+
 async fn set_batch(client: &Client, ns: &str, name: &str, n: i32) {
     Api::<PixelPipeline>::namespaced(client.clone(), ns)
         .patch(
@@ -224,31 +242,11 @@ async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() 
         "the garbage collector removed every child",
         WAIT,
         || async {
-            let gone = Api::<Deployment>::namespaced(client.clone(), &ns)
-                .get_opt(CHILD)
-                .await
-                .ok()?
-                .is_none()
-                && Api::<ConfigMap>::namespaced(client.clone(), &ns)
-                    .get_opt(CHILD)
-                    .await
-                    .ok()?
-                    .is_none()
-                && Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-                    .get_opt(CHILD)
-                    .await
-                    .ok()?
-                    .is_none()
-                && Api::<Role>::namespaced(client.clone(), &ns)
-                    .get_opt(CHILD)
-                    .await
-                    .ok()?
-                    .is_none()
-                && Api::<RoleBinding>::namespaced(client.clone(), &ns)
-                    .get_opt(CHILD)
-                    .await
-                    .ok()?
-                    .is_none();
+            let gone = absent::<Deployment>(&client, &ns).await?
+                && absent::<ConfigMap>(&client, &ns).await?
+                && absent::<ServiceAccount>(&client, &ns).await?
+                && absent::<Role>(&client, &ns).await?
+                && absent::<RoleBinding>(&client, &ns).await?;
             gone.then_some(())
         },
     )
