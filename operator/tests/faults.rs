@@ -1,6 +1,6 @@
-//! The operator under control-plane faults, against a real kube-apiserver with
-//! a real garbage collector (kube-controller-manager): an API server outage,
-//! concurrent edits, and deletion.
+//! The operator under faults, against a real kube-apiserver with a real
+//! garbage collector (kube-controller-manager) and a real broker: an API
+//! server outage, a broker outage, concurrent edits, and deletion.
 
 mod common;
 
@@ -19,37 +19,51 @@ use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
 const WAIT: Duration = Duration::from_secs(60);
 const CHILD: &str = "storefront-worker";
 
-fn kube(cmd: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/env/kube.sh");
-    let ok = Command::new("bash")
-        .arg(script)
+/// Runs `tests/env/<script> <cmd>`.
+fn env_script(script: &str, cmd: &str) -> bool {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/env")
+        .join(script);
+    Command::new("bash")
+        .arg(path)
         .arg(cmd)
         .status()
-        .expect("run kube.sh");
-    assert!(ok.success(), "tests/env/kube.sh {cmd} failed");
+        .is_ok_and(|s| s.success())
 }
 
-/// Stops the shared API server; brings it back however the test ends.
+/// Stops a shared service (the API server, the broker); brings it back
+/// however the test ends, so one failure does not take later tests with it.
 struct Outage {
+    script: &'static str,
+    resume: &'static str,
     up: bool,
 }
 
 impl Outage {
-    fn begin() -> Self {
-        kube("halt-apiserver");
-        Self { up: false }
+    fn begin(script: &'static str, halt: &str, resume: &'static str) -> Self {
+        assert!(env_script(script, halt), "tests/env/{script} {halt} failed");
+        Self {
+            script,
+            resume,
+            up: false,
+        }
     }
 
     fn end(&mut self) {
-        kube("resume-apiserver");
         self.up = true;
+        assert!(
+            env_script(self.script, self.resume),
+            "tests/env/{} {} failed",
+            self.script,
+            self.resume
+        );
     }
 }
 
 impl Drop for Outage {
     fn drop(&mut self) {
         if !self.up {
-            kube("resume-apiserver");
+            env_script(self.script, self.resume);
         }
     }
 }
@@ -125,7 +139,7 @@ async fn the_operator_rides_out_an_api_server_outage_and_converges() {
     let op = Operator::start(&ns, "only");
     deployment_batch(&client, &ns, CHILD, 250).await;
 
-    let mut outage = Outage::begin();
+    let mut outage = Outage::begin("kube.sh", "halt-apiserver", "resume-apiserver");
     let down = Instant::now();
     // Past the 3 s lease: the operator loses it and stops reconciling.
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -268,5 +282,91 @@ async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() 
             .await
             .expect("get")
             .is_none()
+    );
+}
+
+/// `LagObserved`'s status and message, once the pipeline has one.
+async fn lag_observed(api: &Api<PixelPipeline>) -> Option<(String, String)> {
+    let pp = api.get("storefront").await.ok()?;
+    let c = pp
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "LagObserved")?;
+    Some((c.status, c.message))
+}
+
+#[tokio::test]
+async fn a_broker_outage_is_reported_freezes_scaling_and_heals() {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP")
+        .expect("KAFKA_BOOTSTRAP is not set: this test needs a real broker (tests/run.sh)");
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "kafka-down").await;
+    let topic = format!("{ns}.events");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("admin");
+    admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                &topic,
+                3,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .expect("topic");
+    drop(admin);
+    let mut pp = sample(&ns);
+    pp.spec.kafka.bootstrap_servers = bootstrap;
+    pp.spec.kafka.input_topic = topic.clone();
+    pp.spec.kafka.dead_letter_topic = format!("{topic}.dlq");
+    pp.spec.autoscaling.observation_interval_seconds = 1;
+    create(&client, &pp).await;
+    let _op = Operator::start(&ns, "only");
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+    eventually("the lag is observed", WAIT, || async {
+        lag_observed(&api).await.filter(|(s, _)| s == "True")
+    })
+    .await;
+
+    let mut outage = Outage::begin("kafka.sh", "halt", "resume");
+    let down = Instant::now();
+    let (_, message) = eventually("LagObserved turns False", WAIT, || async {
+        lag_observed(&api).await.filter(|(s, _)| s == "False")
+    })
+    .await;
+    let noticed = down.elapsed();
+    let frozen = api.get("storefront").await.expect("get").status;
+    eventually("a KafkaUnreachable Event", WAIT, || async {
+        common::events(&client, &ns)
+            .await
+            .iter()
+            .any(|e| e.0 == "KafkaUnreachable")
+            .then_some(())
+    })
+    .await;
+    // Several observation intervals without data: no decision, no resize.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = api.get("storefront").await.expect("get").status;
+    let sizes = |s: &Option<pixelpipe_crds::PixelPipelineStatus>| {
+        s.as_ref()
+            .map(|s| (s.replicas, s.pool_summary.clone(), s.last_decision.clone()))
+    };
+    assert_eq!(sizes(&still), sizes(&frozen), "scaled on stale data");
+    outage.end();
+    let back = Instant::now();
+    eventually("LagObserved is True again", WAIT, || async {
+        lag_observed(&api).await.filter(|(s, _)| s == "True")
+    })
+    .await;
+    println!(
+        "broker down: LagObserved=False after {:.1} s ({message}), sizes frozen; True again {:.1} s after it returned",
+        noticed.as_secs_f64(),
+        back.elapsed().as_secs_f64()
     );
 }
