@@ -8,6 +8,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
+use common::bin_dir;
 use pixelpipe_local::story::{self, Env, Scenario};
 use pixelpipe_worker::kafka::KafkaSettings;
 use tokio_util::sync::CancellationToken;
@@ -23,15 +26,6 @@ fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// target/debug, where `cargo build --workspace` put the binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

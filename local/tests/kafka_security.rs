@@ -15,7 +15,11 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline, SaslMechanism, SaslSpec};
+mod common;
+
+use common::bin_dir;
 use pixelpipe_local::runner::{Config, Runner};
+use pixelpipe_local::story;
 use pixelpipe_worker::kafka::KafkaSettings;
 use pixelpipe_worker::loadgen::{Generator, Mix};
 use pixelpipe_worker::topics::ensure_topics;
@@ -30,18 +34,6 @@ const OPERATOR: &str = "system:serviceaccount:pixelpipe-system:pixelpipe-operato
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set (tests/run.sh sets it)"))
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .to_path_buf()
 }
 
 fn kubectl(args: &[&str]) -> (bool, String) {
@@ -167,7 +159,7 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
     let (ok, out) = kubectl(&[
         "apply",
         "-k",
-        &repo().join("manifests").display().to_string(),
+        &story::repo_root().join("manifests").display().to_string(),
     ]);
     assert!(ok, "{out}");
     let stamp = std::time::SystemTime::now()
@@ -248,7 +240,8 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
 
     // The pipeline reaches the broker only over SASL_SSL.
     let text =
-        std::fs::read_to_string(repo().join("manifests/samples/storefront.yaml")).expect("sample");
+        std::fs::read_to_string(story::repo_root().join("manifests/samples/storefront.yaml"))
+            .expect("sample");
     let mut pp: PixelPipeline = serde_yaml::from_str(&text).expect("sample parses");
     pp.metadata.namespace = Some(ns.clone());
     let k = &mut pp.spec.kafka;
@@ -309,7 +302,7 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
         "-n",
         &ns,
         "-f",
-        &repo()
+        &story::repo_root()
             .join("manifests/samples/kafka-credentials-access.yaml")
             .display()
             .to_string(),

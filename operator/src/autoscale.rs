@@ -27,17 +27,20 @@ pub struct State {
     observer: Option<Arc<Observer>>,
     /// What the observer was built for (brokers, topic, group, credentials'
     /// versions); a change of any rebuilds it.
-    source: (String, String, String, String),
+    source: (String, String, String),
+    /// Versions of the credentials the observer was built with.
+    credentials: String,
     history: History,
     policy: Policy,
     next_observation: Instant,
 }
 
 impl State {
-    fn fresh(source: (String, String, String, String), now: Instant) -> Self {
+    fn fresh(source: (String, String, String), now: Instant) -> Self {
         Self {
             observer: None,
             source,
+            credentials: String::new(),
             history: History::default(),
             policy: Policy::default(),
             next_observation: now,
@@ -157,13 +160,14 @@ impl Autoscalers {
 
     /// Observes (if an interval has passed) and decides. `None` when
     /// autoscaling is Disabled.
-    /// `security` is the pipeline's Kafka credentials and their fingerprint,
-    /// or why they cannot be read (then nothing is observed or decided).
+    /// `security` reads the pipeline's Kafka credentials and their
+    /// fingerprint, or says why it cannot (then nothing is observed or
+    /// decided); it runs only when an observation is due.
     pub async fn step(
         &self,
         pp: &PixelPipeline,
         epoch: Instant,
-        security: Result<(Security, String), String>,
+        security: impl Future<Output = Result<(Security, String), String>>,
     ) -> Option<Step> {
         let mode = pp.spec.autoscaling.mode;
         let key = (
@@ -171,15 +175,10 @@ impl Autoscalers {
             pp.metadata.name.clone().unwrap_or_default(),
         );
         let k = &pp.spec.kafka;
-        let (security, fingerprint) = match security {
-            Ok(s) => (Some(s.0), s.1),
-            Err(e) => (None, e),
-        };
         let source = (
             k.bootstrap_servers.clone(),
             k.input_topic.clone(),
             consumer_group(pp),
-            fingerprint,
         );
         let now = Instant::now();
         let slot = {
@@ -233,10 +232,19 @@ impl Autoscalers {
             return Some(step);
         }
         state.next_observation = now + Duration::from_secs_f64(tuning.interval);
-        let Some(security) = security else {
-            // The fingerprint holds the reason.
-            step.kafka_error = Some(source.3.clone());
-            return Some(step);
+        let security = match security.await {
+            Ok((security, credentials)) => {
+                if state.credentials != credentials {
+                    *state = State::fresh(source.clone(), now);
+                    state.next_observation = now + Duration::from_secs_f64(tuning.interval);
+                    state.credentials = credentials;
+                }
+                security
+            }
+            Err(reason) => {
+                step.kafka_error = Some(reason);
+                return Some(step);
+            }
         };
         let observer = match &state.observer {
             Some(o) => o.clone(),

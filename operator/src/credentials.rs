@@ -10,6 +10,7 @@ use kube::{Api, Client, ResourceExt};
 use pixelpipe_crds::PixelPipeline;
 use pixelpipe_worker::kafka::{
     CA_FILE, CERT_FILE, KEY_FILE, PASSWORD_FILE, Pem, Sasl, Security, Tls, USERNAME_FILE,
+    secret_text,
 };
 use thiserror::Error;
 
@@ -89,8 +90,8 @@ fn text(secret: &Secret, id: &str, key: &'static str) -> Result<String, Credenti
         .as_ref()
         .and_then(|d| d.get(key))
         .ok_or_else(|| CredentialsError::MissingKey(id.to_string(), key))?;
-    String::from_utf8(bytes.0.clone())
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+    std::str::from_utf8(&bytes.0)
+        .map(|s| secret_text(s).to_string())
         .map_err(|_| CredentialsError::NotText(id.to_string(), key))
 }
 

@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
+use pixelpipe_crds::PixelPipeline;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
@@ -189,9 +189,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }
 
     let running = sizes::current(pp);
-    let security = if pp.spec.autoscaling.mode == AutoscalingMode::Disabled {
-        Ok(Default::default())
-    } else {
+    let security = async {
         credentials::kafka_security(&ctx.client, pp)
             .await
             .map_err(|e| e.to_string())

@@ -83,6 +83,12 @@ pub const KEY_FILE: &str = "tls.key";
 pub const USERNAME_FILE: &str = "username";
 pub const PASSWORD_FILE: &str = "password";
 
+/// A Secret value as a credential: without the line break an editor or
+/// `echo` leaves at its end.
+pub fn secret_text(s: &str) -> &str {
+    s.trim_end_matches(['\r', '\n'])
+}
+
 impl Security {
     /// `security.protocol` for this combination.
     pub fn protocol(&self) -> &'static str {
@@ -140,7 +146,7 @@ impl Security {
             Some((mechanism, dir)) => {
                 let read = |name: &str| {
                     std::fs::read_to_string(dir.join(name))
-                        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                        .map(|s| secret_text(&s).to_string())
                         .map_err(|e| {
                             std::io::Error::new(
                                 e.kind(),
@@ -233,9 +239,6 @@ impl KafkaSettings {
         c.set("transactional.id", id)
             .set("transaction.timeout.ms", "60000")
             .set("message.timeout.ms", "60000");
-        for (k, v) in self.security.properties() {
-            c.set(k, v);
-        }
         c
     }
 
