@@ -7,6 +7,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::sizing::{AutoscalingSpec, BatchSpec, LimitsSpec, ReplicasSpec, SloSpec, StagePool};
+use crate::stage::PerStage;
 use crate::status::PixelPipelineStatus;
 
 /// A Kafka event pipeline that delivers consented storefront events to
@@ -67,10 +69,13 @@ pub struct PixelPipelineSpec {
     pub replicas: ReplicasSpec,
     /// Worker pool sizes per pipeline stage, with the bounds autoscaling keeps to.
     #[serde(default)]
-    pub stages: StagesSpec,
+    pub stages: PerStage<StagePool>,
     /// How events are grouped into batch jobs.
     #[serde(default)]
     pub batch: BatchSpec,
+    /// What a worker accepts from the input topic; anything else is dead-lettered.
+    #[serde(default)]
+    pub limits: LimitsSpec,
     /// The service level objective the operator scales to hold.
     #[serde(default)]
     pub slo: SloSpec,
@@ -135,24 +140,38 @@ pub struct SaslSpec {
 }
 
 /// Supported SASL mechanisms.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    clap::ValueEnum,
+)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]
+    #[strum(serialize = "PLAIN")]
+    #[value(name = "PLAIN")]
     Plain,
     #[serde(rename = "SCRAM-SHA-256")]
+    #[strum(serialize = "SCRAM-SHA-256")]
+    #[value(name = "SCRAM-SHA-256")]
     ScramSha256,
     #[serde(rename = "SCRAM-SHA-512")]
+    #[strum(serialize = "SCRAM-SHA-512")]
+    #[value(name = "SCRAM-SHA-512")]
     ScramSha512,
 }
 
 impl SaslMechanism {
     /// The name Kafka clients use (`sasl.mechanism`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
+        self.into()
     }
 }
 
@@ -233,195 +252,16 @@ pub struct WorkerSpec {
     pub env: Vec<EnvVar>,
 }
 
-/// Bounds on worker pods. Never more replicas than input partitions are used.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not exceed replicas.max"))]
-#[x_kube(validation = Rule::new("!has(self.initial) || (self.min <= self.initial && self.initial <= self.max)").message("replicas.initial must lie between replicas.min and replicas.max"))]
-#[serde(rename_all = "camelCase")]
-pub struct ReplicasSpec {
-    /// Fewest worker pods.
-    #[schemars(range(min = 1))]
-    pub min: i32,
-    /// Most worker pods.
-    #[schemars(range(min = 1))]
-    pub max: i32,
-    /// Pods to start with; `min` when omitted. The scale subresource
-    /// (`kubectl scale`) sets it. With autoscaling Enabled the operator moves
-    /// the count from here within min and max; with DryRun or Disabled this is
-    /// the count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initial: Option<i32>,
-}
-
-/// Pool sizes of the four stages.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StagesSpec {
-    /// Decoding of raw bytes into events.
-    #[serde(default)]
-    pub parse: StagePool,
-    /// Semantic checks, consent and routing.
-    #[serde(default)]
-    pub validate: StagePool,
-    /// Server-side fields, hashing and URL stripping.
-    #[serde(default)]
-    pub augment: StagePool,
-    /// Handing partner messages and dead letters to the Kafka producer.
-    #[serde(default)]
-    pub produce: StagePool,
-}
-
-/// One stage's pool: its starting size and the bounds autoscaling keeps to.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("self.minWorkers <= self.workers && self.workers <= self.maxWorkers").message("workers must lie between minWorkers and maxWorkers"))]
-#[serde(rename_all = "camelCase")]
-pub struct StagePool {
-    /// Workers to start with. With autoscaling Enabled the operator moves the
-    /// size within minWorkers and maxWorkers; with DryRun or Disabled this is the size.
-    #[serde(default = "default_workers")]
-    #[schemars(range(min = 1, max = 256))]
-    pub workers: i32,
-    /// Fewest workers autoscaling may leave.
-    #[serde(default = "default_min_workers")]
-    #[schemars(range(min = 1, max = 256))]
-    pub min_workers: i32,
-    /// Most workers autoscaling may start.
-    #[serde(default = "default_max_workers")]
-    #[schemars(range(min = 1, max = 256))]
-    pub max_workers: i32,
-}
-
-impl Default for StagePool {
-    fn default() -> Self {
-        Self {
-            workers: default_workers(),
-            min_workers: default_min_workers(),
-            max_workers: default_max_workers(),
-        }
+impl PixelPipeline {
+    /// The workers' consumer group: the spec's, or one unique to this pipeline.
+    pub fn consumer_group(&self) -> String {
+        use kube::ResourceExt;
+        self.spec.kafka.consumer_group.clone().unwrap_or_else(|| {
+            format!(
+                "pixelpipe.{}.{}",
+                self.namespace().unwrap_or_default(),
+                self.name_any()
+            )
+        })
     }
-}
-
-fn default_workers() -> i32 {
-    2
-}
-fn default_min_workers() -> i32 {
-    1
-}
-fn default_max_workers() -> i32 {
-    32
-}
-
-/// Batching of events into jobs.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchSpec {
-    /// Events per batch job, at most.
-    #[serde(default = "default_max_events")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub max_events: i32,
-    /// Milliseconds a batch waits to fill after its first event.
-    #[serde(default = "default_max_wait_ms")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub max_wait_ms: i32,
-}
-
-impl Default for BatchSpec {
-    fn default() -> Self {
-        Self {
-            max_events: default_max_events(),
-            max_wait_ms: default_max_wait_ms(),
-        }
-    }
-}
-
-fn default_max_events() -> i32 {
-    250
-}
-fn default_max_wait_ms() -> i32 {
-    50
-}
-
-/// The service level objective.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SloSpec {
-    /// The oldest unprocessed event must stay younger than this many seconds.
-    #[serde(default = "default_max_event_age")]
-    #[schemars(range(min = 1, max = 86400))]
-    pub max_event_age_seconds: i32,
-}
-
-impl Default for SloSpec {
-    fn default() -> Self {
-        Self {
-            max_event_age_seconds: default_max_event_age(),
-        }
-    }
-}
-
-fn default_max_event_age() -> i32 {
-    300
-}
-
-/// Whether and how the operator resizes the pipeline.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum AutoscalingMode {
-    /// Decide and apply.
-    #[default]
-    Enabled,
-    /// Decide and report in the status, change nothing.
-    DryRun,
-    /// Keep the declared sizes.
-    Disabled,
-}
-
-/// Autoscaling settings.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AutoscalingSpec {
-    /// Enabled, DryRun or Disabled.
-    #[serde(default)]
-    pub mode: AutoscalingMode,
-    /// Seconds between lag observations.
-    #[serde(default = "default_observation_interval")]
-    #[schemars(range(min = 1, max = 300))]
-    pub observation_interval_seconds: i32,
-    /// Seconds the recommendation must stay lower before scaling down.
-    #[serde(default = "default_stabilization")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub scale_down_stabilization_seconds: i32,
-    /// Seconds a new worker pod takes to start consuming; with the rebalance
-    /// pause and one interval it is the cooldown after a replica change.
-    #[serde(default = "default_pod_start")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub pod_start_seconds: i32,
-    /// Seconds the consumer group pauses to rebalance when members change.
-    #[serde(default = "default_rebalance")]
-    #[schemars(range(min = 0, max = 600))]
-    pub rebalance_seconds: i32,
-}
-
-impl Default for AutoscalingSpec {
-    fn default() -> Self {
-        Self {
-            mode: AutoscalingMode::default(),
-            observation_interval_seconds: default_observation_interval(),
-            scale_down_stabilization_seconds: default_stabilization(),
-            pod_start_seconds: default_pod_start(),
-            rebalance_seconds: default_rebalance(),
-        }
-    }
-}
-
-fn default_observation_interval() -> i32 {
-    10
-}
-fn default_stabilization() -> i32 {
-    300
-}
-fn default_pod_start() -> i32 {
-    60
-}
-fn default_rebalance() -> i32 {
-    15
 }

@@ -3,10 +3,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use pixelpipe_crds::reasons::{ConditionType, condition_status, find_condition};
 
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
+use ConditionType::{Degraded, Progressing, Ready};
 
 /// Why a pipeline cannot be run as declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,21 +55,54 @@ pub struct Observation {
 /// The three conditions, plus any other condition (the SLO's) carried over.
 /// A condition keeps its `lastTransitionTime` while its status stays the same.
 pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<Condition> {
-    let (degraded, progressing, ready) = match (&obs.problem, obs.rollout) {
+    let (degraded, progressing, ready) = verdicts(obs);
+    let mut out: Vec<Condition> = [
+        (Ready, ready),
+        (Progressing, progressing),
+        (Degraded, degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (holds, reason, message))| {
+        let status = condition_status(holds);
+        let since = find_condition(previous, type_)
+            .filter(|c| c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.as_str().to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: obs.generation,
+            last_transition_time: since,
+        }
+    })
+    .collect();
+    let own = [Ready, Progressing, Degraded].map(ConditionType::as_str);
+    out.extend(
+        previous
+            .iter()
+            .filter(|c| !own.contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    out
+}
+
+/// One condition's verdict: whether it holds, its reason, its message.
+type Verdict = (bool, &'static str, String);
+
+/// Degraded, Progressing and Ready, from what a reconcile saw.
+fn verdicts(obs: &Observation) -> (Verdict, Verdict, Verdict) {
+    match (&obs.problem, obs.rollout) {
         (Some(Problem::InvalidSpec(m)), _) => (
-            ("True", "InvalidSpec", m.clone()),
-            (
-                "False",
-                "InvalidSpec",
-                "waiting for a valid spec".to_string(),
-            ),
-            ("False", "InvalidSpec", "the spec cannot be run".to_string()),
+            (true, "InvalidSpec", m.clone()),
+            (false, "InvalidSpec", "waiting for a valid spec".to_string()),
+            (false, "InvalidSpec", "the spec cannot be run".to_string()),
         ),
         (Some(Problem::ApplyFailed(m)), _) => (
-            ("True", "ApplyFailed", m.clone()),
-            ("True", "Retrying", "retrying with backoff".to_string()),
+            (true, "ApplyFailed", m.clone()),
+            (true, "Retrying", "retrying with backoff".to_string()),
             (
-                "False",
+                false,
                 "ApplyFailed",
                 "the workers could not be updated".to_string(),
             ),
@@ -82,50 +114,22 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
                 r.updated, r.desired, r.available
             );
             let progressing = if r.complete() {
-                ("False", "RolloutComplete", pods.clone())
+                (false, "RolloutComplete", pods.clone())
             } else {
-                ("True", "RollingOut", pods.clone())
+                (true, "RollingOut", pods.clone())
             };
             let ready = if r.available >= r.desired {
-                ("True", "WorkersAvailable", pods)
+                (true, "WorkersAvailable", pods)
             } else {
-                ("False", "WorkersUnavailable", pods)
+                (false, "WorkersUnavailable", pods)
             };
             (
-                ("False", "AsExpected", "children applied".to_string()),
+                (false, "AsExpected", "children applied".to_string()),
                 progressing,
                 ready,
             )
         }
-    };
-    let mut out: Vec<Condition> = [
-        (READY, ready),
-        (PROGRESSING, progressing),
-        (DEGRADED, degraded),
-    ]
-    .into_iter()
-    .map(|(type_, (status, reason, message))| {
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.to_string(),
-            status: status.to_string(),
-            reason: reason.to_string(),
-            message,
-            observed_generation: obs.generation,
-            last_transition_time: since,
-        }
-    })
-    .collect();
-    out.extend(
-        previous
-            .iter()
-            .filter(|c| ![READY, PROGRESSING, DEGRADED].contains(&c.type_.as_str()))
-            .cloned(),
-    );
-    out
+    }
 }
 
 /// Sets one condition, keeping its `lastTransitionTime` if its status is unchanged.
@@ -139,11 +143,6 @@ pub fn set(conditions: &mut Vec<Condition>, mut c: Condition) {
         }
         None => conditions.push(c),
     }
-}
-
-/// The condition of a type, if present.
-pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conditions.iter().find(|c| c.type_ == type_)
 }
 
 #[cfg(test)]
@@ -163,8 +162,8 @@ mod tests {
         }
     }
 
-    fn status_of<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str) {
-        let c = find(cs, t).expect("present");
+    fn status_of(cs: &[Condition], t: ConditionType) -> (&str, &str) {
+        let c = find_condition(cs, t).expect("present");
         (c.status.as_str(), c.reason.as_str())
     }
 
@@ -177,12 +176,12 @@ mod tests {
             observed: false,
         };
         let cs = conditions(&obs(None, Some(r)), &[], &at(10));
-        assert_eq!(status_of(&cs, READY), ("False", "WorkersUnavailable"));
-        assert_eq!(status_of(&cs, PROGRESSING), ("True", "RollingOut"));
-        assert_eq!(status_of(&cs, DEGRADED), ("False", "AsExpected"));
+        assert_eq!(status_of(&cs, Ready), ("False", "WorkersUnavailable"));
+        assert_eq!(status_of(&cs, Progressing), ("True", "RollingOut"));
+        assert_eq!(status_of(&cs, Degraded), ("False", "AsExpected"));
         assert!(cs.iter().all(|c| c.observed_generation == Some(3)));
         assert_eq!(
-            find(&cs, READY).expect("ready").message,
+            find_condition(&cs, Ready).expect("ready").message,
             "0 of 2 worker pods updated, 0 available"
         );
     }
@@ -196,8 +195,8 @@ mod tests {
             observed: true,
         };
         let cs = conditions(&obs(None, Some(r)), &[], &at(10));
-        assert_eq!(status_of(&cs, READY), ("True", "WorkersAvailable"));
-        assert_eq!(status_of(&cs, PROGRESSING), ("False", "RolloutComplete"));
+        assert_eq!(status_of(&cs, Ready), ("True", "WorkersAvailable"));
+        assert_eq!(status_of(&cs, Progressing), ("False", "RolloutComplete"));
     }
 
     #[test]
@@ -212,13 +211,13 @@ mod tests {
             &[],
             &at(10),
         );
-        let d = find(&cs, DEGRADED).expect("degraded");
+        let d = find_condition(&cs, Degraded).expect("degraded");
         assert_eq!(
             (d.status.as_str(), d.reason.as_str()),
             ("True", "InvalidSpec")
         );
         assert_eq!(d.message, "partner \"ads\" is listed twice");
-        assert_eq!(status_of(&cs, READY), ("False", "InvalidSpec"));
+        assert_eq!(status_of(&cs, Ready), ("False", "InvalidSpec"));
     }
 
     #[test]
@@ -238,9 +237,16 @@ mod tests {
             ..r
         };
         let later = conditions(&obs(None, Some(done)), &same, &at(30));
-        assert_eq!(find(&later, READY).expect("r").last_transition_time, at(30));
         assert_eq!(
-            find(&later, DEGRADED).expect("d").last_transition_time,
+            find_condition(&later, Ready)
+                .expect("r")
+                .last_transition_time,
+            at(30)
+        );
+        assert_eq!(
+            find_condition(&later, Degraded)
+                .expect("d")
+                .last_transition_time,
             at(10),
             "Degraded stayed False"
         );
@@ -259,13 +265,18 @@ mod tests {
         let mut cs = conditions(&obs(None, None), &[], &at(1));
         set(&mut cs, slo("True", 5, "a"));
         set(&mut cs, slo("True", 9, "b"));
-        let c = find(&cs, "SLO").expect("slo");
+        let c = find_condition(&cs, ConditionType::Slo).expect("slo");
         assert_eq!(
             (c.message.as_str(), c.last_transition_time.clone()),
             ("b", at(5))
         );
         set(&mut cs, slo("False", 12, "c"));
-        assert_eq!(find(&cs, "SLO").expect("slo").last_transition_time, at(12));
+        assert_eq!(
+            find_condition(&cs, ConditionType::Slo)
+                .expect("slo")
+                .last_transition_time,
+            at(12)
+        );
         assert_eq!(cs.len(), 4);
     }
 
@@ -280,7 +291,7 @@ mod tests {
             last_transition_time: at(1),
         };
         let cs = conditions(&obs(None, None), std::slice::from_ref(&slo), &at(10));
-        assert_eq!(find(&cs, "SLO"), Some(&slo));
+        assert_eq!(find_condition(&cs, ConditionType::Slo), Some(&slo));
         assert_eq!(cs.len(), 4);
     }
 }

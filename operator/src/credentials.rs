@@ -8,7 +8,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 use pixelpipe_crds::PixelPipeline;
-use pixelpipe_worker::kafka::{
+use pixelpipe_runtime::kafka::{
     CA_FILE, CERT_FILE, KEY_FILE, PASSWORD_FILE, Pem, Sasl, Security, Tls, USERNAME_FILE,
     secret_text,
 };
@@ -58,7 +58,7 @@ pub async fn kafka_security(
         fingerprint.push_str(&version(&secret));
         let id = format!("{namespace}/{}", sasl.secret_ref);
         security.sasl = Some(Sasl {
-            mechanism: sasl.mechanism.as_str().to_string(),
+            mechanism: sasl.mechanism,
             username: text(&secret, &id, USERNAME_FILE)?,
             password: text(&secret, &id, PASSWORD_FILE)?,
         });

@@ -1,30 +1,27 @@
 //! The Pixelpipe operator: it reconciles each `PixelPipeline` into a worker
-//! Deployment and what the workers need, and reports back in the status.
+//! Deployment and what the workers need, observes the consumer group in
+//! Kafka, resizes pools and replicas to the SLO, and reports back in the status.
 //!
 //! Pure logic: [`children`] (the desired objects), [`sizes`] (replicas and pool
-//! sizes), [`validate`] (what the schema cannot judge), [`conditions`] and
-//! [`status`]. I/O at the edges: [`apply`] (server-side apply), [`reconcile`]
-//! (the controller's steps), [`leader`] (the Lease), [`admin`], and [`run`].
+//! sizes), [`conditions`] and [`status`]; the policy itself is the
+//! `pixelpipe-policy` crate. I/O at the edges: [`apply`] (server-side apply),
+//! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`autoscale`]
+//! (observations to decisions), [`leader`] (the Lease), [`admin`], and [`run`].
 
-pub mod admin;
-pub mod apply;
-pub mod autoscale;
-pub mod chart;
+mod admin;
+mod apply;
+mod autoscale;
 pub mod children;
 pub mod cli;
-pub mod conditions;
-pub mod credentials;
-pub mod leader;
-pub mod matrix;
-pub mod metrics;
-pub mod observer;
-pub mod policy;
-pub mod reconcile;
-pub mod report;
+mod conditions;
+mod credentials;
+mod events;
+mod leader;
+mod metrics;
+mod observer;
+mod reconcile;
 pub mod run;
-pub mod simulate;
-pub mod sizes;
-pub mod status;
-pub mod validate;
+mod sizes;
+mod status;
 
 pub use pixelpipe_crds::{GROUP, KIND, VERSION};

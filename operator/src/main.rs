@@ -2,18 +2,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pixelpipe_operator::cli::{Cli, Command};
-use pixelpipe_worker::cli::init_logging;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    pixelpipe_runtime::logging::init(cli.log_format);
     match cli.command {
         Command::Crd => {
             print!("{}", pixelpipe_crds::crd_yaml());
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => pixelpipe_operator::run::run(args).await,
-        Command::Simulate(args) => pixelpipe_operator::report::simulate(&args),
     }
 }

@@ -5,13 +5,13 @@
 //! processing rate of zero with lag is a stall). Blocking (librdkafka); callers run it on a blocking thread.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use pixelpipe_policy::Signals;
+use pixelpipe_runtime::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-
-use crate::policy::Signals;
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,29 +126,20 @@ impl std::fmt::Debug for Observer {
 impl Observer {
     /// A client of the pipeline's group that never joins it nor commits:
     /// it only fetches the group's offsets and reads single messages.
-    pub fn new(
-        bootstrap: &str,
-        topic: &str,
-        group: &str,
-        options: &[(String, String)],
-    ) -> Result<Self, KafkaError> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", bootstrap)
-            .set("client.id", "pixelpipe-operator")
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest")
-            // One message per partition is all it reads.
-            .set("fetch.max.bytes", "1048576")
-            .set("max.partition.fetch.bytes", "65536")
-            .set("queued.max.messages.kbytes", "1024");
-        for (k, v) in options {
-            c.set(k, v);
-        }
+    pub fn new(kafka: &KafkaSettings, topic: &str, group: &str) -> Result<Self, KafkaError> {
+        let config = kafka.client("pixelpipe-operator", |c| {
+            c.set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("enable.partition.eof", "false")
+                .set("auto.offset.reset", "earliest")
+                // One message per partition is all it reads.
+                .set("fetch.max.bytes", "1048576")
+                .set("max.partition.fetch.bytes", "65536")
+                .set("queued.max.messages.kbytes", "1024");
+        });
         Ok(Self {
-            consumer: c.create()?,
+            consumer: config.create()?,
             topic: topic.to_string(),
         })
     }
@@ -224,10 +215,7 @@ impl Observer {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
+    jiff::Timestamp::now().as_millisecond()
 }
 
 #[cfg(test)]

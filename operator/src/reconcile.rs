@@ -18,11 +18,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
+
 use crate::apply::{Change, apply};
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
-use crate::conditions::{DEGRADED, Observation, Problem, Rollout, find};
+use crate::conditions::{Observation, Problem, Rollout};
 use crate::credentials;
+use crate::events;
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
 use crate::sizes;
 
@@ -114,13 +118,38 @@ impl Error {
             Error::Status(_) => Step::status,
         }
     }
+
+    /// Whether retrying soon can help: the API server was away, busy or lost
+    /// a race. A request it refused for what it is (invalid, forbidden) or a
+    /// pipeline the children cannot be built from fails the same way until
+    /// something changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Build(_) => false,
+            Error::Apply { source, .. } | Error::Status(source) => match source {
+                kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+                _ => true,
+            },
+        }
+    }
 }
 
-/// Delay before retry `attempt` (1-based): 1 s doubling to at most 5 minutes.
+/// Delay before retry `attempt` (1-based) of a transient failure: 1 s
+/// doubling to at most 5 minutes.
 pub fn backoff(attempt: u32) -> Duration {
-    let secs = 1u64 << attempt.saturating_sub(1).min(9);
-    Duration::from_secs(secs.min(300))
+    let max = Duration::from_secs(300);
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(max)
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1).min(16) as usize)
+        .unwrap_or(max)
 }
+
+/// A permanent failure is looked at again after this long, or at the next
+/// change of the pipeline or its children, whichever comes first.
+pub const PERMANENT_RETRY: Duration = Duration::from_secs(300);
 
 /// The controller's reconcile function.
 pub async fn reconcile(pp: Arc<PixelPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -152,10 +181,16 @@ pub async fn reconcile(pp: Arc<PixelPipeline>, ctx: Arc<Context>) -> Result<Acti
     result
 }
 
-/// The controller's error policy: retry with exponential backoff.
+/// The controller's error policy: transient failures are retried with
+/// exponential backoff; permanent ones wait for a change, checked again
+/// every [`PERMANENT_RETRY`].
 pub fn error_policy(pp: Arc<PixelPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
     let attempt = ctx.failed(&pp);
-    let delay = backoff(attempt);
+    let delay = if error.is_transient() {
+        backoff(attempt)
+    } else {
+        PERMANENT_RETRY
+    };
     tracing::warn!(
         pipeline = %format!("{}/{}", pp.namespace().unwrap_or_default(), pp.name_any()),
         error = %error, attempt, retry_in = ?delay, "reconcile failed"
@@ -167,16 +202,22 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     let namespace = pp
         .namespace()
         .ok_or(ChildError::MissingMetadata("namespace"))?;
-    if let Err(message) = crate::validate::check(pp) {
+    if let Err(invalid) = pp.spec.check() {
+        let message = invalid.to_string();
         ctx.metrics.invalid_specs.inc();
         let already_reported = pp
             .status
             .as_ref()
-            .and_then(|s| find(&s.conditions, DEGRADED))
-            .is_some_and(|c| c.status == "True" && c.message == message);
+            .and_then(|s| find_condition(&s.conditions, ConditionType::Degraded))
+            .is_some_and(|c| c.status == condition_status(true) && c.message == message);
         if !already_reported {
             tracing::warn!(pipeline = %pp.name_any(), %namespace, %message, "invalid spec");
-            publish(ctx, pp, warning("InvalidSpec", "Validate", message.clone())).await;
+            publish(
+                ctx,
+                pp,
+                events::warning(EventReason::InvalidSpec, "Validate", message.clone()),
+            )
+            .await;
         }
         let obs = Observation {
             generation: pp.metadata.generation,
@@ -226,70 +267,12 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }))
 }
 
-/// An Event per scale action (Enabled), per new recommendation (DryRun), and
-/// when Kafka becomes unreachable.
+/// The Event an autoscaling step calls for, if any, published.
 async fn autoscaling_events(ctx: &Context, pp: &PixelPipeline, step: &ScaleStep) {
-    if let Some(error) = &step.kafka_error {
-        let was_reported = pp
-            .status
-            .as_ref()
-            .and_then(|s| find(&s.conditions, crate::status::LAG_OBSERVED))
-            .is_some_and(|c| c.status == "False");
-        if !was_reported {
-            publish(
-                ctx,
-                pp,
-                warning(
-                    "KafkaUnreachable",
-                    "Observe",
-                    format!("{error}; no scaling on stale data"),
-                ),
-            )
-            .await;
-        }
-        return;
+    if let Some(event) = events::of_step(pp, step) {
+        tracing::info!(pipeline = %pp.name_any(), note = event.note.as_deref().unwrap_or_default(), "{}", event.reason);
+        publish(ctx, pp, event).await;
     }
-    let Some(note) = step.summary.clone() else {
-        return;
-    };
-    let reason = if step.apply.is_some() {
-        if step.up { "ScaledUp" } else { "ScaledDown" }
-    } else {
-        // DryRun: one Event per new recommendation, not per observation.
-        let already =
-            pp.status.as_ref().and_then(|s| s.last_decision.as_deref()) == Some(note.as_str());
-        if already {
-            return;
-        }
-        "Recommendation"
-    };
-    tracing::info!(pipeline = %pp.name_any(), %note, "{reason}");
-    // The recorder folds Events with the same reason and action into one
-    // series that keeps the first note, so the target sizes go in the action:
-    // each distinct decision stays visible in `kubectl describe`, and only a
-    // repeat of the same target is counted as one.
-    let action = step
-        .apply
-        .as_ref()
-        .or(step.recommended.as_ref())
-        .map_or_else(
-            || "Scale".to_string(),
-            |to| {
-                format!(
-                    "Scale to {} replicas, pools {}",
-                    to.replicas,
-                    crate::sizes::summary(&to.pools)
-                )
-            },
-        );
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note),
-        action,
-        secondary: None,
-    };
-    publish(ctx, pp, event).await;
 }
 
 async fn apply_child<K>(
@@ -315,14 +298,14 @@ where
     })?;
     let (reason, verb) = match change {
         Change::Unchanged => return Ok(stored),
-        Change::Created => ("Created", "created"),
-        Change::Updated => ("Updated", "updated"),
+        Change::Created => (EventReason::Created, "created"),
+        Change::Updated => (EventReason::Updated, "updated"),
     };
     ctx.metrics.child_writes.inc();
     tracing::info!(pipeline = %pp.name_any(), %namespace, %kind, %name, "{verb}");
     let event = Event {
         type_: EventType::Normal,
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         note: Some(format!("{kind} {name} {verb}")),
         action: "Apply".into(),
         // The child as the related object keeps one Event per child: the
@@ -372,7 +355,12 @@ async fn write_status(
 
 async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) {
     let message = error.to_string();
-    publish(ctx, pp, warning("ApplyFailed", "Apply", message.clone())).await;
+    publish(
+        ctx,
+        pp,
+        events::warning(EventReason::ApplyFailed, "Apply", message.clone()),
+    )
+    .await;
     let Some(namespace) = pp.namespace() else {
         return;
     };
@@ -387,33 +375,8 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
     }
 }
 
-fn warning(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    }
-}
-
-async fn publish(ctx: &Context, pp: &PixelPipeline, mut event: Event) {
-    // The Events API caps notes at 1 kB.
-    event.note = event.note.map(|n| truncate(n, 1000));
-    if let Err(e) = ctx.recorder.publish(&event, &pp.object_ref(&())).await {
-        tracing::warn!(error = %e, reason = %event.reason, "could not publish an Event");
-    }
-}
-
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
+async fn publish(ctx: &Context, pp: &PixelPipeline, event: Event) {
+    events::publish(&ctx.recorder, pp, event).await;
 }
 
 #[cfg(test)]
@@ -426,12 +389,5 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(backoff(0), Duration::from_secs(1));
         assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn notes_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate("é".repeat(600), 1000).len(), 1000);
-        assert_eq!(truncate("ab".into(), 1000), "ab");
-        assert_eq!(truncate("aé".into(), 2), "a");
     }
 }

@@ -42,7 +42,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn({
         let stop = stop.clone();
         async move {
-            pixelpipe_worker::shutdown::signal().await;
+            pixelpipe_runtime::shutdown::signal().await;
             tracing::info!("shutting down");
             stop.cancel();
         }

@@ -6,27 +6,26 @@
 //! `Disabled`, the spec's sizes are the sizes. Either way they are kept within
 //! the spec's bounds, which may have changed since the status was written.
 
-use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PoolSizes, StagePool};
+use std::fmt;
+
+use pixelpipe_crds::{AutoscalingMode, PerStage, PixelPipeline, StagePool};
+
+/// Workers per stage.
+pub type Pools = PerStage<i32>;
 
 /// Replicas and pool sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
     pub replicas: i32,
-    pub pools: PoolSizes,
+    pub pools: Pools,
 }
 
 /// The sizes the spec declares.
 pub fn declared(pp: &PixelPipeline) -> Sizes {
     let r = &pp.spec.replicas;
-    let s = &pp.spec.stages;
     Sizes {
         replicas: r.initial.unwrap_or(r.min).clamp(r.min, r.max.max(r.min)),
-        pools: PoolSizes {
-            parse: within(&s.parse, s.parse.workers),
-            validate: within(&s.validate, s.validate.workers),
-            augment: within(&s.augment, s.augment.workers),
-            produce: within(&s.produce, s.produce.workers),
-        },
+        pools: pp.spec.stages.as_ref().map(|_, b| within(b, b.workers)),
     }
 }
 
@@ -40,16 +39,13 @@ pub fn current(pp: &PixelPipeline) -> Sizes {
         return declared;
     };
     let r = &pp.spec.replicas;
-    let s = &pp.spec.stages;
+    let bounds = &pp.spec.stages;
     Sizes {
         replicas: status
             .replicas
             .map_or(declared.replicas, |n| n.clamp(r.min, r.max.max(r.min))),
-        pools: status.pools.map_or(declared.pools, |p| PoolSizes {
-            parse: within(&s.parse, p.parse),
-            validate: within(&s.validate, p.validate),
-            augment: within(&s.augment, p.augment),
-            produce: within(&s.produce, p.produce),
+        pools: status.pools.map_or(declared.pools, |p| {
+            p.map(|stage, n| within(&bounds[stage], n))
         }),
     }
 }
@@ -61,9 +57,26 @@ fn within(bounds: &StagePool, n: i32) -> i32 {
     )
 }
 
-/// Pools as `parse/validate/augment/produce`, the printer column's text.
-pub fn summary(p: &PoolSizes) -> String {
-    format!("{}/{}/{}/{}", p.parse, p.validate, p.augment, p.produce)
+/// What a decision changes, in words: "replicas 2 -> 4, pools 2/2/2/2 -> 2/2/2/8".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub from: Sizes,
+    pub to: Sizes,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (from, to) = (&self.from, &self.to);
+        let replicas = from.replicas != to.replicas;
+        if replicas {
+            write!(f, "replicas {} -> {}", from.replicas, to.replicas)?;
+        }
+        if from.pools != to.pools {
+            let sep = if replicas { ", " } else { "" };
+            write!(f, "{sep}pools {} -> {}", from.pools, to.pools)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -72,12 +85,12 @@ mod tests {
     use pixelpipe_crds::PixelPipelineStatus;
 
     fn sample() -> PixelPipeline {
-        serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
+        pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
             .expect("sample parses")
     }
 
-    fn pools(parse: i32, validate: i32, augment: i32, produce: i32) -> PoolSizes {
-        PoolSizes {
+    fn pools(parse: i32, validate: i32, augment: i32, produce: i32) -> Pools {
+        PerStage {
             parse,
             validate,
             augment,
@@ -124,7 +137,27 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_reads_in_stage_order() {
-        assert_eq!(summary(&pools(1, 2, 3, 40)), "1/2/3/40");
+    fn changes_read_in_stage_order() {
+        let a = Sizes {
+            replicas: 2,
+            pools: pools(2, 2, 2, 2),
+        };
+        let b = Sizes {
+            replicas: 4,
+            pools: pools(2, 2, 2, 8),
+        };
+        let change = |from, to| Change { from, to }.to_string();
+        assert_eq!(change(a, b), "replicas 2 -> 4, pools 2/2/2/2 -> 2/2/2/8");
+        assert_eq!(change(a, Sizes { replicas: 3, ..a }), "replicas 2 -> 3");
+        assert_eq!(
+            change(
+                a,
+                Sizes {
+                    pools: b.pools,
+                    ..a
+                }
+            ),
+            "pools 2/2/2/2 -> 2/2/2/8"
+        );
     }
 }

@@ -3,12 +3,12 @@
 //! carried over unchanged.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
+use pixelpipe_crds::reasons::{ConditionType, condition_status};
+use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus, SloState, age_text};
 
-use crate::autoscale::{Step, age_text};
+use crate::autoscale::Step;
 use crate::conditions::{Observation, conditions, set};
-use crate::policy::SloState;
-use crate::sizes::{Sizes, summary};
+use crate::sizes::Sizes;
 
 /// The next status. `sizes` is `None` when nothing was applied (an invalid
 /// spec): the sizes last reported stay.
@@ -25,21 +25,16 @@ pub fn next(
         conditions: conditions(obs, &previous.conditions, now),
         replicas: sizes.map(|s| s.replicas).or(previous.replicas),
         pools,
-        pool_summary: pools.as_ref().map(summary),
+        pool_summary: pools.as_ref().map(ToString::to_string),
         ..previous
     }
 }
 
-/// The condition that says whether lag could be read from Kafka.
-pub const LAG_OBSERVED: &str = "LagObserved";
-/// The SLO condition: True while the oldest event is within the target.
-pub const SLO: &str = "SLO";
-
 /// Adds what an autoscaling step observed and decided to a status.
 pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &Step, now: &Time) {
-    let condition = |type_: &str, ok: bool, reason: &str, message: String| Condition {
-        type_: type_.to_string(),
-        status: if ok { "True" } else { "False" }.to_string(),
+    let condition = |type_: ConditionType, ok: bool, reason: &str, message: String| Condition {
+        type_: type_.as_str().to_string(),
+        status: condition_status(ok).to_string(),
         reason: reason.to_string(),
         message,
         observed_generation: pp.metadata.generation,
@@ -49,7 +44,7 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
         set(
             &mut status.conditions,
             condition(
-                LAG_OBSERVED,
+                ConditionType::LagObserved,
                 false,
                 "KafkaUnreachable",
                 format!("{error}; no scaling on stale data"),
@@ -60,7 +55,12 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
     if step.lag.is_some() {
         set(
             &mut status.conditions,
-            condition(LAG_OBSERVED, true, "Observed", "lag read from Kafka".into()),
+            condition(
+                ConditionType::LagObserved,
+                true,
+                "Observed",
+                "lag read from Kafka".into(),
+            ),
         );
     }
     if let Some(lag) = step.lag {
@@ -76,13 +76,13 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
         status.processing_rate = Some(r.round() as i64);
     }
     if let Some(d) = &step.decision {
-        status.slo_state = Some(d.slo.as_str().to_string());
+        status.slo_state = Some(d.slo);
         let slo = f64::from(pp.spec.slo.max_event_age_seconds);
         let age = step.oldest_age.unwrap_or(0.0);
         set(
             &mut status.conditions,
             condition(
-                SLO,
+                ConditionType::Slo,
                 d.slo == SloState::Met,
                 d.slo.as_str(),
                 format!("oldest event {age:.0} s of {slo:.0} s SLO"),
@@ -99,11 +99,11 @@ mod tests {
     use super::*;
     use crate::conditions::{Problem, Rollout};
     use k8s_openapi::jiff::Timestamp;
-    use pixelpipe_crds::PoolSizes;
+    use pixelpipe_crds::PerStage;
 
     fn sample() -> PixelPipeline {
         let mut pp: PixelPipeline =
-            serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
+            pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
                 .expect("sample parses");
         pp.metadata.generation = Some(7);
         pp
@@ -121,7 +121,7 @@ mod tests {
             oldest_event_age: Some("42s".into()),
             ..PixelPipelineStatus::default()
         });
-        let pools = PoolSizes {
+        let pools = PerStage {
             parse: 1,
             validate: 2,
             augment: 3,
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn an_invalid_spec_keeps_the_last_sizes() {
         let mut pp = sample();
-        let pools = PoolSizes {
+        let pools = PerStage {
             parse: 5,
             validate: 5,
             augment: 5,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{Operator, client, create, events, eventually, install_crd, namespace, sample};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
+use pixelpipe_crds::reasons::EventReason;
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline, SloState};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -91,7 +92,7 @@ async fn a_backlog_is_measured_exactly_and_grows_the_pools() {
         (reported - truth).abs() <= 3.0,
         "reported {reported} s, the first message is {truth} s old"
     );
-    assert_eq!(status.slo_state.as_deref(), Some("Met"));
+    assert_eq!(status.slo_state, Some(SloState::Met));
     let decision = status.last_decision.expect("a decision");
     assert!(
         decision.contains("pools to their maximum")
@@ -106,12 +107,14 @@ async fn a_backlog_is_measured_exactly_and_grows_the_pools() {
     assert_eq!(lag_observed.status, "True");
     let evs = eventually("a scale Event", WAIT, || async {
         let evs = events(&client, &ns).await;
-        evs.iter().any(|e| e.0 == "ScaledUp").then_some(evs)
+        evs.iter()
+            .any(|e| e.0 == EventReason::ScaledUp.as_str())
+            .then_some(evs)
     })
     .await;
     assert!(
         evs.iter()
-            .any(|e| e.0 == "ScaledUp" && e.1.contains("16/16/16/32")),
+            .any(|e| e.0 == EventReason::ScaledUp.as_str() && e.1.contains("16/16/16/32")),
         "{evs:?}"
     );
 }
@@ -153,7 +156,12 @@ async fn dry_run_reports_a_recommendation_and_changes_nothing() {
             .iter()
             .any(|e| e.0 == "Recommendation")
     );
-    assert!(!events(&client, &ns).await.iter().any(|e| e.0 == "ScaledUp"));
+    assert!(
+        !events(&client, &ns)
+            .await
+            .iter()
+            .any(|e| e.0 == EventReason::ScaledUp.as_str())
+    );
 }
 
 #[tokio::test]
@@ -404,7 +412,7 @@ async fn replicas_follow_a_backlog_up_and_come_down_after_the_stabilization_wind
     let events_now = events(&client, &ns).await;
     let scaled_up = events_now
         .iter()
-        .find(|e| e.0 == "ScaledUp")
+        .find(|e| e.0 == EventReason::ScaledUp.as_str())
         .expect("a ScaledUp Event");
     assert!(scaled_up.1.contains("replicas 1 -> "), "{scaled_up:?}");
     // The operator resizes the Deployment before it writes the status.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{
@@ -15,24 +14,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::reasons::EventReason;
+use pixelpipe_crds::{PixelPipeline, Stage};
 use pixelpipe_operator::children::CONFIG_HASH_ANNOTATION;
+use pixelpipe_testkit::kube::worker_args;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn env_of(d: &Deployment) -> BTreeMap<String, String> {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("pod spec")
-        .containers[0]
-        .env
-        .iter()
-        .flatten()
-        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-        .collect()
-}
 
 fn hash_of(d: &Deployment) -> String {
     d.spec
@@ -135,14 +123,17 @@ async fn a_pipeline_gets_its_owned_children_and_a_status() {
     .await;
     assert_eq!(image_of(&d), "ghcr.io/pixelpipe/pixelpipe-worker:0.1.0");
     assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(1));
-    let env = env_of(&d);
-    assert_eq!(env["PIXELPIPE_BOOTSTRAP_SERVERS"], "kafka.kafka.svc:9092");
-    assert_eq!(env["PIXELPIPE_INPUT_TOPIC"], "storefront.events");
-    assert_eq!(env["PIXELPIPE_DEAD_LETTER_TOPIC"], "storefront.events.dlq");
-    assert_eq!(env["PIXELPIPE_GROUP"], format!("pixelpipe.{ns}.storefront"));
-    assert_eq!(env["PIXELPIPE_PIPELINE"], format!("{ns}/storefront"));
-    assert_eq!(env["PIXELPIPE_PRODUCE_WORKERS"], "2");
-    assert_eq!(env["PIXELPIPE_BATCH_MAX_EVENTS"], "250");
+    let args = worker_args(&d);
+    assert_eq!(args.bootstrap_servers, "kafka.kafka.svc:9092");
+    assert_eq!(args.input_topic, "storefront.events");
+    assert_eq!(args.dead_letter_topic, "storefront.events.dlq");
+    assert_eq!(args.group, format!("pixelpipe.{ns}.storefront"));
+    assert_eq!(
+        args.pipeline.map(|p| p.to_string()),
+        Some(format!("{ns}/storefront"))
+    );
+    assert_eq!(args.pools[Stage::Produce], 2);
+    assert_eq!(args.batch_max_events, 250);
     assert_eq!(hash_of(&d).len(), 64, "config checksum annotation");
 
     let owners = |m: &ObjectMeta| {
@@ -266,8 +257,7 @@ async fn spec_changes_flow_down_hand_edits_are_undone_and_restarts_change_nothin
     .expect("spec patched");
     let after = eventually("the Deployment follows the spec", WAIT, || async {
         let d = deployments.get("storefront-worker").await.ok()?;
-        (image_of(&d).ends_with(":0.2.0") && env_of(&d)["PIXELPIPE_BATCH_MAX_EVENTS"] == "500")
-            .then_some(d)
+        (image_of(&d).ends_with(":0.2.0") && worker_args(&d).batch_max_events == 500).then_some(d)
     })
     .await;
     assert_ne!(
@@ -366,12 +356,14 @@ async fn a_spec_the_schema_accepts_but_workers_cannot_run_is_degraded() {
     assert_eq!(condition(&pp, "Ready").expect("Ready").0, "False");
     let evs = eventually("a Warning Event", WAIT, || async {
         let evs = events(&client, &ns).await;
-        evs.iter().any(|e| e.0 == "InvalidSpec").then_some(evs)
+        evs.iter()
+            .any(|e| e.0 == EventReason::InvalidSpec.as_str())
+            .then_some(evs)
     })
     .await;
     assert!(
         evs.iter()
-            .any(|e| e.0 == "InvalidSpec" && e.1.contains("page_veiwed"))
+            .any(|e| e.0 == EventReason::InvalidSpec.as_str() && e.1.contains("page_veiwed"))
     );
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     assert!(

@@ -75,20 +75,8 @@ fn quiet_sample(ns: &str) -> PixelPipeline {
     pp
 }
 
-fn batch_env(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == "PIXELPIPE_BATCH_MAX_EVENTS")?
-        .value
-        .clone()
+fn batch_size(d: &Deployment) -> usize {
+    pixelpipe_testkit::kube::worker_args(d).batch_max_events
 }
 
 /// Waits until the worker Deployment named `name` carries batch size `want`.
@@ -96,7 +84,7 @@ async fn deployment_batch(client: &Client, ns: &str, name: &str, want: i32) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     eventually(&format!("{name} runs batches of {want}"), WAIT, || async {
         let d = deployments.get_opt(name).await.ok()??;
-        (batch_env(&d)? == want.to_string()).then_some(())
+        (batch_size(&d) == want as usize).then_some(())
     })
     .await;
 }

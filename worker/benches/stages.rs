@@ -6,12 +6,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pixelpipe_worker::augment::{partner_payload, sha256_hex};
-use pixelpipe_worker::config::PipelineConfig;
+use jiff::Timestamp;
+use pixelpipe_crds::PipelineFile;
+use pixelpipe_loadgen::{Generator, Kind, Mix};
+use pixelpipe_worker::augment::{Privacy, partner_payload, sha256_hex};
 use pixelpipe_worker::event::decode;
-use pixelpipe_worker::loadgen::{Generator, Kind, Mix};
 use pixelpipe_worker::routing::Router;
-use pixelpipe_worker::time::now_ms;
 use pixelpipe_worker::validate::validate;
 
 fn events() -> Vec<Vec<u8>> {
@@ -30,14 +30,15 @@ fn events() -> Vec<Vec<u8>> {
 }
 
 fn stages(c: &mut Criterion) {
-    let config = PipelineConfig::parse(include_str!("../examples/pipeline.yaml")).expect("config");
+    let config = PipelineFile::parse(include_str!("../examples/pipeline.yaml")).expect("config");
     let router = Router::new(&config);
     let payloads = events();
     let decoded: Vec<_> = payloads
         .iter()
         .map(|p| decode(Some(p), 65_536).expect("valid"))
         .collect();
-    let now = now_ms();
+    let now = Timestamp::now().as_millisecond();
+    let privacy = Privacy::of(&config.privacy);
     let validated: Vec<_> = decoded
         .iter()
         .map(|e| validate(e, &router, &config.limits, now).expect("valid"))
@@ -63,13 +64,7 @@ fn stages(c: &mut Criterion) {
     group.bench_function("augment and serialize", |b| {
         b.iter(|| {
             for (e, v) in decoded.iter().zip(&validated) {
-                black_box(partner_payload(
-                    black_box(e),
-                    v.event_ms,
-                    now,
-                    now,
-                    &config.privacy,
-                ));
+                black_box(partner_payload(black_box(e), v.event_ms, now, now, &privacy).ok());
             }
         })
     });

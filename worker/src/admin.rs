@@ -3,6 +3,7 @@
 //! `GET /pools` reports each stage's pool; `PUT /pools` with a JSON body such as
 //! `{"produce": 8}` resizes the named stages without a restart.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -10,6 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use pixelpipe_crds::Stage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +41,7 @@ pub fn spawn(
     listener: std::net::TcpListener,
     state: AdminState,
     stop: CancellationToken,
-) -> std::thread::JoinHandle<()> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
@@ -60,7 +62,6 @@ pub fn spawn(
                 }
             });
         })
-        .unwrap_or_else(|e| panic!("cannot start the admin thread: {e}"))
 }
 
 /// Serves until `stop`.
@@ -102,12 +103,14 @@ async fn get_pools(State(s): State<AdminState>) -> Response {
 }
 
 async fn put_pools(State(s): State<AdminState>, body: axum::body::Bytes) -> Response {
-    let resize: PoolResize = match serde_json::from_slice(&body) {
+    // Keyed by stage so a misspelt stage is an error, not a silent no-op.
+    let wanted: BTreeMap<Stage, usize> = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return (StatusCode::BAD_REQUEST, format!("invalid resize: {e}\n")).into_response();
         }
     };
+    let resize = PoolResize::from_fn(|stage| wanted.get(&stage).copied());
     match s.pools.resize(resize) {
         Ok(sizes) => Json(sizes).into_response(),
         Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),

@@ -2,13 +2,47 @@
 //! SHA-256 of normalized identifiers, URLs without personal query parameters.
 //! Raw email and phone never leave this module.
 
+use jiff::Timestamp;
+use pixelpipe_crds::PrivacySpec;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use thiserror::Error;
 
-use crate::config::PrivacyConfig;
 use crate::event::{Consent, Event};
-use crate::time::format_rfc3339_ms;
+
+/// The privacy rules augment applies, with the spec's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privacy {
+    /// Query parameters kept in forwarded URLs.
+    pub url_query_allowlist: Vec<String>,
+    /// Calling code for phone numbers written without `+` or `00`.
+    pub phone_country_code: String,
+}
+
+impl Privacy {
+    pub fn of(spec: &PrivacySpec) -> Self {
+        Self {
+            url_query_allowlist: spec.query_allowlist(),
+            phone_country_code: spec.phone_country_code().to_string(),
+        }
+    }
+}
+
+/// Why a partner payload could not be written.
+#[derive(Debug, Error)]
+pub enum PayloadError {
+    #[error("the {0} time {1} ms is outside the calendar")]
+    Time(&'static str, i64),
+    #[error("serializing the partner payload: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// `2026-11-27T05:00:01.123Z`.
+fn rfc3339_ms(what: &'static str, ms: i64) -> Result<String, PayloadError> {
+    let t = Timestamp::from_millisecond(ms).map_err(|_| PayloadError::Time(what, ms))?;
+    Ok(format!("{t:.3}"))
+}
 
 /// The JSON a partner receives.
 #[derive(Debug, Serialize)]
@@ -60,14 +94,14 @@ pub fn partner_payload(
     event_ms: i64,
     received_ms: i64,
     now_ms: i64,
-    privacy: &PrivacyConfig,
-) -> Vec<u8> {
+    privacy: &Privacy,
+) -> Result<Vec<u8>, PayloadError> {
     let out = PartnerEvent {
         id: &event.id,
         name: &event.name,
         timestamp: &event.timestamp,
-        received_at: format_rfc3339_ms(received_ms),
-        processed_at: format_rfc3339_ms(now_ms),
+        received_at: rfc3339_ms("received", received_ms)?,
+        processed_at: rfc3339_ms("processing", now_ms)?,
         event_age_ms: now_ms.saturating_sub(event_ms).max(0),
         shop_id: event.shop_id,
         client_id: &event.client_id,
@@ -97,13 +131,12 @@ pub fn partner_payload(
                 .customer
                 .phone
                 .as_deref()
-                .and_then(|p| normalize_phone(p, &privacy.default_phone_country_code))
+                .and_then(|p| normalize_phone(p, &privacy.phone_country_code))
                 .map(sha256_hex),
         },
         data: event.data.as_deref(),
     };
-    // Serializing owned strings and a RawValue into a Vec cannot fail.
-    serde_json::to_vec(&out).unwrap_or_default()
+    Ok(serde_json::to_vec(&out)?)
 }
 
 /// Lower-cased, trimmed; `None` when it is not an address at all.
@@ -163,8 +196,12 @@ mod tests {
     use super::*;
     use crate::event::decode;
 
+    fn privacy() -> Privacy {
+        Privacy::of(&PrivacySpec::default())
+    }
+
     fn allow() -> Vec<String> {
-        PrivacyConfig::default().url_query_allowlist
+        privacy().url_query_allowlist
     }
 
     #[test]
@@ -229,14 +266,13 @@ mod tests {
             "customer":{"email":"Ana@Example.com","phone":"+1 555 010 0199"},
             "data":{"checkout":{"totalPrice":{"amount":129.5,"currencyCode":"USD"}}}}"#;
         let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
-        let start = crate::time::parse_rfc3339_ms(&e.timestamp).expect("ts");
-        let out = partner_payload(
-            &e,
-            start,
-            start + 10,
-            start + 2500,
-            &PrivacyConfig::default(),
-        );
+        let start = e
+            .timestamp
+            .parse::<Timestamp>()
+            .expect("ts")
+            .as_millisecond();
+        let out =
+            partner_payload(&e, start, start + 10, start + 2500, &privacy()).expect("payload");
         let text = String::from_utf8(out).expect("utf8");
         assert!(!text.to_lowercase().contains("ana@example.com"), "{text}");
         assert!(!text.contains("555"), "{text}");
@@ -256,5 +292,14 @@ mod tests {
             sha256_hex("+15550100199".into())
         );
         assert_eq!(v["data"]["checkout"]["totalPrice"]["amount"], 129.5);
+    }
+
+    #[test]
+    fn a_time_outside_the_calendar_is_an_error_not_an_empty_payload() {
+        let raw = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
+            "shopId":7,"clientId":"c-9","consent":{}}"#;
+        let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
+        let err = partner_payload(&e, 0, i64::MAX, 0, &privacy()).expect_err("out of range");
+        assert!(err.to_string().contains("received time"), "{err}");
     }
 }

@@ -10,7 +10,8 @@ use serde_json::value::RawValue;
 
 /// Why a message went to the dead-letter topic. The code is a metric label and a
 /// header, so the set is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum DeadReason {
     /// The message had no payload or an empty one.
     Empty,
@@ -26,30 +27,26 @@ pub enum DeadReason {
     UnknownEvent,
     /// A field has a value the schema allows but the event cannot have.
     InvalidField,
+    /// A partner payload could not be written (a bug, never data).
+    Unserializable,
 }
 
 impl DeadReason {
     /// Every reason, for pre-registering metrics.
-    pub const ALL: [DeadReason; 7] = [
-        DeadReason::Empty,
-        DeadReason::Oversized,
-        DeadReason::InvalidUtf8,
-        DeadReason::MalformedJson,
-        DeadReason::Schema,
-        DeadReason::UnknownEvent,
-        DeadReason::InvalidField,
-    ];
+    pub const ALL: &'static [DeadReason] = <DeadReason as strum::VariantArray>::VARIANTS;
 
     /// The stable, machine-readable code.
     pub fn code(self) -> &'static str {
+        self.into()
+    }
+
+    /// The stage that gives this reason.
+    pub fn stage(self) -> pixelpipe_crds::Stage {
+        use pixelpipe_crds::Stage;
         match self {
-            DeadReason::Empty => "empty",
-            DeadReason::Oversized => "oversized",
-            DeadReason::InvalidUtf8 => "invalid_utf8",
-            DeadReason::MalformedJson => "malformed_json",
-            DeadReason::Schema => "schema",
-            DeadReason::UnknownEvent => "unknown_event",
-            DeadReason::InvalidField => "invalid_field",
+            DeadReason::UnknownEvent | DeadReason::InvalidField => Stage::Validate,
+            DeadReason::Unserializable => Stage::Augment,
+            _ => Stage::Parse,
         }
     }
 }
@@ -259,6 +256,13 @@ mod tests {
             Ok(_) => panic!("decoded {:?}", String::from_utf8_lossy(payload)),
             Err(r) => r.reason,
         }
+    }
+
+    #[test]
+    fn reason_codes_are_snake_case() {
+        assert_eq!(DeadReason::MalformedJson.code(), "malformed_json");
+        assert_eq!(DeadReason::InvalidUtf8.code(), "invalid_utf8");
+        assert_eq!(DeadReason::ALL.len(), 8);
     }
 
     #[test]

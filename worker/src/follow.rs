@@ -5,58 +5,22 @@
 //! resize needs no rollout. The watch restarts with backoff when the API server
 //! is away; meanwhile the worker keeps its current sizes and keeps processing.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::worker::PipelineRef;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{PoolResize, Pools};
-
-/// `namespace/name` of the PixelPipeline a worker belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl FromStr for PipelineRef {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('/') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                Ok(Self {
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                })
-            }
-            _ => Err(format!("expected namespace/name, got {s:?}")),
-        }
-    }
-}
-
-impl fmt::Display for PipelineRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// The resize a status asks for, clamped to what this worker allows. A status
 /// without pool sizes (the operator has not written one yet) asks for nothing.
 pub fn wanted(pipeline: &PixelPipeline, max_workers: usize) -> Option<PoolResize> {
     let pools = pipeline.status.as_ref()?.pools?;
-    let clamp = |n: i32| Some(usize::try_from(n).unwrap_or(0).clamp(1, max_workers));
-    Some(PoolResize {
-        parse: clamp(pools.parse),
-        validate: clamp(pools.validate),
-        augment: clamp(pools.augment),
-        produce: clamp(pools.produce),
-    })
+    Some(pools.map(|_, n| Some(usize::try_from(n).unwrap_or(0).clamp(1, max_workers))))
 }
 
 /// Watches the pipeline until `stop`, applying each new status's pool sizes.
@@ -86,7 +50,7 @@ pub async fn run(
                 let before = pools.sizes();
                 match pools.resize(resize) {
                     Ok(after) if after != before => {
-                        tracing::info!(pipeline = %target, ?before, ?after, "followed pool sizes from the status");
+                        tracing::info!(pipeline = %target, %before, %after, "followed pool sizes from the status");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(pipeline = %target, error = %e, "ignored pool sizes"),
@@ -109,11 +73,11 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pixelpipe_crds::{PixelPipelineStatus, PoolSizes};
+    use pixelpipe_crds::{PerStage, PixelPipelineStatus};
 
-    fn pipeline(pools: Option<PoolSizes>) -> PixelPipeline {
+    fn pipeline(pools: Option<PerStage<i32>>) -> PixelPipeline {
         let text = include_str!("../../manifests/samples/storefront.yaml");
-        let mut pp: PixelPipeline = serde_yaml::from_str(text).expect("sample parses");
+        let mut pp: PixelPipeline = pixelpipe_crds::yaml::from_str(text).expect("sample parses");
         pp.status = Some(PixelPipelineStatus {
             pools,
             ..PixelPipelineStatus::default()
@@ -122,29 +86,11 @@ mod tests {
     }
 
     #[test]
-    fn references_are_namespace_slash_name() {
-        let r: PipelineRef = "shop/storefront".parse().expect("valid");
-        assert_eq!(
-            (r.namespace.as_str(), r.name.as_str()),
-            ("shop", "storefront")
-        );
-        assert_eq!(r.to_string(), "shop/storefront");
-        for bad in ["storefront", "/storefront", "shop/", "a/b/c", ""] {
-            assert!(bad.parse::<PipelineRef>().is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
     fn status_sizes_are_clamped_to_what_the_worker_allows() {
-        let pp = pipeline(Some(PoolSizes {
-            parse: 3,
-            validate: 0,
-            augment: -4,
-            produce: 500,
-        }));
+        let pp = pipeline(Some("3/0/-4/500".parse().expect("sizes")));
         assert_eq!(
             wanted(&pp, 64),
-            Some(PoolResize {
+            Some(PerStage {
                 parse: Some(3),
                 validate: Some(1),
                 augment: Some(1),

@@ -1,5 +1,6 @@
 //! The unit of work: a batch of input messages and what each stage made of them.
 
+use pixelpipe_crds::Stage;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::{Event, Rejection};
@@ -37,7 +38,7 @@ pub enum Outcome {
     Dropped(DropReason),
     /// Goes to the dead-letter topic.
     Dead {
-        stage: &'static str,
+        stage: Stage,
         rejection: Rejection,
     },
 }

@@ -2,10 +2,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pixelpipe_worker::cli::{Args, init_logging};
-use pixelpipe_worker::config::PipelineConfig;
+use pixelpipe_crds::PipelineFile;
+use pixelpipe_crds::worker::WorkerArgs;
 use pixelpipe_worker::pipeline::{Exit, run};
-use pixelpipe_worker::shutdown;
+use pixelpipe_worker::settings::Settings;
 
 // mimalloc returns memory to the OS promptly and keeps per-thread caches small;
 // glibc's per-thread arenas hold on to what the stage threads freed, which made
@@ -15,11 +15,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
-    init_logging(args.log_format);
-    let config = PipelineConfig::load(&args.config).context("loading the pipeline file")?;
-    let settings = args.settings().context("reading the Kafka credentials")?;
-    let exit = run(settings, config, shutdown::signal()).await?;
+    let args = WorkerArgs::parse();
+    pixelpipe_runtime::logging::init(args.log_format);
+    let file = PipelineFile::load(&args.config).context("loading the pipeline file")?;
+    let settings = Settings::from_args(&args).context("reading the Kafka credentials")?;
+    let exit = run(settings, file, pixelpipe_runtime::shutdown::signal()).await?;
     Ok(match exit {
         Exit::Clean => ExitCode::SUCCESS,
         Exit::GraceExceeded { in_flight_jobs } => {

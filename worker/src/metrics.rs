@@ -1,22 +1,29 @@
 //! Prometheus metrics. Labels are closed sets (stages, reasons, configured
 //! partners), never per-event or per-partition values.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use pixelpipe_crds::Stage;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::event::DeadReason;
 use crate::routing::DropReason;
 
-/// The pipeline's stages, in order.
-pub const STAGES: [&str; 4] = ["parse", "validate", "augment", "produce"];
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A stage label; a stage is a closed set.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct StageLabel {
-    pub stage: &'static str,
+    pub stage: Stage,
+}
+
+impl EncodeLabelSet for StageLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        ("stage", self.stage.as_str()).encode(encoder.encode_label())
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,10 +31,18 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// The stage that dead-lettered a message, and why.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct DeadLabel {
-    pub stage: &'static str,
+    pub stage: Stage,
     pub reason: &'static str,
+}
+
+impl EncodeLabelSet for DeadLabel {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        ("stage", self.stage.as_str()).encode(encoder.encode_label())?;
+        ("reason", self.reason).encode(encoder.encode_label())
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +66,8 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+type StageHistograms = Family<StageLabel, Histogram, fn() -> Histogram>;
+
 /// Every metric the worker exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -66,7 +83,7 @@ pub struct Metrics {
     pub outputs_retrying: Gauge,
     pub commits: Family<OutcomeLabel, Counter>,
     pub consumer_errors: Counter,
-    pub batch_duration: Family<StageLabel, Histogram, fn() -> Histogram>,
+    pub batch_duration: StageHistograms,
     pub event_age: Histogram,
     pub queue_depth: Family<StageLabel, Gauge>,
     pub pool_workers: Family<StageLabel, Gauge>,
@@ -79,148 +96,75 @@ fn batch_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 4.0, 10))
 }
 
+/// Registers `metric` under `name` and hands back the registered handle.
+fn add<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
+    // One metric per line reads as the table it is.
+    #[rustfmt::skip]
     pub fn new(partners: &[String]) -> Self {
-        let mut registry = Registry::with_prefix("pixelpipe");
+        let mut r = Registry::with_prefix("pixelpipe");
+        let age_buckets = [
+            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+        ];
         let m = Self {
-            events_in: Counter::default(),
-            events_delivered: Counter::default(),
-            events_dropped: Family::default(),
-            events_dead_lettered: Family::default(),
-            partner_messages: Family::default(),
-            partner_refused: Family::default(),
-            delivery_failures: Counter::default(),
-            delivery_retries: Family::default(),
-            outputs_retrying: Gauge::default(),
-            commits: Family::default(),
-            consumer_errors: Counter::default(),
-            batch_duration: Family::new_with_constructor(batch_histogram),
-            event_age: Histogram::new([
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-                600.0,
-            ]),
-            queue_depth: Family::default(),
-            pool_workers: Family::default(),
-            pool_busy: Family::default(),
-            jobs_in_flight: Gauge::default(),
-            uncommitted_runs: Gauge::default(),
+            events_in: add(&mut r, "events_in", "Input messages consumed", Counter::default()),
+            events_delivered: add(&mut r, "events_delivered", "Events delivered to at least one partner, acknowledged by the broker", Counter::default()),
+            events_dropped: add(&mut r, "events_dropped", "Valid events that reached no partner, by reason", Family::default()),
+            events_dead_lettered: add(&mut r, "events_dead_lettered", "Messages written to the dead-letter topic, by stage and reason", Family::default()),
+            partner_messages: add(&mut r, "partner_messages", "Messages acknowledged on a partner topic", Family::default()),
+            partner_refused: add(&mut r, "partner_refused", "Events a partner wanted but may not receive, by reason", Family::default()),
+            delivery_failures: add(&mut r, "delivery_failures", "Output sends the broker refused (each is retried within a bound, or its input is never committed)", Counter::default()),
+            delivery_retries: add(&mut r, "delivery_retries", "Refused outputs sent again, by topic", Family::default()),
+            outputs_retrying: add(&mut r, "outputs_retrying", "Outputs refused at least once and not yet acknowledged; the worker is not ready while any are", Gauge::default()),
+            commits: add(&mut r, "commits", "Offset commits by outcome", Family::default()),
+            consumer_errors: add(&mut r, "consumer_errors", "Errors from the Kafka consumer", Counter::default()),
+            batch_duration: add(&mut r, "batch_duration_seconds", "Time a stage spends on one batch job", Family::new_with_constructor(batch_histogram as fn() -> Histogram)),
+            event_age: add(&mut r, "event_age_at_delivery_seconds", "Event age (now minus event timestamp) when its outputs were acknowledged", Histogram::new(age_buckets)),
+            queue_depth: add(&mut r, "queue_depth", "Jobs waiting in a stage's input channel", Family::default()),
+            pool_workers: add(&mut r, "pool_workers", "Workers in a stage's pool", Family::default()),
+            pool_busy: add(&mut r, "pool_busy", "Workers in a stage's pool processing a job", Family::default()),
+            jobs_in_flight: add(&mut r, "jobs_in_flight", "Batch jobs consumed whose outputs are not all acknowledged", Gauge::default()),
+            uncommitted_runs: add(&mut r, "uncommitted_runs", "Per-partition offset runs waiting for their outputs before a commit", Gauge::default()),
             registry: Registry::default(),
         };
-        registry.register("events_in", "Input messages consumed", m.events_in.clone());
-        registry.register(
-            "events_delivered",
-            "Events delivered to at least one partner, acknowledged by the broker",
-            m.events_delivered.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Valid events that reached no partner, by reason",
-            m.events_dropped.clone(),
-        );
-        registry.register(
-            "events_dead_lettered",
-            "Messages written to the dead-letter topic, by stage and reason",
-            m.events_dead_lettered.clone(),
-        );
-        registry.register(
-            "partner_messages",
-            "Messages acknowledged on a partner topic",
-            m.partner_messages.clone(),
-        );
-        registry.register(
-            "partner_refused",
-            "Events a partner wanted but may not receive, by reason",
-            m.partner_refused.clone(),
-        );
-        registry.register(
-            "delivery_failures",
-            "Output sends the broker refused (each is retried within a bound, or its input is never committed)",
-            m.delivery_failures.clone(),
-        );
-        registry.register(
-            "delivery_retries",
-            "Refused outputs sent again, by topic",
-            m.delivery_retries.clone(),
-        );
-        registry.register(
-            "outputs_retrying",
-            "Outputs refused at least once and not yet acknowledged; the worker is not ready while any are",
-            m.outputs_retrying.clone(),
-        );
-        registry.register("commits", "Offset commits by outcome", m.commits.clone());
-        registry.register(
-            "consumer_errors",
-            "Errors from the Kafka consumer",
-            m.consumer_errors.clone(),
-        );
-        registry.register(
-            "batch_duration_seconds",
-            "Time a stage spends on one batch job",
-            m.batch_duration.clone(),
-        );
-        registry.register(
-            "event_age_at_delivery_seconds",
-            "Event age (now minus event timestamp) when its outputs were acknowledged",
-            m.event_age.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Jobs waiting in a stage's input channel",
-            m.queue_depth.clone(),
-        );
-        registry.register(
-            "pool_workers",
-            "Workers in a stage's pool",
-            m.pool_workers.clone(),
-        );
-        registry.register(
-            "pool_busy",
-            "Workers in a stage's pool processing a job",
-            m.pool_busy.clone(),
-        );
-        registry.register(
-            "jobs_in_flight",
-            "Batch jobs consumed whose outputs are not all acknowledged",
-            m.jobs_in_flight.clone(),
-        );
-        registry.register(
-            "uncommitted_runs",
-            "Per-partition offset runs waiting for their outputs before a commit",
-            m.uncommitted_runs.clone(),
-        );
-        // Pre-create every label value so dashboards see zeros, not gaps.
-        for stage in STAGES {
-            let _ = m.batch_duration.get_or_create(&StageLabel { stage });
+        m.precreate(partners);
+        Self { registry: r, ..m }
+    }
+
+    /// Every label value created up front, so dashboards see zeros, not gaps.
+    fn precreate(&self, partners: &[String]) {
+        for &stage in Stage::ALL {
+            let _ = self.batch_duration.get_or_create(&StageLabel { stage });
         }
         for r in DropReason::ALL {
-            let _ = m
+            let _ = self
                 .events_dropped
                 .get_or_create(&ReasonLabel { reason: r.code() });
         }
         for r in DeadReason::ALL {
-            let stage = if matches!(r, DeadReason::UnknownEvent | DeadReason::InvalidField) {
-                "validate"
-            } else {
-                "parse"
-            };
-            let _ = m.events_dead_lettered.get_or_create(&DeadLabel {
-                stage,
+            let _ = self.events_dead_lettered.get_or_create(&DeadLabel {
+                stage: r.stage(),
                 reason: r.code(),
             });
         }
         for p in partners {
-            let _ = m
+            let _ = self
                 .partner_messages
                 .get_or_create(&PartnerLabel { partner: p.clone() });
         }
-        Self { registry, ..m }
     }
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Only a broken label encoder fails; say so in the scrape itself.
+            let _ = writeln!(out, "# encoding failed: {e}");
+        }
         out
     }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
+use pixelpipe_crds::Stage;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +34,7 @@ struct Worker {
 /// A running pool. Type-erased so the pipeline can hold every stage's pool in one
 /// list and resize them by name.
 pub struct Pool {
-    name: &'static str,
+    stage: Stage,
     busy: Arc<AtomicUsize>,
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     capacity: usize,
@@ -47,7 +48,7 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("name", &self.name)
+            .field("stage", &self.stage)
             .field("size", &self.size())
             .field("busy", &self.busy())
             .finish()
@@ -67,7 +68,7 @@ impl Pool {
     /// Starts `size` workers running `work` on jobs from `input`. Must be called
     /// within a Tokio runtime; the workers, including later ones, run there.
     pub fn start<W: Work>(
-        name: &'static str,
+        stage: Stage,
         work: Arc<W>,
         input: Receiver<W::In>,
         next: Next<W::Out>,
@@ -92,7 +93,7 @@ impl Pool {
                     Next::End => Next::End,
                 };
                 runtime.spawn(worker_loop(
-                    name,
+                    stage,
                     work.clone(),
                     input,
                     next,
@@ -103,7 +104,7 @@ impl Pool {
             })
         };
         let pool = Self {
-            name,
+            stage,
             busy,
             queued,
             capacity,
@@ -115,9 +116,9 @@ impl Pool {
         pool
     }
 
-    /// The stage name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// The stage this pool runs.
+    pub fn stage(&self) -> Stage {
+        self.stage
     }
 
     /// Workers running now (retiring ones excluded).
@@ -173,7 +174,7 @@ impl Pool {
             .collect();
         for h in handles {
             if let Err(e) = h.await {
-                tracing::error!(stage = self.name, error = %e, "pool worker failed");
+                tracing::error!(stage = %self.stage, error = %e, "pool worker failed");
             }
         }
     }
@@ -184,7 +185,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn worker_loop<W: Work>(
-    name: &'static str,
+    stage: Stage,
     work: Arc<W>,
     input: Receiver<W::In>,
     next: Next<W::Out>,
@@ -212,7 +213,7 @@ async fn worker_loop<W: Work>(
             && tx.send(out).await.is_err()
         {
             // Only possible if the next pool vanished, which shutdown order rules out.
-            tracing::error!(stage = name, "next stage is gone; job dropped");
+            tracing::error!(%stage, "next stage is gone; job dropped");
             return;
         }
     }
@@ -243,7 +244,7 @@ mod tests {
         let (in_tx, in_rx) = async_channel::bounded(4);
         let (out_tx, out_rx) = async_channel::bounded(4);
         let pool = Arc::new(Pool::start(
-            "double",
+            Stage::Parse,
             Arc::new(Double),
             in_rx,
             Next::Stage(out_tx),
@@ -286,7 +287,7 @@ mod tests {
         let (in_tx, in_rx) = async_channel::bounded(2);
         let (out_tx, out_rx) = async_channel::bounded::<u64>(1);
         let _pool = Pool::start(
-            "double",
+            Stage::Parse,
             Arc::new(Double),
             in_rx,
             Next::Stage(out_tx),

@@ -10,7 +10,11 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Past this many doublings every wait is the cap.
+const MAX_DOUBLINGS: usize = 64;
 
 /// Attempts and backoff for one output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +44,13 @@ impl RetryPolicy {
         if failed == 0 || failed >= self.max_attempts {
             return None;
         }
-        let doublings = (failed - 1).min(16);
-        Some(
-            self.first_backoff
-                .saturating_mul(1 << doublings)
-                .min(self.max_backoff),
-        )
+        let doublings = usize::try_from(failed - 1).unwrap_or(usize::MAX);
+        ExponentialBuilder::default()
+            .with_min_delay(self.first_backoff)
+            .with_max_delay(self.max_backoff)
+            .without_max_times()
+            .build()
+            .nth(doublings.min(MAX_DOUBLINGS))
     }
 }
 
@@ -80,17 +85,13 @@ mod tests {
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(300),
         };
-        let waits: Vec<_> = (0..=5).map(|n| p.backoff(n)).collect();
+        // Whole milliseconds: backon doubles in floating point.
+        let waits: Vec<_> = (0..=5)
+            .map(|n| p.backoff(n).map(|d| d.as_millis()))
+            .collect();
         assert_eq!(
             waits,
-            vec![
-                None,
-                Some(Duration::from_millis(100)),
-                Some(Duration::from_millis(200)),
-                Some(Duration::from_millis(300)),
-                Some(Duration::from_millis(300)),
-                None,
-            ]
+            vec![None, Some(100), Some(200), Some(300), Some(300), None]
         );
     }
 

@@ -1,25 +1,9 @@
 //! Which partners may receive an event: the event name each partner wants, the
 //! consent it requires, and regional rules that tighten that consent.
 
-use crate::config::{PipelineConfig, Purpose};
+use pixelpipe_crds::{KNOWN_EVENTS, MAX_PARTNERS, PipelineFile, Purpose};
+
 use crate::event::Consent;
-
-/// Event names the pipeline accepts.
-pub const KNOWN_EVENTS: &[&str] = &[
-    "page_viewed",
-    "product_viewed",
-    "collection_viewed",
-    "search_submitted",
-    "product_added_to_cart",
-    "product_removed_from_cart",
-    "cart_viewed",
-    "checkout_started",
-    "payment_info_submitted",
-    "checkout_completed",
-];
-
-/// Partners are a bit set per event, so there is a ceiling.
-pub const MAX_PARTNERS: usize = 64;
 
 /// A set of partner indices (positions in the config's partner list).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,7 +28,8 @@ impl PartnerSet {
 }
 
 /// Why a valid event reached no partner. A closed set: it labels metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum DropReason {
     /// No partner asks for this event name.
     NotRouted,
@@ -55,22 +40,15 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
-        DropReason::NotRouted,
-        DropReason::NoConsent,
-        DropReason::RegionOptOut,
-    ];
+    pub const ALL: &'static [DropReason] = <DropReason as strum::VariantArray>::VARIANTS;
+
     /// Position in [`DropReason::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 
     pub fn code(self) -> &'static str {
-        match self {
-            DropReason::NotRouted => "not_routed",
-            DropReason::NoConsent => "no_consent",
-            DropReason::RegionOptOut => "region_opt_out",
-        }
+        self.into()
     }
 }
 
@@ -155,7 +133,7 @@ pub fn event_index(name: &str) -> Option<usize> {
 }
 
 impl Router {
-    pub fn new(config: &PipelineConfig) -> Self {
+    pub fn new(config: &PipelineFile) -> Self {
         let partners = config
             .partners
             .iter()
@@ -246,7 +224,7 @@ mod tests {
     use super::*;
 
     fn router() -> Router {
-        let config = PipelineConfig::parse(
+        let config = PipelineFile::parse(
             r#"
 partners:
   - {name: ads, topic: t.ads, events: [checkout_completed, product_added_to_cart], requiredConsent: [marketing]}
@@ -318,7 +296,7 @@ privacy:
         assert!(d.partners.is_empty() && d.refused_region.contains(0));
         assert_eq!(d.drop_reason(), Some(DropReason::NoConsent));
         let only_ads = Router::new(
-            &PipelineConfig::parse(
+            &PipelineFile::parse(
                 "partners: [{name: ads, topic: t, events: ['*'], requiredConsent: [marketing]}]
 privacy: {regionRules: [{regions: [US-CA], require: [saleOfData]}]}",
             )
@@ -331,7 +309,7 @@ privacy: {regionRules: [{regions: [US-CA], require: [saleOfData]}]}",
     #[test]
     fn unwanted_events_are_not_routed() {
         let config =
-            PipelineConfig::parse("partners: [{name: a, topic: t, events: [checkout_completed]}]")
+            PipelineFile::parse("partners: [{name: a, topic: t, events: [checkout_completed]}]")
                 .expect("valid");
         let d = Router::new(&config).route(ev("page_viewed"), None, &consent(true, true, true));
         assert_eq!(d.drop_reason(), Some(DropReason::NotRouted));

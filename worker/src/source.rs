@@ -19,6 +19,7 @@ use crate::job::{InputMessage, Job, Outcome};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::pace::Pacer;
+use crate::settings::Batching;
 
 /// Consumer callbacks: commit and forget partitions before they change hands.
 #[derive(Debug)]
@@ -154,15 +155,6 @@ pub async fn run_committer(
             tracing::warn!(error = %e, "could not queue an offset commit");
         }
     }
-}
-
-/// Batch shape.
-#[derive(Debug, Clone, Copy)]
-pub struct Batching {
-    pub max_events: usize,
-    pub max_wait: Duration,
-    /// Intake limit, events per second.
-    pub max_events_per_second: Option<f64>,
 }
 
 /// Consumes into batch jobs until `stop`. Backpressure: a job needs an in-flight

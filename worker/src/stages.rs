@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use crate::augment::partner_payload;
-use crate::config::PipelineConfig;
-use crate::event::decode;
+use jiff::Timestamp;
+use pixelpipe_crds::{PipelineFile, PrivacySpec, Stage};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::augment::{Privacy, partner_payload};
+use crate::event::{DeadReason, Rejection, decode};
 use crate::job::{Job, Outcome};
 use crate::metrics::{Metrics, PartnerReasonLabel};
 use crate::pool::Work;
 use crate::routing::{DropReason, Router};
-use crate::time::now_ms;
-use crate::validate::Validated;
-use crate::validate::validate;
-use prometheus_client::metrics::counter::Counter;
+use crate::validate::{Validated, validate};
 
 /// Bytes -> [`crate::event::Event`], or a dead letter.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ impl Work for Parse {
                 *outcome = match decode(msg.payload.as_deref(), self.max_event_bytes) {
                     Ok(event) => Outcome::Parsed(Box::new(event)),
                     Err(rejection) => Outcome::Dead {
-                        stage: "parse",
+                        stage: Stage::Parse,
                         rejection,
                     },
                 };
@@ -43,14 +43,14 @@ impl Work for Parse {
 /// Semantic checks, consent and routing.
 #[derive(Debug)]
 pub struct Validate {
-    pub config: Arc<PipelineConfig>,
+    pub config: Arc<PipelineFile>,
     pub router: Arc<Router>,
     /// Per partner: refusals for consent, then for a regional rule.
     pub refused: Vec<[Counter; 2]>,
 }
 
 impl Validate {
-    pub fn new(config: Arc<PipelineConfig>, metrics: &Metrics) -> Self {
+    pub fn new(config: Arc<PipelineFile>, metrics: &Metrics) -> Self {
         let refused = config
             .partners
             .iter()
@@ -87,7 +87,7 @@ impl Work for Validate {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        let now = now_ms();
+        let now = Timestamp::now().as_millisecond();
         for outcome in job.outcomes.iter_mut() {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Parsed(event) => {
@@ -100,7 +100,7 @@ impl Work for Validate {
                             }
                         }
                         Err(rejection) => Outcome::Dead {
-                            stage: "validate",
+                            stage: Stage::Validate,
                             rejection,
                         },
                     }
@@ -115,27 +115,38 @@ impl Work for Validate {
 /// Server-side fields, hashing, URL stripping, serialization.
 #[derive(Debug)]
 pub struct Augment {
-    pub config: Arc<PipelineConfig>,
+    pub privacy: Privacy,
+}
+
+impl Augment {
+    pub fn new(privacy: &PrivacySpec) -> Self {
+        Self {
+            privacy: Privacy::of(privacy),
+        }
+    }
 }
 
 impl Work for Augment {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        let now = now_ms();
+        let now = Timestamp::now().as_millisecond();
         for (msg, outcome) in job.messages.iter().zip(job.outcomes.iter_mut()) {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
-                Outcome::Validated(event, v) => Outcome::Ready {
-                    payload: partner_payload(
-                        &event,
-                        v.event_ms,
-                        msg.timestamp_ms.unwrap_or(now),
-                        now,
-                        &self.config.privacy,
-                    ),
-                    partners: v.decision.partners,
-                    event_ms: v.event_ms,
-                },
+                Outcome::Validated(event, v) => {
+                    let received = msg.timestamp_ms.unwrap_or(now);
+                    match partner_payload(&event, v.event_ms, received, now, &self.privacy) {
+                        Ok(payload) => Outcome::Ready {
+                            payload,
+                            partners: v.decision.partners,
+                            event_ms: v.event_ms,
+                        },
+                        Err(e) => Outcome::Dead {
+                            stage: Stage::Augment,
+                            rejection: Rejection::new(DeadReason::Unserializable, e.to_string()),
+                        },
+                    }
+                }
                 other => other,
             };
         }

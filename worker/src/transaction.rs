@@ -28,9 +28,9 @@ use rdkafka::producer::Producer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::fatal::Fatal;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
-use crate::shutdown::Fatal;
 use crate::sink::OutputProducer;
 use crate::source::{InputConsumer, to_tpl};
 

@@ -1,9 +1,10 @@
 //! Semantic checks the JSON schema cannot express, then the routing decision.
 
-use crate::config::Limits;
+use jiff::Timestamp;
+use pixelpipe_crds::LimitsSpec;
+
 use crate::event::{DeadReason, Event, Rejection};
 use crate::routing::{Decision, Router, event_index};
-use crate::time::parse_rfc3339_ms;
 
 /// Identifiers longer than this are not identifiers.
 const MAX_ID_LEN: usize = 128;
@@ -20,7 +21,7 @@ pub struct Validated {
 pub fn validate(
     event: &Event,
     router: &Router,
-    limits: &Limits,
+    limits: &LimitsSpec,
     now_ms: i64,
 ) -> Result<Validated, Rejection> {
     let invalid = |m: String| Err(Rejection::new(DeadReason::InvalidField, m));
@@ -35,10 +36,14 @@ pub fn validate(
             return invalid(format!("{field} must be 1-{MAX_ID_LEN} characters"));
         }
     }
-    let Some(event_ms) = parse_rfc3339_ms(&event.timestamp) else {
+    let Ok(event_ms) = event
+        .timestamp
+        .parse::<Timestamp>()
+        .map(Timestamp::as_millisecond)
+    else {
         return invalid("timestamp is not RFC 3339".into());
     };
-    let skew_ms = limits.max_future_skew_seconds.saturating_mul(1000) as i64;
+    let skew_ms = i64::from(limits.max_future_skew_seconds).saturating_mul(1000);
     if event_ms > now_ms.saturating_add(skew_ms) {
         return invalid(format!(
             "timestamp is more than {}s in the future",
@@ -70,14 +75,14 @@ fn valid_region(r: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PipelineConfig;
     use crate::event::decode;
     use crate::routing::DropReason;
+    use pixelpipe_crds::PipelineFile;
 
     const NOW: i64 = 1_795_755_601_123; // 2026-11-27T05:00:01.123Z
 
     fn check(json: &str) -> Result<Validated, Rejection> {
-        let config = PipelineConfig::parse(
+        let config = PipelineFile::parse(
             "partners: [{name: a, topic: t, events: ['*'], requiredConsent: [marketing]}]",
         )
         .expect("valid");
@@ -145,5 +150,31 @@ mod tests {
         let blank_id = event("page_viewed", "2026-11-27T04:59:00Z", "US", true)
             .replace(r#""id":"e""#, r#""id":" ""#);
         assert_eq!(reason(blank_id), DeadReason::InvalidField);
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_with_an_offset() {
+        let at = |ts: &str| check(&event("page_viewed", ts, "US", true)).map(|v| v.event_ms);
+        assert_eq!(at("2026-11-27T05:00:01.123Z"), Ok(NOW));
+        assert_eq!(at("2026-11-27T07:00:01.123+02:00"), Ok(NOW));
+        assert_eq!(at("2026-11-26T23:30:01.123-05:30"), Ok(NOW));
+        assert_eq!(at("2026-11-27T05:00:01.123456789Z"), Ok(NOW));
+        for bad in [
+            "",
+            "2026-11-27",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-27T24:00:00Z",
+            "2026-11-27T05:00:01.Z",
+            "2026-11-27T05:00:01",
+            "2026-11-27T05:00:01Zjunk",
+            "20x6-11-27T05:00:01Z",
+        ] {
+            assert_eq!(
+                at(bad).map_err(|r| r.reason),
+                Err(DeadReason::InvalidField),
+                "{bad:?}"
+            );
+        }
     }
 }

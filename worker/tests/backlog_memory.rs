@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pixelpipe_worker::loadgen::{Generator, Mix};
 
 /// Streams `n` generated events into `topic` without holding them in memory.
 fn preload(topic: &str, n: usize, seed: u64) {

@@ -206,7 +206,7 @@ fn exactly_once_mode_shows_read_committed_consumers_no_duplicate_across_sigkills
     }
     let malformed = sent
         .iter()
-        .filter(|g| matches!(g.kind, pixelpipe_worker::loadgen::Kind::Malformed(_)))
+        .filter(|g| matches!(g.kind, Kind::Malformed(_)))
         .count();
     let dead = key_counts(&read_topic(&p.dlq, malformed, Duration::from_secs(30)));
     assert_eq!(

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pixelpipe_worker::topics::ensure_topics;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
@@ -56,8 +55,10 @@ impl Drop for Outage {
 
 fn delete_topic(topic: &str) {
     block_on(async {
-        let admin: AdminClient<DefaultClientContext> =
-            settings().admin().create().expect("admin client");
+        let admin: AdminClient<DefaultClientContext> = settings()
+            .client("test", |_| {})
+            .create()
+            .expect("admin client");
         let results = admin
             .delete_topics(&[topic], &AdminOptions::new())
             .await
@@ -69,7 +70,7 @@ fn delete_topic(topic: &str) {
 }
 
 fn readiness(w: &Worker) -> (u16, String) {
-    w.http("GET", "/readyz", "").unwrap_or((0, String::new()))
+    w.get("/readyz").unwrap_or((0, String::new()))
 }
 
 #[test]
@@ -126,7 +127,7 @@ fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
         "jobs waiting for the missing topic are not committed ({committed_during} of {consumed})"
     );
 
-    block_on(ensure_topics(&settings(), &[(&p.ads, 3)])).expect("create the topic");
+    topics(&[(&p.ads, 3)]);
     let n = sent.len() as i64;
     w.wait_until(
         "everything is delivered and committed",
@@ -171,7 +172,7 @@ fn the_broker_stopped_for_30_seconds_mid_stream_loses_nothing() {
         let down = Instant::now();
         std::thread::sleep(Duration::from_secs(30));
         assert!(
-            w.http("GET", "/healthz", "").is_some(),
+            w.get("/healthz").is_some(),
             "the worker rides out the outage"
         );
         outage.end();

@@ -8,62 +8,20 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Pipeline, Worker, expected_ids, generate, produce, read_topic};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use pixelpipe_crds::PixelPipeline;
+use pixelpipe_testkit::kube::{client, create, install_crd, namespace, sample};
 use pixelpipe_worker::pipeline::PoolStatus;
 use serde_json::json;
 
 /// Creates the CRD (if needed), a namespace and the sample pipeline in it.
-async fn pipeline_object(ns: &str) -> Api<PixelPipeline> {
-    std::env::var("KUBECONFIG")
-        .expect("KUBECONFIG is not set: this test needs a real API server (tests/run.sh)");
-    let client = Client::try_default().await.expect("client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = PixelPipeline::crd();
-    crds.patch(
-        "pixelpipelines.pixelpipe.dev",
-        &PatchParams::apply("pixelpipe-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("CRD applied");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !crds
-        .get("pixelpipelines.pixelpipe.dev")
-        .await
-        .ok()
-        .and_then(|c| c.status?.conditions)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        })
-    {
-        assert!(Instant::now() < deadline, "the CRD was not established");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let namespace = Namespace {
-        metadata: ObjectMeta {
-            name: Some(ns.to_string()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .expect("namespace");
-    let mut pp: PixelPipeline =
-        serde_yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
-            .expect("sample");
-    pp.metadata.namespace = Some(ns.to_string());
-    let api = Api::namespaced(client, ns);
-    api.create(&PostParams::default(), &pp)
-        .await
-        .expect("PixelPipeline created");
-    api
+async fn pipeline_object(prefix: &str) -> (String, Api<PixelPipeline>) {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, prefix).await;
+    create(&client, &sample(&ns)).await;
+    (ns.clone(), Api::namespaced(client, &ns))
 }
 
 /// What the operator would write: new pool sizes in the status.
@@ -85,7 +43,7 @@ async fn set_pools(
 }
 
 fn sizes(w: &Worker) -> Vec<usize> {
-    let Some((200, body)) = w.http("GET", "/pools", "") else {
+    let Some((200, body)) = w.get("/pools") else {
         return vec![];
     };
     let pools: Vec<PoolStatus> = serde_json::from_str(&body).unwrap_or_default();
@@ -105,10 +63,9 @@ fn follow(w: &Worker, want: [usize; 4]) -> Duration {
 #[test]
 fn a_worker_follows_pool_sizes_in_its_pipeline_status_without_restarting() {
     let p = Pipeline::create("follow", 2);
-    let ns = p.group.replace('.', "-").to_lowercase();
     // One runtime for every API call: a kube client lives on the runtime that made it.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let api = rt.block_on(pipeline_object(&ns));
+    let (ns, api) = rt.block_on(pipeline_object("follow"));
     let target = format!("{ns}/storefront");
     let w = Worker::start(&p, &["--pipeline", &target, "--max-pool-workers", "16"]);
     let pid = w.pid();
@@ -125,7 +82,7 @@ fn a_worker_follows_pool_sizes_in_its_pipeline_status_without_restarting() {
 
     // The same process, still delivering at its new sizes.
     assert_eq!(w.pid(), pid);
-    assert_eq!(w.http("GET", "/healthz", "").map(|r| r.0), Some(200));
+    assert_eq!(w.get("/healthz").map(|r| r.0), Some(200));
     let sent = generate("follow", 2_000, 0.2, 0.0, 7);
     produce(&p.input, &sent);
     let (ads, insights) = expected_ids(&sent);

@@ -4,11 +4,11 @@
 //!
 //!   PROPTEST_CASES=100000 cargo test --release -p pixelpipe-worker --test fuzz_decode
 
-use pixelpipe_worker::config::PipelineConfig;
+use jiff::Timestamp;
+use pixelpipe_crds::PipelineFile;
+use pixelpipe_loadgen::{Generator, Mix};
 use pixelpipe_worker::event::decode;
-use pixelpipe_worker::loadgen::{Generator, Mix};
 use pixelpipe_worker::routing::Router;
-use pixelpipe_worker::time::now_ms;
 use pixelpipe_worker::validate::validate;
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -27,11 +27,11 @@ fn valid_event(seed: u64) -> Vec<u8> {
     .payload
 }
 
-fn pipeline() -> &'static (PipelineConfig, Router) {
-    static PIPELINE: OnceLock<(PipelineConfig, Router)> = OnceLock::new();
+fn pipeline() -> &'static (PipelineFile, Router) {
+    static PIPELINE: OnceLock<(PipelineFile, Router)> = OnceLock::new();
     PIPELINE.get_or_init(|| {
         let config =
-            PipelineConfig::parse(include_str!("../examples/pipeline.yaml")).expect("config");
+            PipelineFile::parse(include_str!("../examples/pipeline.yaml")).expect("config");
         let router = Router::new(&config);
         (config, router)
     })
@@ -41,7 +41,13 @@ fn pipeline() -> &'static (PipelineConfig, Router) {
 fn judge(bytes: &[u8]) {
     let (config, router) = pipeline();
     let rejection = match decode(Some(bytes), MAX_BYTES) {
-        Ok(event) => validate(&event, router, &config.limits, now_ms()).err(),
+        Ok(event) => validate(
+            &event,
+            router,
+            &config.limits,
+            Timestamp::now().as_millisecond(),
+        )
+        .err(),
         Err(r) => Some(r),
     };
     if let Some(r) = rejection {

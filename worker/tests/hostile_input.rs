@@ -194,7 +194,7 @@ fn hostile_payloads_are_dead_lettered_whole_and_their_neighbours_delivered() {
     w.wait_until("everything is committed", Duration::from_secs(120), || {
         committed(&p.group, &p.input, 3).values().sum::<i64>() as usize >= total
     });
-    assert!(w.http("GET", "/healthz", "").is_some(), "the worker is up");
+    assert!(w.get("/healthz").is_some(), "the worker is up");
 
     let dead: HashMap<String, Record> = read_topic(&p.dlq, cases.len(), Duration::from_secs(60))
         .into_iter()

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::*;
 use pixelpipe_worker::augment::sha256_hex;
-use pixelpipe_worker::loadgen::{Generated, Kind};
 
 #[test]
 fn mixed_stream_reaches_exactly_the_allowed_partners() {
@@ -135,22 +134,8 @@ fn pools_resize_under_load_without_losing_or_repeating() {
     let p = Pipeline::create("resize", 6);
     let sent = generate(&unique("r"), 80_000, 0.1, 0.0, 12);
     produce(&p.input, &sent);
-    let worker = Worker::start(
-        &p,
-        &[
-            "--parse-workers",
-            "1",
-            "--validate-workers",
-            "1",
-            "--augment-workers",
-            "1",
-            "--produce-workers",
-            "1",
-            "--batch-max-events",
-            "200",
-        ],
-    );
-    let (_, sizes) = worker.http("GET", "/pools", "").expect("pools answer");
+    let worker = Worker::start(&p, &["--pools", "1/1/1/1", "--batch-max-events", "200"]);
+    let (_, sizes) = worker.get("/pools").expect("pools answer");
     assert!(sizes.contains(r#""stage":"parse","workers":1"#), "{sizes}");
     let plan = [
         (8, 1, 3, 2),
@@ -168,7 +153,7 @@ fn pools_resize_under_load_without_losing_or_repeating() {
     {
         let (a, b, c, d) = plan[step % plan.len()];
         let body = format!(r#"{{"parse":{a},"validate":{b},"augment":{c},"produce":{d}}}"#);
-        let (status, reply) = worker.http("PUT", "/pools", &body).expect("resize answers");
+        let (status, reply) = worker.put("/pools", &body).expect("resize answers");
         assert_eq!(status, 200, "{reply}");
         assert_eq!(
             reply,
@@ -180,17 +165,13 @@ fn pools_resize_under_load_without_losing_or_repeating() {
     }
     println!("{step} resizes while processing {n} events");
     assert!(step >= 20, "resized only {step} times while under load");
-    let (status, reply) = worker
-        .http("PUT", "/pools", r#"{"parse":0}"#)
-        .expect("answers");
+    let (status, reply) = worker.put("/pools", r#"{"parse":0}"#).expect("answers");
     assert_eq!(status, 422, "{reply}");
     let (status, _) = worker
-        .http("PUT", "/pools", r#"{"parse":100000}"#)
+        .put("/pools", r#"{"parse":100000}"#)
         .expect("answers");
     assert_eq!(status, 422);
-    let (status, _) = worker
-        .http("PUT", "/pools", r#"{"parsing":2}"#)
-        .expect("answers");
+    let (status, _) = worker.put("/pools", r#"{"parsing":2}"#).expect("answers");
     assert_eq!(status, 400);
 
     let (want_ads, want_insights) = expected_ids(&sent);

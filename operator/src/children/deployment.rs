@@ -1,0 +1,214 @@
+//! The worker Deployment: the pod runs `pixelpipe-worker` with the flags
+//! [`WorkerArgs::for_pipeline`] sets (the one operator-worker contract), the
+//! pipeline file and any Kafka Secrets mounted read-only, locked down.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::worker::{
+    ADMIN_PORT, CONFIG_DIR, KAFKA_SASL_DIR, KAFKA_TLS_DIR, POD_NAME_ENV, WorkerArgs,
+};
+use sha2::{Digest, Sha256};
+
+use super::{ChildError, labels, meta, pipeline_file, worker_name};
+
+/// Pod annotation whose change rolls the workers when their configuration changes.
+pub const CONFIG_HASH_ANNOTATION: &str = "pixelpipe.dev/config-sha256";
+/// Unprivileged user of the distroless worker image.
+const WORKER_UID: i64 = 65532;
+
+/// The worker Deployment with `replicas` pods. Pool sizes in the pod's flags
+/// are the spec's starting sizes; later resizes reach the workers through the
+/// PixelPipeline's status, without a rollout.
+pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, ChildError> {
+    let args = WorkerArgs::for_pipeline(pp).to_args();
+    let env = environment(pp);
+    let hash = config_hash(&pipeline_file(pp)?, &args, &env);
+    let (volumes, mounts) = volumes(pp);
+    let selector = labels(pp);
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(selector.clone()),
+            annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod(pp, container(pp, args, env, mounts), volumes)),
+    };
+    Ok(Deployment {
+        metadata: meta(pp)?,
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template,
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+/// The pod's name for the transactional id (`$(POD_NAME)` in the flags),
+/// then the user's extra variables.
+fn environment(pp: &PixelPipeline) -> Vec<EnvVar> {
+    let pod_name = EnvVar {
+        name: POD_NAME_ENV.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    std::iter::once(pod_name)
+        .chain(pp.spec.worker.env.iter().cloned())
+        .collect()
+}
+
+/// Everything the pods read at start: a change rolls them.
+fn config_hash(pipeline_file: &str, args: &[String], env: &[EnvVar]) -> String {
+    let mut h = Sha256::new();
+    h.update(pipeline_file.as_bytes());
+    for a in args {
+        h.update(a.as_bytes());
+        h.update([0]);
+    }
+    for e in env {
+        h.update(e.name.as_bytes());
+        h.update([0]);
+        h.update(e.value.as_deref().unwrap_or_default().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The pipeline file, and the Kafka Secrets the spec names. Credentials reach
+/// the pods only as Secret volumes: the Deployment names the Secrets, never
+/// their contents.
+fn volumes(pp: &PixelPipeline) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mount = |name: &str, dir: &str| VolumeMount {
+        name: name.to_string(),
+        mount_path: dir.to_string(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let mut volumes = vec![Volume {
+        name: "config".to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: worker_name(pp),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![mount("config", CONFIG_DIR)];
+    let kafka = &pp.spec.kafka;
+    let secrets = [
+        ("kafka-tls", kafka.tls_secret_ref.as_deref(), KAFKA_TLS_DIR),
+        (
+            "kafka-sasl",
+            kafka.sasl.as_ref().map(|s| s.secret_ref.as_str()),
+            KAFKA_SASL_DIR,
+        ),
+    ];
+    for (name, secret, dir) in secrets {
+        let Some(secret) = secret else { continue };
+        volumes.push(Volume {
+            name: name.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_string()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(name, dir));
+    }
+    (volumes, mounts)
+}
+
+fn container(
+    pp: &PixelPipeline,
+    args: Vec<String>,
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("admin".to_string()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    };
+    Container {
+        name: "worker".to_string(),
+        image: Some(pp.spec.worker.image.clone()),
+        image_pull_policy: pp.spec.worker.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("admin".to_string()),
+            container_port: i32::from(ADMIN_PORT),
+            ..ContainerPort::default()
+        }]),
+        resources: pp.spec.worker.resources.clone(),
+        liveness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe("/readyz")),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn pod(pp: &PixelPipeline, container: Container, volumes: Vec<Volume>) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(worker_name(pp)),
+        // The worker drains within 25 s by default.
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(WORKER_UID),
+            run_as_group: Some(WORKER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}

@@ -1,0 +1,103 @@
+//! The Events the operator records on a PixelPipeline: which one a step
+//! calls for (pure), and publishing it.
+
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
+
+use crate::autoscale::Step;
+
+/// A Warning Event.
+pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason.as_str().into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    }
+}
+
+/// The Event an autoscaling step calls for: one per scale action (Enabled),
+/// one per new recommendation (DryRun), one when Kafka becomes unreachable.
+pub fn of_step(pp: &PixelPipeline, step: &Step) -> Option<Event> {
+    if let Some(error) = &step.kafka_error {
+        let was_reported = pp
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, ConditionType::LagObserved))
+            .is_some_and(|c| c.status == condition_status(false));
+        return (!was_reported).then(|| {
+            warning(
+                EventReason::KafkaUnreachable,
+                "Observe",
+                format!("{error}; no scaling on stale data"),
+            )
+        });
+    }
+    let note = step.summary.clone()?;
+    let reason = match (&step.apply, step.up) {
+        (Some(_), true) => EventReason::ScaledUp,
+        (Some(_), false) => EventReason::ScaledDown,
+        (None, _) => {
+            // DryRun: one Event per new recommendation, not per observation.
+            let last = pp.status.as_ref().and_then(|s| s.last_decision.as_deref());
+            if last == Some(note.as_str()) {
+                return None;
+            }
+            EventReason::Recommendation
+        }
+    };
+    // The recorder folds Events with the same reason and action into one
+    // series that keeps the first note, so the target sizes go in the action:
+    // each distinct decision stays visible in `kubectl describe`, and only a
+    // repeat of the same target is counted as one.
+    let action = step
+        .apply
+        .as_ref()
+        .or(step.recommended.as_ref())
+        .map_or_else(
+            || "Scale".to_string(),
+            |to| format!("Scale to {} replicas, pools {}", to.replicas, to.pools),
+        );
+    Some(Event {
+        type_: EventType::Normal,
+        reason: reason.as_str().into(),
+        note: Some(note),
+        action,
+        secondary: None,
+    })
+}
+
+/// Publishes `event` about `pp`; a failure is logged, not raised.
+pub async fn publish(recorder: &Recorder, pp: &PixelPipeline, mut event: Event) {
+    // The Events API caps notes at 1 kB.
+    event.note = event.note.map(|n| truncate(n, 1000));
+    if let Err(e) = recorder.publish(&event, &pp.object_ref(&())).await {
+        tracing::warn!(error = %e, reason = %event.reason, "could not publish an Event");
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate("é".repeat(600), 1000).len(), 1000);
+        assert_eq!(truncate("ab".into(), 1000), "ab");
+        assert_eq!(truncate("aé".into(), 2), "a");
+    }
+}

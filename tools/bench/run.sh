@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The benchmark (docs/benchmarks.md): builds the worker and pixelpipe-bench in
+# release, starts a local Kafka broker unless KAFKA_BOOTSTRAP points at one,
+# and prints Markdown tables on stdout (progress on stderr).
+#
+#   tools/bench/run.sh                                   the full run: medians of 3, about 15 minutes
+#   tools/bench/run.sh --smoke                           seconds, tiny input (tests/run.sh runs this)
+#   tools/bench/run.sh --runs 1 --events 100000 --designs-only --extra=--queue-capacity=32
+#   cargo bench -p pixelpipe-worker --bench stages  per-event cost of each stage (criterion)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+. tests/env/common.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
+cargo build --release --locked -p pixelpipe-worker -p pixelpipe-bench --bins >&2
+started=0
+cleanup() { if [ "$started" = 1 ]; then tests/env/kafka.sh stop >&2 || true; fi; }
+trap cleanup EXIT
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  if ! tests/env/kafka.sh status >/dev/null 2>&1; then tests/env/kafka.sh start >&2; started=1; fi
+  . "$PIXELPIPE_RUN/kafka.env"
+fi
+"$CARGO_TARGET_DIR/release/pixelpipe-bench" run --bootstrap-servers "$KAFKA_BOOTSTRAP" "$@"

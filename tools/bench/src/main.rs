@@ -1,0 +1,95 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pixelpipe_bench::designs::{self, Design};
+use pixelpipe_bench::suite::{self, Plan};
+use pixelpipe_crds::PipelineFile;
+use pixelpipe_crds::worker::WorkerArgs;
+use pixelpipe_worker::settings::Settings;
+use tokio_util::sync::CancellationToken;
+
+// The same allocator as the worker, so memory is compared like for like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Benchmarks Pixelpipe against the pass-through ceiling and the unbounded design.
+#[derive(Debug, Parser)]
+#[command(name = "pixelpipe-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The whole benchmark against the broker at KAFKA_BOOTSTRAP; prints
+    /// Markdown tables.
+    Run {
+        #[arg(long, env = "KAFKA_BOOTSTRAP")]
+        bootstrap_servers: String,
+        /// Seconds, tiny input, one run: checks that the benchmark works.
+        #[arg(long)]
+        smoke: bool,
+        /// Runs per measurement; the tables show medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Input events per measurement of the main table.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Extra flags for every design under test (the worker's flags), after
+        /// the tuned ones, to try settings: --extra=--batch-max-events=1000.
+        #[arg(long, allow_hyphen_values = true)]
+        extra: Vec<String>,
+        /// Only the designs table.
+        #[arg(long)]
+        designs_only: bool,
+    },
+    /// One comparison design as a process (the benchmark starts these).
+    Design {
+        #[arg(long, value_enum)]
+        design: Design,
+        #[command(flatten)]
+        worker: Box<WorkerArgs>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run {
+            bootstrap_servers,
+            smoke,
+            runs,
+            events,
+            extra,
+            designs_only,
+        } => {
+            let mut plan = if smoke {
+                Plan::smoke(bootstrap_servers)
+            } else {
+                Plan::full(bootstrap_servers, runs, events)
+            };
+            plan.extra.extend(extra);
+            plan.designs_only = designs_only;
+            let ok = suite::run(&plan).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Design { design, worker } => {
+            pixelpipe_runtime::logging::init(worker.log_format);
+            let config = PipelineFile::load(&worker.config)?;
+            let stop = CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                pixelpipe_runtime::shutdown::signal().await;
+                on_signal.cancel();
+            });
+            designs::run(design, Settings::from_args(&worker)?, config, stop).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,740 @@
+//! The benchmark: preload an input topic, run each design as its own process
+//! over it, and measure from outside: throughput and event age from the
+//! partner records' Kafka timestamps, CPU from /proc/<pid>/stat, peak RSS
+//! from /proc/<pid>/status. Every run also checks that each design delivered
+//! exactly the (event, partner) pairs the input calls for.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pixelpipe_crds::PerStage;
+use pixelpipe_loadgen::ledger;
+use pixelpipe_loadgen::{Generator, Kind, Mix};
+use pixelpipe_runtime::KafkaSettings;
+use pixelpipe_runtime::http::Http;
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::process::{Child, Command};
+
+use crate::designs::FANOUT_HEADER;
+
+const PIPELINE: &str = include_str!("../pipeline.yaml");
+
+/// Settings every design runs with, from tuning (docs/benchmarks.md): deeper
+/// stage channels and bigger batches than the worker's defaults.
+pub const TUNED: [&str; 2] = ["--queue-capacity=16", "--batch-max-events=500"];
+const PARTNERS: [&str; 3] = ["insights", "ads", "audiences"];
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub kafka: KafkaSettings,
+    pub smoke: bool,
+    pub runs: usize,
+    /// Input events of the main table (1 KB each).
+    pub events: usize,
+    pub pools: Vec<usize>,
+    pub partitions: Vec<i32>,
+    /// Event sizes, bytes; each run moves about the same number of bytes.
+    pub sizes: Vec<usize>,
+    pub backlogs: Vec<usize>,
+    /// Extra flags for every design under test.
+    pub extra: Vec<String>,
+    /// Stop after the designs table.
+    pub designs_only: bool,
+}
+
+impl Plan {
+    pub fn full(bootstrap: String, runs: usize, events: usize) -> Self {
+        Self {
+            kafka: settings(bootstrap),
+            smoke: false,
+            runs: runs.max(1),
+            events,
+            pools: vec![1, 4, 15, 50],
+            partitions: vec![1, 6, 24],
+            sizes: vec![256, 1024, 4096],
+            backlogs: vec![10_000, 1_000_000],
+            extra: TUNED.map(String::from).to_vec(),
+            designs_only: false,
+        }
+    }
+
+    pub fn smoke(bootstrap: String) -> Self {
+        Self {
+            kafka: settings(bootstrap),
+            smoke: true,
+            runs: 1,
+            events: 4_000,
+            pools: vec![1, 4],
+            partitions: vec![1, 6],
+            sizes: vec![256, 1024],
+            backlogs: vec![2_000, 8_000],
+            extra: TUNED.map(String::from).to_vec(),
+            designs_only: false,
+        }
+    }
+}
+
+fn settings(bootstrap: String) -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: bootstrap,
+        ..KafkaSettings::default()
+    }
+}
+
+/// One design under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Pass-through: the ceiling.
+    Ceiling,
+    /// The worker with this many workers per stage.
+    Pixelpipe(usize),
+    /// The same in exactly-once mode (Kafka transactions).
+    ExactlyOnce(usize),
+    /// A task per batch per stage, no bounds.
+    Unbounded,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Variant::Ceiling => "ceiling (pass-through)".into(),
+            Variant::Pixelpipe(n) => format!("Pixelpipe, pools {n}"),
+            Variant::ExactlyOnce(n) => format!("Pixelpipe exactly-once, pools {n}"),
+            Variant::Unbounded => "unbounded (task per batch)".into(),
+        }
+    }
+}
+
+/// A preloaded input topic.
+#[derive(Debug)]
+struct Input {
+    topic: String,
+    partitions: i32,
+    events: usize,
+    /// (event, partner) pairs the pipeline must deliver.
+    deliveries: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Measurement {
+    pub events_per_second: f64,
+    pub cpu_us_per_event: f64,
+    pub p50_age: f64,
+    pub p99_age: f64,
+    pub peak_rss_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn medians(ms: &[Measurement]) -> Measurement {
+    let m = |f: fn(&Measurement) -> f64| median(ms.iter().map(f).collect());
+    Measurement {
+        events_per_second: m(|x| x.events_per_second),
+        cpu_us_per_event: m(|x| x.cpu_us_per_event),
+        p50_age: m(|x| x.p50_age),
+        p99_age: m(|x| x.p99_age),
+        peak_rss_mib: m(|x| x.peak_rss_mib),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "bench-{prefix}-{}-{}",
+        std::process::id(),
+        now_ms() % 10_000_000
+    )
+}
+
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("no binary directory")?
+        .to_path_buf())
+}
+
+async fn create_topics(kafka: &KafkaSettings, topics: &[(&str, i32)]) -> anyhow::Result<()> {
+    pixelpipe_loadgen::topics::ensure_topics(kafka, topics)
+        .await
+        .context("creating topics")
+}
+
+async fn delete_topics(kafka: &KafkaSettings, topics: &[&str]) {
+    if let Ok(admin) = kafka
+        .client("pixelpipe-bench", |_| {})
+        .create::<AdminClient<DefaultClientContext>>()
+    {
+        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
+    }
+}
+
+/// Produces `events` storefront events of about `size` bytes, 5 % without
+/// consent, each with the number of partners it goes to in a header.
+async fn preload(
+    kafka: &KafkaSettings,
+    events: usize,
+    size: usize,
+    partitions: i32,
+) -> anyhow::Result<Input> {
+    let topic = unique("in");
+    create_topics(kafka, &[(&topic, partitions)]).await?;
+    let kafka = kafka.clone();
+    let t = topic.clone();
+    let deliveries = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let producer: ThreadedProducer<DefaultProducerContext> = kafka
+            .client("pixelpipe-bench", |c| {
+                c.set("linger.ms", "20")
+                    .set("batch.size", "1000000")
+                    .set("compression.type", "lz4")
+                    .set("queue.buffering.max.kbytes", "262144");
+            })
+            .create()?;
+        let mut generator = Generator::new(Mix {
+            seed: 11,
+            run_id: t.clone(),
+            no_consent_share: 0.05,
+            malformed_share: 0.0,
+            event_bytes: size,
+        });
+        let mut deliveries = 0;
+        for _ in 0..events {
+            let g = generator.next_message();
+            let c = g.consent;
+            let fanout = if g.kind == Kind::Valid {
+                usize::from(c.analytics)
+                    + usize::from(c.marketing)
+                    + usize::from(g.name == "checkout_completed" && c.marketing && c.sale_of_data)
+            } else {
+                0
+            };
+            deliveries += fanout;
+            let value = fanout.to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: FANOUT_HEADER,
+                value: Some(value.as_bytes()),
+            });
+            let mut record = BaseRecord::to(&t)
+                .key(g.id.as_bytes())
+                .payload(g.payload.as_slice())
+                .headers(headers);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(300))?;
+        Ok(deliveries)
+    })
+    .await??;
+    Ok(Input {
+        topic,
+        partitions,
+        events,
+        deliveries,
+    })
+}
+
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn committed(consumer: &BaseConsumer, input: &Input) -> anyhow::Result<i64> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..input.partitions {
+        tpl.add_partition(&input.topic, p);
+    }
+    let offsets = consumer.committed_offsets(tpl, Duration::from_secs(5))?;
+    Ok(offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum())
+}
+
+/// Runs `variant` over `input` and measures it.
+async fn measure(
+    plan: &Plan,
+    input: &Input,
+    variant: Variant,
+) -> anyhow::Result<(Measurement, HashMap<String, f64>)> {
+    let run = unique("out");
+    let partner_topics: Vec<String> = PARTNERS.iter().map(|p| format!("{run}.{p}")).collect();
+    let dead_letter = format!("{run}.dlq");
+    let mut topics: Vec<(&str, i32)> = partner_topics.iter().map(|t| (t.as_str(), 6)).collect();
+    topics.push((&dead_letter, 1));
+    create_topics(&plan.kafka, &topics).await?;
+    let mut config = PIPELINE.to_string();
+    for p in PARTNERS {
+        config = config.replace(&format!("topic: {p}\n"), &format!("topic: {run}.{p}\n"));
+    }
+    let config_file = std::env::temp_dir().join(format!("{run}.yaml"));
+    std::fs::write(&config_file, config)?;
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let group = run.clone();
+    let pools = match variant {
+        Variant::Pixelpipe(n) | Variant::ExactlyOnce(n) => n,
+        Variant::Ceiling | Variant::Unbounded => 4,
+    };
+    let bins = bin_dir()?;
+    let mut cmd = match variant {
+        Variant::Pixelpipe(_) => Command::new(bins.join("pixelpipe-worker")),
+        Variant::ExactlyOnce(_) => {
+            let mut c = Command::new(bins.join("pixelpipe-worker"));
+            c.args(["--exactly-once", "--transactional-id", &run]);
+            c
+        }
+        Variant::Ceiling | Variant::Unbounded => {
+            let mut c = Command::new(bins.join("pixelpipe-bench"));
+            let design = if variant == Variant::Ceiling {
+                "pass-through"
+            } else {
+                "unbounded"
+            };
+            c.args(["design", "--design", design]);
+            c
+        }
+    };
+    let pools_text = PerStage::splat(pools).to_string();
+    // More workers than jobs in flight would idle: the in-flight bound grows
+    // with the pools (250-event jobs: 50 workers hold at most 25k events).
+    let in_flight = (2 * pools).max(8).to_string();
+    cmd.args([
+        "--bootstrap-servers",
+        &plan.kafka.bootstrap_servers,
+        "--input-topic",
+        &input.topic,
+        "--group",
+        &group,
+        "--dead-letter-topic",
+        &dead_letter,
+        "--config",
+        &config_file.display().to_string(),
+        "--admin-addr",
+        &format!("127.0.0.1:{admin_port}"),
+        "--pools",
+        &pools_text,
+        "--max-in-flight-jobs",
+        &in_flight,
+    ])
+    .args(&plan.extra)
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(
+        std::env::temp_dir().join(format!("{run}.log")),
+    )?)
+    .kill_on_drop(true);
+    let mut child: Child = cmd.spawn().context("starting the design under test")?;
+    let pid = child.id().context("no pid")?;
+    // Reads the group's committed offsets without joining it; one client per
+    // run, so the polling adds no connections during the measurement.
+    let group_reader: BaseConsumer =
+        pixelpipe_worker::clients::consumer(&plan.kafka, &group).create()?;
+    let mut samples: Vec<(i64, u64)> = Vec::new();
+    let started = Instant::now();
+    let timeout = Duration::from_secs(if plan.smoke { 120 } else { 900 });
+    let mut last_check = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(ticks) = proc_cpu_ticks(pid) {
+            samples.push((now_ms(), ticks));
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{} exited early ({status}); see {}",
+                variant.label(),
+                std::env::temp_dir().join(format!("{run}.log")).display()
+            );
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} did not finish {} events within {timeout:?}",
+                variant.label(),
+                input.events
+            );
+        }
+        if last_check.elapsed() > Duration::from_millis(500) {
+            last_check = Instant::now();
+            let done = committed(&group_reader, input)?;
+            if done >= input.events as i64 {
+                break;
+            }
+        }
+    }
+    let peak_rss_kib = proc_peak_rss_kib(pid).unwrap_or(0);
+    let stages = if matches!(variant, Variant::Pixelpipe(_) | Variant::ExactlyOnce(_)) {
+        stage_seconds(admin_port).await
+    } else {
+        HashMap::new()
+    };
+    let _ = child.kill().await;
+
+    let kafka = plan.kafka.clone();
+    let topics_to_read = partner_topics.clone();
+    let firsts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for t in &topics_to_read {
+            out.extend(ledger::read(&kafka, t)?.values().map(|s| s.first_ms));
+        }
+        Ok(out)
+    })
+    .await??;
+    let mut all: Vec<&str> = partner_topics.iter().map(String::as_str).collect();
+    all.push(&dead_letter);
+    delete_topics(&plan.kafka, &all).await;
+    let _ = std::fs::remove_file(&config_file);
+    if firsts.len() != input.deliveries {
+        bail!(
+            "{} delivered {} distinct (event, partner) pairs, the input calls for {}",
+            variant.label(),
+            firsts.len(),
+            input.deliveries
+        );
+    }
+    let (first, last) = (
+        firsts.iter().copied().min().unwrap_or(0),
+        firsts.iter().copied().max().unwrap_or(0),
+    );
+    let mut ages: Vec<f64> = firsts
+        .iter()
+        .map(|&t| (t - first) as f64 / 1000.0)
+        .collect();
+    ages.sort_by(f64::total_cmp);
+    let pct = |p: usize| {
+        ages.get(ages.len().saturating_sub(1) * p / 100)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let ticks_at = |t: i64| {
+        samples
+            .iter()
+            .find(|(w, _)| *w >= t)
+            .or(samples.last())
+            .map_or(0, |&(_, c)| c)
+    };
+    let cpu_seconds = (ticks_at(last) - ticks_at(first - 100)) as f64 / clock_ticks();
+    let seconds = ((last - first) as f64 / 1000.0).max(0.001);
+    let per_event_stage = stages
+        .into_iter()
+        .map(|(k, v)| (k, v * 1e6 / input.events as f64))
+        .collect();
+    Ok((
+        Measurement {
+            events_per_second: input.events as f64 / seconds,
+            cpu_us_per_event: cpu_seconds * 1e6 / input.events as f64,
+            p50_age: pct(50),
+            p99_age: pct(99),
+            peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+        },
+        per_event_stage,
+    ))
+}
+
+/// Seconds the worker's stages spent on batches, from its metrics.
+async fn stage_seconds(port: u16) -> HashMap<String, f64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = match Http::default()
+        .get(&url, Duration::from_secs(5), 1 << 20)
+        .await
+    {
+        Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
+        _ => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("pixelpipe_batch_duration_seconds_sum{"))
+        .filter_map(|l| {
+            let stage = l.split("stage=\"").nth(1)?.split('"').next()?.to_string();
+            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((stage, v))
+        })
+        .collect()
+}
+
+async fn repeat(
+    plan: &Plan,
+    input: &Input,
+    v: Variant,
+) -> anyhow::Result<(Measurement, HashMap<String, f64>)> {
+    let mut ms = Vec::new();
+    let mut stages = HashMap::new();
+    for i in 0..plan.runs {
+        let (m, s) = measure(plan, input, v).await?;
+        eprintln!(
+            "  {:<28} run {}: {:>8.0} events/s, {:>5.2} us/event, p99 {:>5.2} s, {:>6.1} MiB",
+            v.label(),
+            i + 1,
+            m.events_per_second,
+            m.cpu_us_per_event,
+            m.p99_age,
+            m.peak_rss_mib
+        );
+        ms.push(m);
+        stages = s;
+    }
+    Ok((medians(&ms), stages))
+}
+
+fn row(out: &mut String, label: &str, m: &Measurement, ceiling: &Measurement) {
+    let _ = writeln!(
+        out,
+        "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2}x | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+        m.events_per_second,
+        m.cpu_us_per_event,
+        m.p50_age,
+        m.p99_age,
+        m.peak_rss_mib,
+        m.events_per_second / ceiling.events_per_second.max(1.0),
+        m.cpu_us_per_event / ceiling.cpu_us_per_event.max(1e-9),
+        m.p50_age / ceiling.p50_age.max(1e-9),
+        m.p99_age / ceiling.p99_age.max(1e-9),
+        m.peak_rss_mib / ceiling.peak_rss_mib.max(1e-9),
+    );
+}
+
+const HEADER: &str = "| design | input events/s | CPU us/event | p50 age s | p99 age s | peak RSS MiB | events/s vs ceiling | CPU vs ceiling | p50 vs ceiling | p99 vs ceiling | RSS vs ceiling |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+
+/// Runs the plan, prints the tables; false when a measurement failed.
+pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let mut out = String::new();
+    eprintln!(
+        "preloading {} events of 1 KB into 6 partitions",
+        plan.events
+    );
+    let input = preload(&plan.kafka, plan.events, 1024, 6).await?;
+    let _ = writeln!(out, "Every design runs with `{}`.\n", plan.extra.join(" "));
+    let _ = writeln!(
+        out,
+        "## Designs ({} events of ~1 KB, 6 partitions, {:.2} partner messages per event; medians of {} runs)\n\n{HEADER}",
+        input.events,
+        input.deliveries as f64 / input.events as f64,
+        plan.runs
+    );
+    let (ceiling, _) = repeat(plan, &input, Variant::Ceiling).await?;
+    row(&mut out, &Variant::Ceiling.label(), &ceiling, &ceiling);
+    let mut best = (0usize, Measurement::default(), HashMap::new());
+    for &p in &plan.pools {
+        let (m, stages) = repeat(plan, &input, Variant::Pixelpipe(p)).await?;
+        row(&mut out, &Variant::Pixelpipe(p).label(), &m, &ceiling);
+        if m.events_per_second > best.1.events_per_second {
+            best = (p, m, stages);
+        }
+    }
+    // The price of exactly-once: the best pool size again, in transactions.
+    let (best_pool, best_m) = (best.0, best.1);
+    let (eos, _) = repeat(plan, &input, Variant::ExactlyOnce(best_pool)).await?;
+    row(
+        &mut out,
+        &Variant::ExactlyOnce(best_pool).label(),
+        &eos,
+        &ceiling,
+    );
+    let (unbounded, _) = repeat(plan, &input, Variant::Unbounded).await?;
+    row(&mut out, &Variant::Unbounded.label(), &unbounded, &ceiling);
+    delete_topics(&plan.kafka, &[&input.topic]).await;
+    let _ = writeln!(
+        out,
+        "\nExactly-once costs {:.0} % of at-least-once throughput at pools {best_pool} ({:.2}x).",
+        (1.0 - eos.events_per_second / best_m.events_per_second.max(1.0)) * 100.0,
+        eos.events_per_second / best_m.events_per_second.max(1.0)
+    );
+    let stages = best.2;
+    if plan.designs_only {
+        println!("{out}");
+        return Ok(true);
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Where the worker's time goes (pools {best_pool}; stage time per event, summed over the stage's workers, last run)\n\n| stage | us/event |\n| --- | --: |"
+    );
+    for stage in ["parse", "validate", "augment", "produce"] {
+        let _ = writeln!(
+            out,
+            "| {stage} | {:.2} |",
+            stages.get(stage).copied().unwrap_or(0.0)
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Partitions (Pixelpipe, pools {best_pool}, 1 KB events)\n\n| partitions | input events/s | CPU us/event | p99 age s | peak RSS MiB |\n| --: | --: | --: | --: | --: |"
+    );
+    for &p in &plan.partitions {
+        let input = preload(&plan.kafka, plan.events, 1024, p).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        delete_topics(&plan.kafka, &[&input.topic]).await;
+        let _ = writeln!(
+            out,
+            "| {p} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            m.events_per_second, m.cpu_us_per_event, m.p99_age, m.peak_rss_mib
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Event size (Pixelpipe, pools {best_pool}, 6 partitions, the same bytes per run)\n\n| bytes | events | input events/s | MB/s | CPU us/event | peak RSS MiB |\n| --: | --: | --: | --: | --: | --: |"
+    );
+    for &size in &plan.sizes {
+        let events = plan.events * 1024 / size;
+        let input = preload(&plan.kafka, events, size, 6).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        delete_topics(&plan.kafka, &[&input.topic]).await;
+        let _ = writeln!(
+            out,
+            "| {size} | {events} | {:.0} | {:.1} | {:.2} | {:.1} |",
+            m.events_per_second,
+            m.events_per_second * size as f64 / 1e6,
+            m.cpu_us_per_event,
+            m.peak_rss_mib
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n## Backlog (Pixelpipe, pools {best_pool}, 1 KB events, 6 partitions)\n\n| backlog events | peak RSS MiB | input events/s |\n| --: | --: | --: |"
+    );
+    let mut backlog_rss = Vec::new();
+    for &n in &plan.backlogs {
+        let input = preload(&plan.kafka, n, 1024, 6).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        delete_topics(&plan.kafka, &[&input.topic]).await;
+        let _ = writeln!(
+            out,
+            "| {n} | {:.1} | {:.0} |",
+            m.peak_rss_mib, m.events_per_second
+        );
+        backlog_rss.push(m.peak_rss_mib);
+    }
+
+    if plan.smoke {
+        let _ = writeln!(
+            out,
+            "\nSmoke mode: a tiny input in whatever build ran it; it checks that every design runs and delivers exactly what its input calls for. Targets are judged by the full run (docs/benchmarks.md)."
+        );
+        println!("{out}");
+        return Ok(true);
+    }
+    let _ = writeln!(out, "\n## Targets\n");
+    let mut target = |ok: bool, what: String| {
+        let _ = writeln!(out, "- {} {what}", if ok { "met:" } else { "MISSED:" });
+    };
+    let ratio = best_m.events_per_second / ceiling.events_per_second.max(1.0);
+    target(
+        ratio >= 0.85,
+        format!(
+            "Pixelpipe at its best pool size ({best_pool}) runs at {ratio:.2}x the pass-through ceiling (target >= 0.85x)"
+        ),
+    );
+    target(
+        best_m.cpu_us_per_event <= 8.0,
+        format!(
+            "worker CPU {:.2} us per input event (target <= 8)",
+            best_m.cpu_us_per_event
+        ),
+    );
+    target(
+        best_m.peak_rss_mib <= 200.0,
+        format!("peak RSS {:.1} MiB (target <= 200)", best_m.peak_rss_mib),
+    );
+    if let [small, .., large] = backlog_rss[..] {
+        let growth = large / small.max(1e-9);
+        target(
+            growth <= 1.2,
+            format!(
+                "peak RSS with the largest backlog is {growth:.2}x the smallest (target <= 1.2x)"
+            ),
+        );
+    }
+    target(
+        best_m.peak_rss_mib < unbounded.peak_rss_mib && best_m.p99_age <= unbounded.p99_age,
+        format!(
+            "Pixelpipe vs unbounded: peak RSS {:.1} vs {:.1} MiB, p99 age {:.2} vs {:.2} s",
+            best_m.peak_rss_mib, unbounded.peak_rss_mib, best_m.p99_age, unbounded.p99_age
+        ),
+    );
+    target(
+        best_m.events_per_second >= unbounded.events_per_second * 0.98,
+        format!(
+            "Pixelpipe vs unbounded throughput: {:.0} vs {:.0} events/s (not slower)",
+            best_m.events_per_second, unbounded.events_per_second
+        ),
+    );
+    let _ = writeln!(out, "\nTook {:.0} s.", started.elapsed().as_secs_f64());
+    println!("{out}");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_runs() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_from_proc() {
+        let me = std::process::id();
+        assert!(proc_cpu_ticks(me).is_some());
+        assert!(proc_peak_rss_kib(me).is_some_and(|k| k > 0));
+    }
+}

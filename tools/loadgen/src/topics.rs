@@ -1,0 +1,34 @@
+//! Topic creation for the demo, tests and the load generator.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use pixelpipe_runtime::KafkaSettings;
+
+/// Creates each `(name, partitions)` topic that does not exist yet.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    topics: &[(&str, i32)],
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client("pixelpipe-topics", |_| {}).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                tracing::error!(topic = %name, error = %code, "cannot create topic");
+                return Err(KafkaError::AdminOp(code));
+            }
+        }
+    }
+    Ok(())
+}

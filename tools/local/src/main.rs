@@ -1,0 +1,130 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pixelpipe_local::runner::{self, Runner};
+use pixelpipe_local::story::{self, Env, Scenario};
+use pixelpipe_runtime::KafkaSettings;
+use tokio_util::sync::CancellationToken;
+
+/// Pixelpipe on one machine: Deployments as local processes, and the demo.
+#[derive(Debug, Parser)]
+#[command(name = "pixelpipe-local", version)]
+struct Args {
+    /// Where the Pixelpipe binaries are; defaults to this binary's directory.
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    /// Pod directories, logs and the chart go here.
+    #[arg(long, global = true, default_value = "target/pixelpipe-local")]
+    work_dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs every Deployment of a namespace whose image is a Pixelpipe binary
+    /// as local processes, until Ctrl-C.
+    Run {
+        #[arg(long, default_value = "pixelpipe-system")]
+        namespace: String,
+    },
+    /// The flash-sale story: manifests, a PixelPipeline, a 3x surge, the summary.
+    Demo {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "KAFKA_BOOTSTRAP")]
+        bootstrap_servers: String,
+        /// The shorter story the end-to-end test runs.
+        #[arg(long)]
+        short: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let bin_dir = match args.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .to_path_buf(),
+    };
+    let kubeconfig = PathBuf::from(
+        std::env::var("KUBECONFIG").context("KUBECONFIG must name the API server's kubeconfig")?,
+    );
+    let client = kube::Client::try_default().await?;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        pixelpipe_runtime::shutdown::signal().await;
+        eprintln!("stopping: every process gets SIGTERM and drains");
+        on_signal.cancel();
+    });
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work_dir = std::fs::canonicalize(&args.work_dir)?;
+    match args.command {
+        Cmd::Run { namespace } => {
+            let runner = Runner::new(
+                client,
+                runner::Config {
+                    namespace,
+                    bin_dir,
+                    work_dir,
+                    kubeconfig,
+                    extra_env: Vec::new(),
+                    interval: Duration::from_millis(500),
+                },
+            );
+            runner.run(stop).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo {
+            bootstrap_servers,
+            short,
+        } => {
+            let env = Env {
+                client,
+                kubeconfig,
+                kafka: KafkaSettings {
+                    bootstrap_servers,
+                    options: Vec::new(),
+                    ..KafkaSettings::default()
+                },
+                repo: std::env::current_dir()?,
+                bin_dir,
+                work_dir,
+            };
+            let scenario = if short {
+                Scenario::test()
+            } else {
+                Scenario::demo()
+            };
+            let report = match story::run(&env, &scenario, stop.clone()).await {
+                Ok(r) => r,
+                Err(_) if stop.is_cancelled() => {
+                    eprintln!("interrupted: every process it started has stopped");
+                    return Ok(ExitCode::from(130));
+                }
+                Err(e) => return Err(e),
+            };
+            print!("{}", report.render());
+            Ok(
+                if report.counts_reconcile() && report.max_age <= report.slo_seconds {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                },
+            )
+        }
+    }
+}

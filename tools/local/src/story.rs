@@ -1,0 +1,726 @@
+//! The whole story, against a real API server and a real broker: apply the
+//! manifests and a PixelPipeline with kubectl, run the Deployments as local
+//! processes, drive a flash sale, watch the pipeline resize itself, and check
+//! every event's fate in Kafka afterwards.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use pixelpipe_crds::parse_age;
+use pixelpipe_crds::reasons::{ConditionType, condition_holds};
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PixelPipelineSpec};
+use pixelpipe_loadgen::ledger::{self, Seen};
+use pixelpipe_loadgen::{Generator, Mix};
+use pixelpipe_runtime::KafkaSettings;
+use pixelpipe_sim::chart::Point;
+use tokio::process::Command;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::expect::{Fate, fate};
+use crate::runner::{self, Runner};
+use crate::summary::{Counts, Report, ScaleEvent, Sent};
+
+/// A stretch of the load: `factor` times the steady rate for `seconds`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Phase {
+    pub label: &'static str,
+    pub seconds: f64,
+    pub factor: f64,
+}
+
+const fn phase(label: &'static str, seconds: f64, factor: f64) -> Phase {
+    Phase {
+        label,
+        seconds,
+        factor,
+    }
+}
+
+/// The story's numbers. Time is compressed: the SLO, the observation
+/// interval and the stabilization window are shorter than in production, and
+/// each worker process takes in at most `worker_capacity` events/s, standing
+/// in for the CPU limit of a pod (several workers share two cores here).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub namespace: String,
+    pub slo_seconds: i32,
+    pub interval_seconds: i32,
+    pub stabilization_seconds: i32,
+    pub pod_start_seconds: i32,
+    pub rebalance_seconds: i32,
+    pub partitions: i32,
+    pub max_replicas: i32,
+    pub worker_capacity: f64,
+    pub steady_rate: f64,
+    /// Steady, a 3x surge, steady again, and the quiet of the evening after.
+    pub phases: Vec<Phase>,
+    /// Most seconds to wait after the load for the last events.
+    pub drain_timeout: f64,
+    pub seed: u64,
+}
+
+impl Scenario {
+    /// The README's demo: about five minutes.
+    ///
+    /// The numbers follow from the policy: a surge of 3x the steady rate must
+    /// exceed one replica (2,400 > 2,200 events/s), so replicas are added;
+    /// pools shrink only under half a replica's capacity with headroom
+    /// (1.25 x rate < 1,100), which steady traffic (800) meets with a margin
+    /// of about 10 % and the quiet evening (200) with room to spare.
+    pub fn demo() -> Self {
+        Self {
+            name: "storefront".into(),
+            namespace: "pixelpipe-system".into(),
+            slo_seconds: 60,
+            interval_seconds: 2,
+            stabilization_seconds: 20,
+            pod_start_seconds: 2,
+            rebalance_seconds: 4,
+            partitions: 6,
+            max_replicas: 6,
+            worker_capacity: 2_200.0,
+            steady_rate: 800.0,
+            phases: vec![
+                phase("steady", 40.0, 1.0),
+                phase("SURGE", 100.0, 3.0),
+                phase("steady", 80.0, 1.0),
+                phase("quiet", 40.0, 0.25),
+            ],
+            drain_timeout: 60.0,
+            seed: 7,
+        }
+    }
+
+    /// The end-to-end test: the same story, shorter.
+    pub fn test() -> Self {
+        Self {
+            phases: vec![
+                phase("steady", 20.0, 1.0),
+                phase("SURGE", 70.0, 3.0),
+                phase("steady", 50.0, 1.0),
+                phase("quiet", 40.0, 0.25),
+            ],
+            ..Self::demo()
+        }
+    }
+
+    /// The load generator's `--schedule`.
+    pub fn schedule(&self) -> String {
+        self.phases
+            .iter()
+            .map(|p| format!("{}@{}", p.seconds, p.factor * self.steady_rate))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn load_at(&self, t: f64) -> (&'static str, f64) {
+        let mut start = 0.0;
+        for p in &self.phases {
+            if t < start + p.seconds {
+                return (p.label, p.factor * self.steady_rate);
+            }
+            start += p.seconds;
+        }
+        ("done", 0.0)
+    }
+
+    fn describe_load(&self) -> String {
+        self.phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:.0}/s for {:.0} s",
+                    p.label.to_lowercase(),
+                    p.factor * self.steady_rate,
+                    p.seconds
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Where the story runs.
+#[derive(Clone)]
+pub struct Env {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub kafka: KafkaSettings,
+    /// The repository: `manifests/` is applied from here.
+    pub repo: PathBuf,
+    pub bin_dir: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("kubeconfig", &self.kubeconfig)
+            .field("kafka", &self.kafka.bootstrap_servers)
+            .field("bin_dir", &self.bin_dir)
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(&env.work_dir)?;
+    let run_id = format!(
+        "{}{}",
+        sc.name,
+        jiff::Timestamp::now().as_millisecond() % 100_000_000
+    );
+
+    step("applying manifests/ (namespace, CRD, RBAC, operator Deployment) with kubectl");
+    kubectl(
+        env,
+        &[
+            "apply",
+            "-k",
+            &env.repo.join("manifests").display().to_string(),
+        ],
+    )
+    .await?;
+    kubectl(
+        env,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/pixelpipelines.pixelpipe.dev",
+        ],
+    )
+    .await?;
+
+    // A pipeline from an earlier run would start from that run's sizes.
+    remove(env, sc).await?;
+
+    let topics = Topics::new(&run_id);
+    step(&format!(
+        "creating topics {}.* ({} input partitions)",
+        run_id, sc.partitions
+    ));
+    pixelpipe_loadgen::topics::ensure_topics(&env.kafka, &topics.all(sc.partitions))
+        .await
+        .context("creating topics")?;
+
+    let pipeline = pipeline(env, sc, &topics, &run_id)?;
+    let file = env.work_dir.join("pixelpipeline.yaml");
+    std::fs::write(&file, pixelpipe_crds::yaml::to_string(&pipeline)?)?;
+    step(&format!(
+        "applying PixelPipeline {}: SLO {} s, replicas {}..{}, observed every {} s",
+        sc.name, sc.slo_seconds, pipeline.spec.replicas.min, sc.max_replicas, sc.interval_seconds
+    ));
+    kubectl(env, &["apply", "-f", &file.display().to_string()]).await?;
+
+    step(&format!(
+        "starting the runner: Deployments in {} become local processes (each worker capped at {:.0} events/s, a pod's CPU limit)",
+        sc.namespace, sc.worker_capacity
+    ));
+    let runner_stop = stop.child_token();
+    let runner = Runner::new(
+        env.client.clone(),
+        runner::Config {
+            namespace: sc.namespace.clone(),
+            bin_dir: env.bin_dir.clone(),
+            work_dir: env.work_dir.join("runner"),
+            kubeconfig: env.kubeconfig.clone(),
+            extra_env: vec![
+                worker_env("PIXELPIPE_MAX_EVENTS_PER_SECOND", sc.worker_capacity),
+                // Commits keep pace with the compressed observation interval.
+                worker_env("PIXELPIPE_COMMIT_INTERVAL_MS", 500.0),
+            ],
+            interval: Duration::from_millis(500),
+        },
+    );
+    let pods = runner.view();
+    let runner_task = tokio::spawn(runner.run(runner_stop.clone()));
+    let result = drive(env, sc, &topics, &run_id, &pipeline.spec, &stop, pods).await;
+    runner_stop.cancel();
+    let restarts = runner_task.await.context("the runner panicked")??;
+    let mut report = result?;
+    report.restarts = restarts;
+    Ok(report)
+}
+
+fn worker_env(key: &str, value: f64) -> (String, String, String) {
+    ("pixelpipe-worker".into(), key.into(), format!("{value:.0}"))
+}
+
+fn step(what: &str) {
+    println!("[{}] {what}", clock());
+}
+
+fn clock() -> String {
+    let s = jiff::Timestamp::now().as_millisecond() / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+struct Topics {
+    input: String,
+    dead_letter: String,
+    partners: Vec<(String, String)>,
+}
+
+impl Topics {
+    fn new(run: &str) -> Self {
+        Self {
+            input: format!("{run}.events"),
+            dead_letter: format!("{run}.dlq"),
+            partners: ["ads", "insights", "audiences"]
+                .iter()
+                .map(|p| (p.to_string(), format!("{run}.partner.{p}")))
+                .collect(),
+        }
+    }
+
+    fn all(&self, partitions: i32) -> Vec<(&str, i32)> {
+        let mut v = vec![
+            (self.input.as_str(), partitions),
+            (self.dead_letter.as_str(), 3),
+        ];
+        v.extend(self.partners.iter().map(|(_, t)| (t.as_str(), 3)));
+        v
+    }
+}
+
+/// The sample PixelPipeline, pointed at the local broker and this run's
+/// topics, with the scenario's compressed timings.
+fn pipeline(env: &Env, sc: &Scenario, topics: &Topics, run: &str) -> anyhow::Result<PixelPipeline> {
+    let sample = env.repo.join("manifests/samples/storefront.yaml");
+    let text = std::fs::read_to_string(&sample)
+        .with_context(|| format!("reading {}", sample.display()))?;
+    let mut pp: PixelPipeline = pixelpipe_crds::yaml::from_str(&text)?;
+    pp.metadata.name = Some(sc.name.clone());
+    pp.metadata.namespace = Some(sc.namespace.clone());
+    let s = &mut pp.spec;
+    s.kafka.bootstrap_servers = env.kafka.bootstrap_servers.clone();
+    s.kafka.input_topic = topics.input.clone();
+    s.kafka.dead_letter_topic = topics.dead_letter.clone();
+    s.kafka.consumer_group = Some(run.to_string());
+    for p in &mut s.partners {
+        let Some((_, topic)) = topics.partners.iter().find(|(n, _)| *n == p.name) else {
+            bail!(
+                "the sample has a partner {} the demo has no topic for",
+                p.name
+            );
+        };
+        p.topic = topic.clone();
+    }
+    s.replicas.min = 1;
+    s.replicas.max = sc.max_replicas;
+    s.slo.max_event_age_seconds = sc.slo_seconds;
+    s.autoscaling.mode = AutoscalingMode::Enabled;
+    s.autoscaling.observation_interval_seconds = sc.interval_seconds;
+    s.autoscaling.scale_down_stabilization_seconds = sc.stabilization_seconds;
+    s.autoscaling.pod_start_seconds = sc.pod_start_seconds;
+    s.autoscaling.rebalance_seconds = sc.rebalance_seconds;
+    Ok(pp)
+}
+
+/// Deletes the pipeline and its children. The children go by name: no
+/// garbage collector runs on a bare API server to follow owner references.
+pub async fn remove(env: &Env, sc: &Scenario) -> anyhow::Result<()> {
+    let worker = format!("{}-worker", sc.name);
+    kubectl(
+        env,
+        &[
+            "delete",
+            "-n",
+            &sc.namespace,
+            "pixelpipeline",
+            &sc.name,
+            "--ignore-not-found",
+        ],
+    )
+    .await?;
+    for kind in [
+        "deployment",
+        "configmap",
+        "serviceaccount",
+        "role",
+        "rolebinding",
+    ] {
+        kubectl(
+            env,
+            &[
+                "delete",
+                "-n",
+                &sc.namespace,
+                kind,
+                &worker,
+                "--ignore-not-found",
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn kubectl(env: &Env, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .await
+        .context("running kubectl (is it on PATH? tests/env/kube.sh start writes kube.env)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+async fn drive(
+    env: &Env,
+    sc: &Scenario,
+    topics: &Topics,
+    run_id: &str,
+    spec: &PixelPipelineSpec,
+    stop: &CancellationToken,
+    pods: tokio::sync::watch::Receiver<Vec<runner::PodInfo>>,
+) -> anyhow::Result<Report> {
+    let api: Api<PixelPipeline> = Api::namespaced(env.client.clone(), &sc.namespace);
+    step("waiting for an operator to take the Lease and the workers to be Ready");
+    let ready_by = Instant::now() + Duration::from_secs(180);
+    loop {
+        let pp = api.get(&sc.name).await?;
+        let status = pp.status.unwrap_or_default();
+        let ready = condition_holds(&status.conditions, ConditionType::Ready);
+        if ready && status.lag.is_some() {
+            break;
+        }
+        if Instant::now() > ready_by {
+            bail!(
+                "the pipeline was not Ready with lag observed within 180 s: {:?}; pods: {:?}",
+                status.conditions,
+                pods.borrow()
+            );
+        }
+        sleep_or_stop(Duration::from_secs(1), stop).await?;
+    }
+    let header = kubectl(
+        env,
+        &["get", "pixelpipelines", "-n", &sc.namespace, &sc.name],
+    )
+    .await?;
+
+    step(&format!(
+        "flash sale: {} (10% of customers without consent, 1% malformed)",
+        sc.describe_load()
+    ));
+    let load_out = env.work_dir.join("loadgen.json");
+    let mut load = Command::new(env.bin_dir.join("pixelpipe-loadgen"))
+        .args([
+            "--bootstrap-servers",
+            &env.kafka.bootstrap_servers,
+            "--topic",
+            &topics.input,
+            "--schedule",
+            &sc.schedule(),
+            "--seed",
+            &sc.seed.to_string(),
+            "--run-id",
+            run_id,
+            "--no-consent-share",
+            "0.1",
+            "--malformed-share",
+            "0.01",
+        ])
+        .stdout(std::fs::File::create(&load_out)?)
+        .stderr(std::fs::File::create(env.work_dir.join("loadgen.log"))?)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting pixelpipe-loadgen")?;
+
+    let started = Instant::now();
+    let t = || started.elapsed().as_secs_f64();
+    let events_api: Api<Event> = Api::namespaced(env.client.clone(), &sc.namespace);
+    let mut seen_events = HashSet::new();
+    // Events from earlier runs are not this run's.
+    for e in scale_events(&events_api, &sc.name).await? {
+        seen_events.insert(e.0);
+    }
+    let mut points = Vec::new();
+    let mut scale = Vec::new();
+    let mut max_age: f64 = 0.0;
+    let mut loaded = false;
+    let mut load_ended = None;
+    let columns = header.lines().next().unwrap_or_default().to_string();
+    println!("\n{:>6} {:>7} {:>6}  {columns}", "time", "load", "ev/s");
+    let mut tick = tokio::time::interval(Duration::from_secs(sc.interval_seconds.max(1) as u64));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => bail!("interrupted"),
+            _ = tick.tick() => {}
+        }
+        if !loaded && let Some(status) = load.try_wait()? {
+            if !status.success() {
+                bail!(
+                    "the load generator failed ({status}); see {}",
+                    env.work_dir.join("loadgen.log").display()
+                );
+            }
+            loaded = true;
+            load_ended = Some(t());
+        }
+        let pp = api.get(&sc.name).await?;
+        let status = pp.status.clone().unwrap_or_default();
+        let age = status
+            .oldest_event_age
+            .as_deref()
+            .and_then(parse_age)
+            .unwrap_or(0.0);
+        max_age = max_age.max(age);
+        let pools = status.pools.unwrap_or_default();
+        points.push(Point {
+            t: t(),
+            age,
+            arrivals: status.arrival_rate.unwrap_or(0) as f64,
+            processed: status.processing_rate.unwrap_or(0) as f64,
+            replicas: status.replicas.unwrap_or(0),
+            pool_workers: pools.parse + pools.validate + pools.augment + pools.produce,
+        });
+        let row = kubectl(
+            env,
+            &[
+                "get",
+                "pixelpipelines",
+                "-n",
+                &sc.namespace,
+                &sc.name,
+                "--no-headers",
+            ],
+        )
+        .await?;
+        let (phase, rate) = sc.load_at(t());
+        println!(
+            "{:>5.0}s {:>7} {:>6}  {}",
+            t(),
+            if loaded { "done" } else { phase },
+            if loaded { 0.0 } else { rate },
+            row.trim_end()
+        );
+        for (uid, reason, message) in scale_events(&events_api, &sc.name).await? {
+            if seen_events.insert(uid) {
+                println!("        {reason}: {message}");
+                scale.push(ScaleEvent {
+                    t: t(),
+                    reason,
+                    message,
+                });
+            }
+        }
+        if let Some(ended) = load_ended
+            && (status.lag == Some(0) || t() - ended > sc.drain_timeout)
+        {
+            break;
+        }
+    }
+
+    step("load done and drained; reading every topic back to check each event's fate");
+    let sent: Sent = serde_json::from_str(&std::fs::read_to_string(&load_out)?)
+        .context("reading the load generator's summary")?;
+    let counts = reconcile(env, sc, topics, run_id, spec, &sent).await?;
+    let chart = env.work_dir.join("flash-sale.png");
+    // A missing font is no reason to lose the summary.
+    let chart = match pixelpipe_sim::chart::draw_timeline(
+        &chart,
+        &format!(
+            "Pixelpipe on this machine: a 3x flash sale, SLO {} s (time compressed)",
+            sc.slo_seconds
+        ),
+        f64::from(sc.slo_seconds),
+        &points,
+    ) {
+        Ok(()) => Some(chart),
+        Err(e) => {
+            eprintln!("no chart: {e:#}");
+            None
+        }
+    };
+    Ok(Report {
+        slo_seconds: f64::from(sc.slo_seconds),
+        max_age,
+        points,
+        scale,
+        sent,
+        counts,
+        chart,
+        restarts: 0,
+    })
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = stop.cancelled() => bail!("interrupted"),
+        _ = tokio::time::sleep(d) => Ok(()),
+    }
+}
+
+/// The pipeline's ScaledUp and ScaledDown Events: (uid, reason, message).
+async fn scale_events(
+    api: &Api<Event>,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let list = api
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=PixelPipeline,involvedObject.name={name}"
+        )))
+        .await?;
+    let mut out: Vec<_> = list
+        .items
+        .into_iter()
+        .filter(|e| matches!(e.reason.as_deref(), Some("ScaledUp" | "ScaledDown")))
+        .map(|e| {
+            (
+                e.uid().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                e.message.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads every output topic and compares each event's fate with what the
+/// spec says it must be.
+async fn reconcile(
+    env: &Env,
+    sc: &Scenario,
+    topics: &Topics,
+    run_id: &str,
+    spec: &PixelPipelineSpec,
+    sent: &Sent,
+) -> anyhow::Result<Counts> {
+    let kafka = env.kafka.clone();
+    let names: Vec<(String, String)> = topics.partners.clone();
+    let input = topics.input.clone();
+    let dlq = topics.dead_letter.clone();
+    let (input, dead, partners) = tokio::task::spawn_blocking(move || {
+        let input = ledger::read(&kafka, &input)?;
+        let dead = ledger::read(&kafka, &dlq)?;
+        let partners = names
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), ledger::read(&kafka, t)?)))
+            .collect::<anyhow::Result<Vec<(String, HashMap<String, Seen>)>>>()?;
+        anyhow::Ok((input, dead, partners))
+    })
+    .await??;
+
+    let mut c = Counts {
+        consumed: input.len() as u64,
+        dead_lettered: dead.len() as u64,
+        partner_messages: partners
+            .iter()
+            .map(|(n, l)| (n.clone(), l.values().map(|s| u64::from(s.copies)).sum()))
+            .collect(),
+        duplicates: partners
+            .iter()
+            .flat_map(|(_, l)| l.values().map(|s| u64::from(s.copies - 1)))
+            .sum(),
+        ..Counts::default()
+    };
+    let mut delays = Vec::new();
+    let mut generator = Generator::new(Mix {
+        seed: sc.seed,
+        run_id: run_id.to_string(),
+        no_consent_share: 0.1,
+        malformed_share: 0.01,
+        event_bytes: 1024,
+    });
+    for _ in 0..sent.sent {
+        let g = generator.next_message();
+        let present: Vec<&str> = partners
+            .iter()
+            .filter(|(_, l)| l.contains_key(&g.id))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !present.is_empty() {
+            c.delivered += 1;
+        }
+        match fate(spec, &g) {
+            Fate::Delivered(want) => {
+                c.expected_deliveries += want.len() as u64;
+                c.missing += want
+                    .iter()
+                    .filter(|p| !present.contains(&p.as_str()))
+                    .count() as u64;
+                c.leaked += present
+                    .iter()
+                    .filter(|p| !want.iter().any(|w| w == *p))
+                    .count() as u64;
+            }
+            Fate::NotShared => {
+                c.expected_not_shared += 1;
+                c.leaked += present.len() as u64;
+                if !dead.contains_key(&g.id) && present.is_empty() {
+                    c.not_shared += 1;
+                }
+            }
+            Fate::DeadLettered => {
+                c.expected_dead += 1;
+                c.leaked += present.len() as u64;
+                if !dead.contains_key(&g.id) {
+                    c.missing += 1;
+                }
+            }
+        }
+        if let Some(arrived) = input.get(&g.id) {
+            for (_, l) in &partners {
+                if let Some(s) = l.get(&g.id) {
+                    delays.push((s.first_ms - arrived.first_ms) as f64 / 1000.0);
+                }
+            }
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    c.max_delay = delays.last().copied().unwrap_or(0.0);
+    c.p99_delay = delays
+        .get(delays.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or(0.0);
+    Ok(c)
+}
+
+/// The repository root, from this crate's location (`tools/local`) at build time.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_follows_the_phases() {
+        let sc = Scenario::test();
+        assert_eq!(sc.schedule(), "20@800,70@2400,50@800,40@200");
+        assert_eq!(sc.load_at(10.0), ("steady", 800.0));
+        assert_eq!(sc.load_at(25.0), ("SURGE", 2_400.0));
+        assert_eq!(sc.load_at(179.0), ("quiet", 200.0));
+        assert_eq!(sc.load_at(181.0), ("done", 0.0));
+        // The surge needs a second replica; steady traffic fits in one.
+        assert!(sc.steady_rate * 3.0 > sc.worker_capacity);
+        assert!(sc.steady_rate * 1.25 < sc.worker_capacity);
+    }
+}

@@ -1,0 +1,120 @@
+//! The whole story end to end, in compressed time, against the real
+//! kube-apiserver and Kafka broker that tests/run.sh starts: kubectl applies
+//! the manifests and a PixelPipeline, the runner runs the operator and worker
+//! Deployments as processes, a 3x flash sale arrives, and the pipeline must
+//! hold its SLO by resizing itself, then come back down, with every event
+//! where the spec says and kubectl telling the story.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+mod common;
+
+use common::bin_dir;
+use pixelpipe_local::story::{self, Env, Scenario};
+use pixelpipe_runtime::KafkaSettings;
+use tokio_util::sync::CancellationToken;
+
+fn kubectl(args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_spec_says() {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG (tests/run.sh sets it)");
+    let bootstrap =
+        std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP (tests/run.sh sets it)");
+    for binary in [
+        "pixelpipe-worker",
+        "pixelpipe-operator",
+        "pixelpipe-loadgen",
+    ] {
+        assert!(
+            bin_dir().join(binary).exists(),
+            "{binary} is not built in {}; run cargo build --workspace first",
+            bin_dir().display()
+        );
+    }
+    let scenario = Scenario::test();
+    let env = Env {
+        client: kube::Client::try_default().await.expect("client"),
+        kubeconfig: PathBuf::from(kubeconfig),
+        kafka: KafkaSettings {
+            bootstrap_servers: bootstrap,
+            ..KafkaSettings::default()
+        },
+        repo: story::repo_root(),
+        bin_dir: bin_dir(),
+        work_dir: std::env::temp_dir().join(format!("pixelpipe-e2e-{}", std::process::id())),
+    };
+    let report = story::run(&env, &scenario, CancellationToken::new())
+        .await
+        .expect("the story runs");
+    println!("{}", report.render());
+    let shape = report.shape();
+
+    // The SLO held, from the status and from Kafka's own timestamps.
+    assert!(
+        report.max_age <= report.slo_seconds,
+        "oldest event reached {} s",
+        report.max_age
+    );
+    assert!(
+        report.counts.max_delay <= report.slo_seconds,
+        "an event took {} s end to end",
+        report.counts.max_delay
+    );
+    // Up during the surge, back down after.
+    assert!(
+        shape.peak_replicas > shape.first_replicas && shape.last_replicas == shape.first_replicas,
+        "{shape:?}"
+    );
+    assert!(
+        shape.peak_pools > shape.first_pools && shape.last_pools < shape.peak_pools,
+        "{shape:?}"
+    );
+    let reasons: Vec<&str> = report.scale.iter().map(|e| e.reason.as_str()).collect();
+    assert!(
+        reasons.contains(&"ScaledUp") && reasons.contains(&"ScaledDown"),
+        "{reasons:?}"
+    );
+    assert!(
+        report
+            .scale
+            .iter()
+            .any(|e| e.reason == "ScaledUp" && e.message.contains("replicas 1 ->")),
+        "no replica scale-up among {:?}",
+        report.scale
+    );
+    // Every valid consenting event delivered to every partner it is due to,
+    // nothing shared without consent, every malformed message dead-lettered.
+    assert!(report.counts_reconcile(), "{:?}", report.counts);
+    assert!(report.sent.sent > 100_000, "{:?}", report.sent);
+
+    // kubectl tells the same story.
+    let ns = &scenario.namespace;
+    let table = kubectl(&["get", "pixelpipelines", "-n", ns, &scenario.name]);
+    assert!(
+        table.contains("REPLICAS") && table.contains("Met"),
+        "{table}"
+    );
+    let described = kubectl(&["describe", "pixelpipeline", "-n", ns, &scenario.name]);
+    for needle in ["ScaledUp", "ScaledDown", "replicas 1 ->", "Ready", "SLO"] {
+        assert!(described.contains(needle), "no {needle:?} in:\n{described}");
+    }
+    let chart = std::fs::read(report.chart.as_ref().expect("a chart")).expect("chart");
+    assert_eq!(&chart[..8], b"\x89PNG\r\n\x1a\n");
+
+    // Leave the shared API server as the other tests expect it.
+    story::remove(&env, &scenario).await.expect("cleaned up");
+    let _ = std::fs::remove_dir_all(&env.work_dir);
+}
