@@ -3,13 +3,15 @@
 //! the operator reports, and everything the operator and the worker must agree
 //! on: the pipeline file ([`PipelineFile`]), its checks, the stages
 //! ([`Stage`], [`PerStage`]), the worker's flags ([`worker::WorkerArgs`]),
-//! condition types and Event reasons ([`reasons`]).
+//! condition types and Event reasons ([`reasons`]), and what a worker reports
+//! about itself for autoscaling ([`evidence`]).
 //!
 //! Every field's doc comment becomes its `kubectl explain` text. The CRD YAML in
 //! `crds/pixelpipeline.yaml` is generated from these types by the `crdgen` binary;
 //! a test fails when the committed file drifts.
 
 mod check;
+pub mod evidence;
 mod file;
 pub mod reasons;
 mod sizing;

@@ -18,6 +18,11 @@ pub enum ConditionType {
     /// The oldest unprocessed event is within the SLO's target.
     #[strum(serialize = "SLO")]
     Slo,
+    /// No input partition is stuck or hot.
+    PartitionsHealthy,
+    /// More replicas would add capacity: no pods that fail to become Ready,
+    /// no partner topic or brokers limiting delivery.
+    ScalingEffective,
 }
 
 impl ConditionType {
@@ -62,6 +67,11 @@ pub enum EventReason {
     Recommendation,
     /// Kafka could not be read; nothing is scaled on stale data (Warning).
     KafkaUnreachable,
+    /// A partition is stuck or hot; scaling leaves it out (Warning).
+    PartitionsUnhealthy,
+    /// More replicas would not help: pods not becoming Ready, or delivery
+    /// limited by a partner topic or the brokers (Warning).
+    ScalingIneffective,
 }
 
 impl EventReason {

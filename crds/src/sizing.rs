@@ -183,6 +183,12 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_rebalance")]
     #[schemars(range(min = 0, max = 600))]
     pub rebalance_seconds: i32,
+    /// Seconds a partition may make no progress, with lag, while its owner
+    /// is Ready and other partitions progress, before it counts as stuck:
+    /// reported, and left out of what replicas are added for.
+    #[serde(default = "default_stuck_after")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub stuck_after_seconds: i32,
 }
 
 impl Default for AutoscalingSpec {
@@ -193,6 +199,7 @@ impl Default for AutoscalingSpec {
             scale_down_stabilization_seconds: default_stabilization(),
             pod_start_seconds: default_pod_start(),
             rebalance_seconds: default_rebalance(),
+            stuck_after_seconds: default_stuck_after(),
         }
     }
 }
@@ -208,4 +215,7 @@ fn default_pod_start() -> i32 {
 }
 fn default_rebalance() -> i32 {
     15
+}
+fn default_stuck_after() -> i32 {
+    60
 }

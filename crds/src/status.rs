@@ -13,7 +13,8 @@ pub struct PixelPipelineStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing, Degraded and SLO conditions.
+    /// Ready, Progressing, Degraded, LagObserved, SLO, PartitionsHealthy and
+    /// ScalingEffective conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Worker pods the operator asks for now.
@@ -43,6 +44,75 @@ pub struct PixelPipelineStatus {
     /// The last scaling decision and its reason, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<String>,
+    /// Events per second one worker pod processes flat out, measured from
+    /// the workers' own busy time (the rate over the busy fraction of what
+    /// limits them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_per_replica: Option<i64>,
+    /// What limits each worker pod, from their evidence: `cpu`, a stage's
+    /// pool (`validate pool`), `intake` (the intake limit) or `delivery`
+    /// (broker acknowledgements: a partner topic or the brokers); as last
+    /// seen while they were busy enough to tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<String>,
+    /// The input partitions that are not healthy, or the oldest ones, worst
+    /// first; at most 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One input partition as the autoscaler sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionStatus {
+    /// The partition's number.
+    pub partition: i32,
+    /// Healthy, Stuck, Hot, Recovering or Unknown.
+    pub state: PartitionState,
+    /// Unprocessed events: from the group's committed offset to the last
+    /// stable offset.
+    pub lag: i64,
+    /// The group's committed offset.
+    pub committed: i64,
+    /// Age of the partition's oldest unprocessed event, e.g. `42s`;
+    /// `unknown` when it could not be read.
+    pub oldest_event_age: String,
+}
+
+/// What one input partition needs from the autoscaler.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    strum::IntoStaticStr,
+)]
+pub enum PartitionState {
+    /// Processed like the others.
+    #[default]
+    Healthy,
+    /// Lag, no progress while its owner is Ready and other partitions
+    /// progress: more replicas do not help it, so scaling leaves it out.
+    Stuck,
+    /// More arrivals than one replica can take: more replicas do not help
+    /// it past its own one.
+    Hot,
+    /// Was stuck or hot and moves again, still far behind: it drains with
+    /// the replica it has.
+    Recovering,
+    /// Lag whose oldest event could not be read in time: its age is unknown.
+    Unknown,
+}
+
+impl PartitionState {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Where the oldest unprocessed event stands against the SLO.

@@ -3,8 +3,8 @@
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
-use pixelpipe_crds::PixelPipeline;
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
+use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 
 use crate::autoscale::Step;
 
@@ -19,23 +19,65 @@ pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
     }
 }
 
-/// The Event an autoscaling step calls for: one per scale action (Enabled),
-/// one per new recommendation (DryRun), one when Kafka becomes unreachable.
-pub fn of_step(pp: &PixelPipeline, step: &Step) -> Option<Event> {
+/// The Events an autoscaling step calls for: one per scale action (Enabled),
+/// one per new recommendation (DryRun), one when Kafka becomes unreachable,
+/// and a Warning when partitions turn unhealthy or scaling ineffective (or
+/// for a new reason).
+pub fn of_step(pp: &PixelPipeline, step: &Step, next: &PixelPipelineStatus) -> Vec<Event> {
     if let Some(error) = &step.kafka_error {
         let was_reported = pp
             .status
             .as_ref()
             .and_then(|s| find_condition(&s.conditions, ConditionType::LagObserved))
             .is_some_and(|c| c.status == condition_status(false));
-        return (!was_reported).then(|| {
-            warning(
-                EventReason::KafkaUnreachable,
-                "Observe",
-                format!("{error}; no scaling on stale data"),
-            )
-        });
+        return (!was_reported)
+            .then(|| {
+                warning(
+                    EventReason::KafkaUnreachable,
+                    "Observe",
+                    format!("{error}; no scaling on stale data"),
+                )
+            })
+            .into_iter()
+            .collect();
     }
+    let warnings = [
+        (
+            ConditionType::PartitionsHealthy,
+            EventReason::PartitionsUnhealthy,
+        ),
+        (
+            ConditionType::ScalingEffective,
+            EventReason::ScalingIneffective,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(type_, reason)| turned_false(pp, next, type_, reason));
+    scaling(pp, step).into_iter().chain(warnings).collect()
+}
+
+/// A Warning when condition `type_` is False in `next` and was not, or was
+/// for another reason.
+fn turned_false(
+    pp: &PixelPipeline,
+    next: &PixelPipelineStatus,
+    type_: ConditionType,
+    reason: EventReason,
+) -> Option<Event> {
+    let now = find_condition(&next.conditions, type_)?;
+    if now.status != condition_status(false) {
+        return None;
+    }
+    let before = pp
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, type_));
+    let same = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
+    (!same).then(|| warning(reason, "Observe", now.message.clone()))
+}
+
+/// The scale action's or recommendation's Event.
+fn scaling(pp: &PixelPipeline, step: &Step) -> Option<Event> {
     let note = step.summary.clone()?;
     let reason = match (&step.apply, step.up) {
         (Some(_), true) => EventReason::ScaledUp,

@@ -5,11 +5,14 @@
 //! Pure logic: [`children`] (the desired objects), [`sizes`] (replicas and pool
 //! sizes), [`conditions`] and [`status`]; the policy itself is the
 //! `pixelpipe-policy` crate. I/O at the edges: [`apply`] (server-side apply),
-//! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`autoscale`]
-//! (observations to decisions), [`leader`] (the Lease), [`admin`], and [`run`].
+//! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`pods`] and
+//! [`scrape`] (the worker pods and their evidence), [`autoscale`]
+//! (observations to decisions), [`arrivals`] (the record users replay),
+//! [`leader`] (the Lease), [`admin`], and [`run`].
 
 mod admin;
 mod apply;
+mod arrivals;
 mod autoscale;
 pub mod children;
 pub mod cli;
@@ -19,8 +22,10 @@ mod events;
 mod leader;
 mod metrics;
 mod observer;
+mod pods;
 mod reconcile;
 pub mod run;
+mod scrape;
 mod sizes;
 mod status;
 

@@ -1,13 +1,26 @@
-//! The lag observer: straight from Kafka, per partition, the log-end offset,
-//! the worker group's committed offset, and the timestamp of the message at the
-//! committed offset, which is exactly the oldest unprocessed event of that
-//! partition. Over a window of snapshots: arrival and processing rates (a
-//! processing rate of zero with lag is a stall). Blocking (librdkafka); callers run it on a blocking thread.
+//! The lag observer: straight from Kafka, per partition, the end offset, the
+//! worker group's committed offset, and the record at the committed offset,
+//! whose timestamp is exactly the age of the oldest unprocessed event of that
+//! partition. Blocking (librdkafka); callers run it on a blocking thread.
+//!
+//! - The end is the **last stable offset**: the observer reads as a
+//!   `read_committed` consumer, so records of open transactions are not lag
+//!   yet, and `query_watermark_offsets` honours the isolation level.
+//! - **Transaction markers are not events.** A worker that processed every
+//!   event commits the offset of the commit marker after them; the record
+//!   read at the committed offset is the first real event after it, or the
+//!   end of the partition, and lag counts from there.
+//! - **An unreadable head is unknown**, never 0: the policy does not scale
+//!   down on it and the status says so.
+//! - The age is "now" minus the record's timestamp: its `CreateTime` (set by
+//!   the storefront's producer) unless the topic is configured with
+//!   `message.timestamp.type=LogAppendTime`, when it is the broker's append
+//!   time. Either way one late or replayed event is only the head's age; the
+//!   policy plans with the backlog's drain time too (`planning_age`).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use pixelpipe_policy::Signals;
 use pixelpipe_runtime::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -15,20 +28,50 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What is at a partition's committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Nothing to process: at the end, or only transaction markers before it.
+    CaughtUp,
+    /// The first unprocessed event.
+    Event { offset: i64, timestamp_ms: i64 },
+    /// Lag, but its first record could not be read in time.
+    Unknown,
+}
+
 /// One partition at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionLag {
     pub partition: i32,
+    /// The last stable offset.
     pub log_end: i64,
     /// The group's committed offset; the log start when nothing was committed.
     pub committed: i64,
-    /// Timestamp (ms) of the message at the committed offset, if lagging.
-    pub oldest_ms: Option<i64>,
+    pub head: Head,
 }
 
 impl PartitionLag {
+    /// Events still to process: from the first event at or after the
+    /// committed offset to the end.
     pub fn lag(&self) -> i64 {
-        (self.log_end - self.committed).max(0)
+        match self.head {
+            Head::CaughtUp => 0,
+            Head::Event { offset, .. } => (self.log_end - offset.max(self.committed)).max(0),
+            Head::Unknown => (self.log_end - self.committed).max(0),
+        }
+    }
+
+    /// Seconds since the first unprocessed event was written at `at_ms`:
+    /// `Some(0)` without lag, `None` when it could not be read.
+    pub fn head_age(&self, at_ms: i64) -> Option<f64> {
+        match self.head {
+            _ if self.lag() == 0 => Some(0.0),
+            Head::Event { timestamp_ms, .. } => {
+                Some(((at_ms - timestamp_ms) as f64 / 1000.0).max(0.0))
+            }
+            Head::CaughtUp => Some(0.0),
+            Head::Unknown => None,
+        }
     }
 }
 
@@ -45,22 +88,17 @@ impl Snapshot {
         self.partitions.iter().map(PartitionLag::lag).sum()
     }
 
-    fn log_end(&self) -> i64 {
-        self.partitions.iter().map(|p| p.log_end).sum()
-    }
-
-    fn committed(&self) -> i64 {
-        self.partitions.iter().map(|p| p.committed).sum()
-    }
-
-    /// Age in seconds of the oldest unprocessed event over all partitions.
-    pub fn oldest_age(&self) -> f64 {
+    /// Age in seconds of the oldest unprocessed event over all partitions;
+    /// `None` when a lagging partition's head could not be read.
+    pub fn oldest_age(&self) -> Option<f64> {
         self.partitions
             .iter()
-            .filter(|p| p.lag() > 0)
-            .filter_map(|p| p.oldest_ms)
-            .min()
-            .map_or(0.0, |ts| ((self.at_ms - ts) as f64 / 1000.0).max(0.0))
+            .map(|p| p.head_age(self.at_ms))
+            .try_fold(0.0f64, |oldest, age| age.map(|a| oldest.max(a)))
+    }
+
+    pub fn partition(&self, partition: i32) -> Option<&PartitionLag> {
+        self.partitions.iter().find(|p| p.partition == partition)
     }
 }
 
@@ -91,21 +129,11 @@ impl History {
         self.snapshots.back()
     }
 
-    /// The policy's signals from the window, `None` before two snapshots.
-    pub fn signals(&self, now: f64) -> Option<Signals> {
+    /// The window's first and last snapshots, once they are apart in time.
+    pub fn window(&self) -> Option<(&Snapshot, &Snapshot)> {
         let first = self.snapshots.front()?;
         let last = self.snapshots.back()?;
-        let span = (last.at_ms - first.at_ms) as f64 / 1000.0;
-        if span <= 0.0 {
-            return None;
-        }
-        Some(Signals {
-            now,
-            lag: last.lag() as f64,
-            oldest_age: last.oldest_age(),
-            arrival_rate: (last.log_end() - first.log_end()).max(0) as f64 / span,
-            processing_rate: (last.committed() - first.committed()).max(0) as f64 / span,
-        })
+        (last.at_ms > first.at_ms).then_some((first, last))
     }
 }
 
@@ -131,7 +159,10 @@ impl Observer {
             c.set("group.id", group)
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false")
+                // What the workers can read: the last stable offset is the end.
+                .set("isolation.level", "read_committed")
+                // The end of a partition tells "only markers left" from "slow".
+                .set("enable.partition.eof", "true")
                 .set("auto.offset.reset", "earliest")
                 // One message per partition is all it reads.
                 .set("fetch.max.bytes", "1048576")
@@ -145,18 +176,7 @@ impl Observer {
     }
 
     pub fn snapshot(&self) -> Result<Snapshot, KafkaError> {
-        let metadata = self.consumer.fetch_metadata(Some(&self.topic), TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == self.topic)
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        if partitions.is_empty() {
-            return Err(KafkaError::MetadataFetch(
-                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-            ));
-        }
+        let partitions = self.partitions()?;
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
             tpl.add_partition(&self.topic, p);
@@ -170,46 +190,82 @@ impl Observer {
                 Some(Offset::Offset(o)) => o.max(low),
                 _ => low,
             };
+            let head = if high > committed {
+                Head::Unknown
+            } else {
+                Head::CaughtUp
+            };
             out.push(PartitionLag {
                 partition: p,
                 log_end: high,
                 committed,
-                oldest_ms: None,
+                head,
             });
         }
-        self.read_oldest(&mut out)?;
+        self.read_heads(&mut out)?;
         Ok(Snapshot {
             at_ms,
             partitions: out,
         })
     }
 
-    /// Reads the message at each lagging partition's committed offset.
-    fn read_oldest(&self, parts: &mut [PartitionLag]) -> Result<(), KafkaError> {
+    fn partitions(&self) -> Result<Vec<i32>, KafkaError> {
+        let metadata = self.consumer.fetch_metadata(Some(&self.topic), TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        Ok(partitions)
+    }
+
+    /// Reads the first record at or after each lagging partition's committed
+    /// offset. The consumer is left unassigned whatever happens.
+    fn read_heads(&self, parts: &mut [PartitionLag]) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        for p in parts.iter().filter(|p| p.lag() > 0) {
+        for p in parts.iter().filter(|p| p.head == Head::Unknown) {
             tpl.add_partition_offset(&self.topic, p.partition, Offset::Offset(p.committed))?;
         }
         if tpl.count() == 0 {
             return Ok(());
         }
         self.consumer.assign(&tpl)?;
+        let read = self.poll_heads(parts, tpl.count());
+        let unassigned = self.consumer.unassign();
+        read.and(unassigned)
+    }
+
+    fn poll_heads(&self, parts: &mut [PartitionLag], mut missing: usize) -> Result<(), KafkaError> {
         let deadline = std::time::Instant::now() + TIMEOUT;
-        let mut missing = tpl.count();
         while missing > 0 && std::time::Instant::now() < deadline {
-            let Some(result) = self.consumer.poll(Duration::from_millis(200)) else {
-                continue;
+            let (partition, head) = match self.consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Ok(m)) => (
+                    m.partition(),
+                    Head::Event {
+                        offset: m.offset(),
+                        // A record without a timestamp (a pre-0.10
+                        // producer) counts as written now.
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or_else(now_ms),
+                    },
+                ),
+                Some(Err(KafkaError::PartitionEOF(p))) => (p, Head::CaughtUp),
+                Some(Err(e)) => return Err(e),
             };
-            let m = result?;
             if let Some(p) = parts
                 .iter_mut()
-                .find(|p| p.partition == m.partition() && p.oldest_ms.is_none())
+                .find(|p| p.partition == partition && p.head == Head::Unknown)
             {
-                p.oldest_ms = m.timestamp().to_millis();
+                p.head = head;
                 missing -= 1;
             }
         }
-        self.consumer.unassign()?;
         Ok(())
     }
 }
@@ -222,63 +278,71 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
 
-    fn snap(at_s: i64, parts: &[(i64, i64, Option<i64>)]) -> Snapshot {
-        Snapshot {
-            at_ms: at_s * 1000,
-            partitions: parts
-                .iter()
-                .enumerate()
-                .map(|(i, &(end, committed, oldest))| PartitionLag {
-                    partition: i as i32,
-                    log_end: end,
-                    committed,
-                    oldest_ms: oldest.map(|s| s * 1000),
-                })
-                .collect(),
+    fn part(partition: i32, log_end: i64, committed: i64, head: Head) -> PartitionLag {
+        PartitionLag {
+            partition,
+            log_end,
+            committed,
+            head,
+        }
+    }
+
+    fn event(offset: i64, s: i64) -> Head {
+        Head::Event {
+            offset,
+            timestamp_ms: s * 1000,
         }
     }
 
     #[test]
     fn the_oldest_age_is_the_oldest_lagging_partitions_timestamp() {
-        let s = snap(
-            1_000,
-            &[(100, 100, None), (50, 40, Some(958)), (70, 60, Some(990))],
-        );
+        let s = Snapshot {
+            at_ms: 1_000_000,
+            partitions: vec![
+                part(0, 100, 100, Head::CaughtUp),
+                part(1, 50, 40, event(40, 958)),
+                part(2, 70, 60, event(60, 990)),
+            ],
+        };
         assert_eq!(s.lag(), 20);
-        assert_eq!(s.oldest_age(), 42.0);
-        assert_eq!(
-            snap(1_000, &[(5, 5, Some(1))]).oldest_age(),
-            0.0,
-            "no lag, no age"
-        );
+        assert_eq!(s.oldest_age(), Some(42.0));
     }
 
     #[test]
-    fn rates_come_from_the_window() {
+    fn markers_are_not_lag_and_an_unread_head_is_unknown() {
+        // The worker committed the offset of a commit marker; the end is past it.
+        let marker_only = part(0, 101, 100, Head::CaughtUp);
+        assert_eq!(
+            (marker_only.lag(), marker_only.head_age(5_000)),
+            (0, Some(0.0))
+        );
+        // Two markers, then events from 102.
+        let after_markers = part(0, 110, 100, event(102, 4));
+        assert_eq!(after_markers.lag(), 8);
+        let unknown = part(0, 110, 100, Head::Unknown);
+        assert_eq!((unknown.lag(), unknown.head_age(5_000)), (10, None));
+        let s = Snapshot {
+            at_ms: 5_000,
+            partitions: vec![after_markers, unknown],
+        };
+        assert_eq!(s.oldest_age(), None, "unknown, never 0");
+    }
+
+    #[test]
+    fn the_window_keeps_its_span_and_one_snapshot_before_it() {
         let mut h = History::default();
         let w = Duration::from_secs(30);
-        h.push(snap(0, &[(1_000, 900, Some(0))]), w);
-        assert!(h.signals(0.0).is_none());
-        h.push(snap(10, &[(2_000, 1_900, Some(9))]), w);
-        h.push(snap(20, &[(3_000, 2_400, Some(15))]), w);
-        let s = h.signals(20.0).expect("signals");
-        assert_eq!(
-            (s.arrival_rate, s.processing_rate, s.lag),
-            (100.0, 75.0, 600.0)
-        );
-        assert_eq!(s.oldest_age, 5.0);
-        for t in [30, 40, 50, 60] {
-            h.push(snap(t, &[(3_000 + t * 10, 2_400, Some(15))]), w);
+        let at = |s: i64| Snapshot {
+            at_ms: s * 1000,
+            partitions: vec![part(0, s, s, Head::CaughtUp)],
+        };
+        h.push(at(0), w);
+        assert!(h.window().is_none());
+        for t in [10, 20, 30, 40, 50, 60] {
+            h.push(at(t), w);
         }
-        let stalled = h.signals(60.0).expect("signals");
-        assert_eq!(
-            stalled.processing_rate, 0.0,
-            "no commits over the window: a stall"
-        );
-        assert_eq!(
-            h.snapshots.len(),
-            4,
-            "the window keeps 30 s and one before it"
-        );
+        let (first, last) = h.window().expect("window");
+        assert_eq!((first.at_ms, last.at_ms), (30_000, 60_000));
+        assert_eq!(h.snapshots.len(), 4);
     }
 }

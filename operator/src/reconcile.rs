@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
@@ -22,12 +22,14 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
 
 use crate::apply::{Change, apply};
+use crate::arrivals::ArrivalBook;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
 use crate::credentials;
 use crate::events;
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
+use crate::pods::WorkerPods;
 use crate::sizes;
 
 /// Most pipelines whose failure count is remembered for backoff; beyond it the
@@ -44,6 +46,8 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Lag observers and policy memory per pipeline.
     pub autoscalers: Autoscalers,
+    /// The worker pods, for the evidence autoscaling reads.
+    pub pods: WorkerPods,
     /// The policy's clock starts here.
     epoch: Instant,
 }
@@ -62,6 +66,8 @@ impl Context {
         recorder: Recorder,
         metrics: Arc<Metrics>,
         resync: Duration,
+        pods: WorkerPods,
+        arrivals: Arc<ArrivalBook>,
     ) -> Self {
         Self {
             client,
@@ -69,7 +75,8 @@ impl Context {
             metrics,
             resync,
             failures: Mutex::default(),
-            autoscalers: Autoscalers::default(),
+            autoscalers: Autoscalers::new(arrivals),
+            pods,
             epoch: Instant::now(),
         }
     }
@@ -235,11 +242,9 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
             .await
             .map_err(|e| e.to_string())
     };
-    let step = ctx.autoscalers.step(pp, ctx.epoch, security).await;
-    let sizes = step.as_ref().and_then(|s| s.apply).unwrap_or(running);
-    if let Some(step) = &step {
-        autoscaling_events(ctx, pp, step).await;
-    }
+    let pods = ctx.pods.of(&namespace, &pp.name_any());
+    let step = ctx.autoscalers.step(pp, ctx.epoch, &pods, security).await;
+    let sizes = step.as_ref().and_then(|s| s.run).unwrap_or(running);
     apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
@@ -257,7 +262,10 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         problem: None,
         rollout: Some(Rollout::of(&deployment)),
     };
-    write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
+    let next = write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
+    if let Some(step) = &step {
+        autoscaling_events(ctx, pp, step, &next).await;
+    }
     Ok(Action::requeue(match step {
         // Observe again after one interval.
         Some(_) => {
@@ -267,9 +275,14 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }))
 }
 
-/// The Event an autoscaling step calls for, if any, published.
-async fn autoscaling_events(ctx: &Context, pp: &PixelPipeline, step: &ScaleStep) {
-    if let Some(event) = events::of_step(pp, step) {
+/// The Events an autoscaling step calls for, published.
+async fn autoscaling_events(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    step: &ScaleStep,
+    next: &PixelPipelineStatus,
+) {
+    for event in events::of_step(pp, step, next) {
         tracing::info!(pipeline = %pp.name_any(), note = event.note.as_deref().unwrap_or_default(), "{}", event.reason);
         publish(ctx, pp, event).await;
     }
@@ -316,8 +329,8 @@ where
     Ok(stored)
 }
 
-/// Writes the status if it differs from the stored one: an unchanged pipeline
-/// costs no write.
+/// Writes the status if it differs from the stored one (an unchanged
+/// pipeline costs no write), and returns it.
 async fn write_status(
     pp: &PixelPipeline,
     ctx: &Context,
@@ -325,7 +338,7 @@ async fn write_status(
     obs: &Observation,
     sizes: Option<sizes::Sizes>,
     step: Option<&ScaleStep>,
-) -> Result<(), Error> {
+) -> Result<PixelPipelineStatus, Error> {
     // The API stores whole seconds; a finer time would never compare equal.
     let now = Time(
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now()),
@@ -335,7 +348,7 @@ async fn write_status(
         crate::status::autoscaling(&mut next, pp, step, &now);
     }
     if pp.status.as_ref() == Some(&next) {
-        return Ok(());
+        return Ok(next);
     }
     let api: Api<PixelPipeline> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({
@@ -350,7 +363,7 @@ async fn write_status(
     )
     .await
     .map_err(Error::Status)?;
-    Ok(())
+    Ok(next)
 }
 
 async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) {

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
@@ -23,10 +23,12 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::arrivals::ArrivalBook;
 use crate::children::FIELD_MANAGER;
 use crate::cli::RunArgs;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
+use crate::pods;
 use crate::reconcile::{Context, error_policy, reconcile};
 
 /// Runs until SIGTERM/SIGINT (exit 0, Lease released) or until leadership is
@@ -37,6 +39,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
     let identity = args.identity();
     let metrics = Arc::new(Metrics::default());
+    let arrivals = Arc::new(ArrivalBook::default());
     let ready = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -58,24 +61,41 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         AdminState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            arrivals: arrivals.clone(),
         },
         admin_stop.clone(),
     ));
 
-    let exit = lead(&args, client, identity, metrics, ready, &stop).await;
+    let shared = Shared {
+        metrics,
+        ready,
+        arrivals,
+    };
+    let exit = lead(&args, client, identity, shared, &stop).await;
     admin_stop.cancel();
     let _ = admin.await;
     exit
+}
+
+/// What outlives a term as leader.
+struct Shared {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    arrivals: Arc<ArrivalBook>,
 }
 
 async fn lead(
     args: &RunArgs,
     client: Client,
     identity: String,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    shared: Shared,
     stop: &CancellationToken,
 ) -> anyhow::Result<ExitCode> {
+    let Shared {
+        metrics,
+        ready,
+        arrivals,
+    } = shared;
     // Ready once the API server answers, leader or not.
     loop {
         match client.apiserver_version().await {
@@ -114,12 +134,16 @@ async fn lead(
                 instance: Some(identity.clone()),
             },
         );
+        let (pods, watch_pods) = pods::watch(scoped::<Pod>(&client, args.namespace.as_deref()));
+        let watching_pods = tokio::spawn(watch_pods);
         // Fresh per term: nothing decided under a lost Lease carries over.
         let ctx = Arc::new(Context::new(
             client.clone(),
             recorder,
             metrics.clone(),
             Duration::from_secs(args.resync_seconds.max(1)),
+            pods,
+            arrivals.clone(),
         ));
         let controller_stop = CancellationToken::new();
         let hold = async {
@@ -131,6 +155,7 @@ async fn lead(
             hold,
             control(args, client.clone(), ctx, controller_stop.clone())
         );
+        watching_pods.abort();
         metrics.leader.set(0);
         metrics.lag_observers.set(0);
         if kept {

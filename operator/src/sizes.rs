@@ -38,15 +38,23 @@ pub fn current(pp: &PixelPipeline) -> Sizes {
     let Some(status) = pp.status.as_ref() else {
         return declared;
     };
+    within_bounds(
+        pp,
+        Sizes {
+            replicas: status.replicas.unwrap_or(declared.replicas),
+            pools: status.pools.unwrap_or(declared.pools),
+        },
+    )
+}
+
+/// `sizes` within the spec's bounds, which may have changed since they were
+/// decided.
+pub fn within_bounds(pp: &PixelPipeline, sizes: Sizes) -> Sizes {
     let r = &pp.spec.replicas;
     let bounds = &pp.spec.stages;
     Sizes {
-        replicas: status
-            .replicas
-            .map_or(declared.replicas, |n| n.clamp(r.min, r.max.max(r.min))),
-        pools: status.pools.map_or(declared.pools, |p| {
-            p.map(|stage, n| within(&bounds[stage], n))
-        }),
+        replicas: sizes.replicas.clamp(r.min, r.max.max(r.min)),
+        pools: sizes.pools.map(|stage, n| within(&bounds[stage], n)),
     }
 }
 

@@ -5,6 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use pixelpipe_crds::reasons::{ConditionType, condition_status};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus, SloState, age_text};
+use pixelpipe_policy::{Decision, Limit};
 
 use crate::autoscale::Step;
 use crate::conditions::{Observation, conditions, set};
@@ -52,7 +53,7 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
         );
         return;
     }
-    if step.lag.is_some() {
+    if let Some(seen) = step.seen {
         set(
             &mut status.conditions,
             condition(
@@ -62,34 +63,111 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
                 "lag read from Kafka".into(),
             ),
         );
-    }
-    if let Some(lag) = step.lag {
-        status.lag = Some(lag);
-    }
-    if let Some(age) = step.oldest_age {
-        status.oldest_event_age = Some(age_text(age));
-    }
-    if let Some(r) = step.arrival_rate {
-        status.arrival_rate = Some(r.round() as i64);
-    }
-    if let Some(r) = step.processing_rate {
-        status.processing_rate = Some(r.round() as i64);
+        status.lag = Some(seen.lag);
+        status.oldest_event_age = Some(seen.oldest_age.map_or_else(|| "unknown".into(), age_text));
+        if let Some((arrivals, processing)) = seen.rates {
+            status.arrival_rate = Some(arrivals.round() as i64);
+            status.processing_rate = Some(processing.round() as i64);
+        }
     }
     if let Some(d) = &step.decision {
-        status.slo_state = Some(d.slo);
-        let slo = f64::from(pp.spec.slo.max_event_age_seconds);
-        let age = step.oldest_age.unwrap_or(0.0);
-        set(
-            &mut status.conditions,
+        decision(status, d, step, &condition);
+    }
+}
+
+/// The SLO, partition and scaling conditions, and the decision's fields.
+fn decision(
+    status: &mut PixelPipelineStatus,
+    d: &Decision,
+    step: &Step,
+    condition: &dyn Fn(ConditionType, bool, &str, String) -> Condition,
+) {
+    status.slo_state = Some(d.slo);
+    let slo_message = match d.reason.oldest_age {
+        Some(age) => format!(
+            "oldest event {age:.0} s of {:.0} s SLO",
+            d.reason.slo_seconds
+        ),
+        None => format!(
+            "oldest event unknown: a lagging partition's first event could not be read; SLO {:.0} s",
+            d.reason.slo_seconds
+        ),
+    };
+    let conditions = [
+        condition(
+            ConditionType::Slo,
+            d.slo == SloState::Met,
+            d.slo.as_str(),
+            slo_message,
+        ),
+        partitions_condition(d, condition),
+        scaling_condition(d, condition),
+    ];
+    for c in conditions {
+        set(&mut status.conditions, c);
+    }
+    // Both stay as last measured while the workers are too idle to tell.
+    if let Some(c) = d.per_replica {
+        status.capacity_per_replica = Some(c.round() as i64);
+    }
+    if let Some(b) = d.bottleneck {
+        status.bottleneck = Some(b.to_string());
+    }
+    status.partitions = step.partitions.clone();
+    if let Some(summary) = &step.summary {
+        status.last_decision = Some(summary.clone());
+    }
+}
+
+fn partitions_condition(
+    d: &Decision,
+    condition: &dyn Fn(ConditionType, bool, &str, String) -> Condition,
+) -> Condition {
+    let u = &d.unhealthy;
+    let reason = if !u.stuck.is_empty() {
+        "Stuck"
+    } else if !u.hot.is_empty() {
+        "Hot"
+    } else if !u.recovering.is_empty() {
+        "Recovering"
+    } else {
+        "Healthy"
+    };
+    let message = if u.is_empty() {
+        "no partition stuck or hot".to_string()
+    } else {
+        u.to_string()
+    };
+    condition(
+        ConditionType::PartitionsHealthy,
+        u.is_empty(),
+        reason,
+        message,
+    )
+}
+
+fn scaling_condition(
+    d: &Decision,
+    condition: &dyn Fn(ConditionType, bool, &str, String) -> Condition,
+) -> Condition {
+    match &d.limit {
+        None => condition(
+            ConditionType::ScalingEffective,
+            true,
+            "Effective",
+            "more replicas add capacity".into(),
+        ),
+        Some(limit) => {
+            let reason = match limit {
+                Limit::NotReady { .. } => "PodsNotReady",
+                Limit::Delivery { .. } => "DeliveryLimited",
+            };
             condition(
-                ConditionType::Slo,
-                d.slo == SloState::Met,
-                d.slo.as_str(),
-                format!("oldest event {age:.0} s of {slo:.0} s SLO"),
-            ),
-        );
-        if let Some(summary) = &step.summary {
-            status.last_decision = Some(summary.clone());
+                ConditionType::ScalingEffective,
+                false,
+                reason,
+                limit.to_string(),
+            )
         }
     }
 }

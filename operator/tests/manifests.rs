@@ -114,6 +114,7 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         ["patch", "pixelpipelines", "--subresource=status"],
         ["patch", "deployments", "-A"],
         ["create", "events.events.k8s.io", "-A"],
+        ["watch", "pods", "-A"],
     ] {
         assert!(
             can_i(OPERATOR, &allowed),
@@ -127,6 +128,8 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         ["delete", "deployments", "-A"],
         ["update", "pixelpipelines", "-A"],
         ["create", "pods", "-A"],
+        ["patch", "pods", "-A"],
+        ["delete", "pods", "-A"],
     ] {
         assert!(!can_i(OPERATOR, &denied), "the operator may {denied:?}");
     }

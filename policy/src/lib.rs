@@ -1,72 +1,71 @@
-//! The autoscaling policy: from what the lag observer saw, decide the replica
-//! count and the pool level so the oldest unprocessed event stays under the SLO
-//! with margin, at the lowest cost. Pure: the operator and the simulator run
-//! this same code, the simulator on simulated time.
+//! The autoscaling policy: from what Kafka and the workers show, decide the
+//! replica count and each stage's pool size so the oldest unprocessed event
+//! stays under the SLO, at the lowest cost. Pure: the operator and the
+//! simulator run this same code, the simulator on simulated time.
 //!
-//! - Required rate = arrivals + backlog / the time left before the oldest event
-//!   reaches `target_fraction` of the SLO.
-//! - Capacity per replica is learned from what was processed while a backlog
-//!   existed (the workers were saturated), never while a rebalance settles.
-//! - Pools grow to their maximum before replicas (instant, no rebalance); then
-//!   the fewest replicas whose capacity covers the required rate with
-//!   headroom, counting that a replica with more partitions than another is
-//!   the bottleneck (so counts that divide the partitions evenly are preferred),
-//!   never more than the partitions.
-//! - Scale up at once; scale down only to the highest recommendation of the
-//!   stabilization window, and never while a change is still settling.
+//! - **Capacity is measured** ([`capacity`]): each Ready pod reports how busy
+//!   its bottleneck resource is; its rate divided by that fraction is what it
+//!   would do flat out (Flink's "true processing rate").
+//! - **Partitions are judged one by one** ([`health`]): a stuck or hot
+//!   partition is reported and left out of what replicas are added for.
+//! - **The slack is spent** ([`replicas`]): replicas are added only when
+//!   waiting one more interval would let the oldest event pass the target once
+//!   new pods could arrive (pod start plus rebalance), then just enough to
+//!   carry the arrivals and drain the backlog within what is left of the SLO;
+//!   removed after a stabilization window.
+//! - **Pools from each stage's busy time** ([`pools`]).
 
+pub mod capacity;
+pub mod health;
+mod observation;
+pub mod pools;
+pub mod reading;
 mod reason;
+pub mod replicas;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
-pub use reason::{Reason, Why};
+use pixelpipe_crds::{PerStage, SloState};
 
-/// What the observer reports each interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Signals {
-    /// Seconds on any monotonic clock.
-    pub now: f64,
-    /// Unprocessed events over all partitions.
-    pub lag: f64,
-    /// Age of the oldest unprocessed event, seconds (0 without lag).
-    pub oldest_age: f64,
-    /// Events per second arriving (log-end growth over the interval).
-    pub arrival_rate: f64,
-    /// Events per second processed (committed growth over the interval).
-    pub processing_rate: f64,
-}
+pub use capacity::Capacity;
+pub use health::{Health, PartitionState};
+pub use observation::{Bottleneck, Evidence, Observation, PartitionView, Pods, StageLoad};
+pub use reason::{Limit, Reason, Unhealthy, Why};
+pub use replicas::effective_replicas;
+
+use replicas::{Demand, Setting};
 
 /// The bounds the spec sets.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub min_replicas: i32,
     pub max_replicas: i32,
-    /// Input partitions: more replicas than this would idle.
-    pub partitions: i32,
     pub slo_seconds: f64,
+    /// Each stage's (minWorkers, maxWorkers).
+    pub pools: PerStage<(i32, i32)>,
 }
 
-/// Tuning; the defaults hold across workloads (see docs/autoscaling.md).
+/// Tuning; the defaults hold across the acceptance matrix
+/// (docs/autoscaling.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tuning {
     /// Keep the oldest event under this fraction of the SLO.
     pub target_fraction: f64,
-    /// Capacity to provision over the required rate.
-    pub headroom: f64,
+    /// Capacity added over the arrivals when scaling up.
+    pub up_margin: f64,
+    /// How far below the arrivals a smaller count may carry: a backlog that
+    /// grows this slowly stays within the SLO's slack for a window.
+    pub down_tolerance: f64,
     /// Seconds a lower recommendation must persist before scaling down.
     pub scale_down_window: f64,
-    /// Seconds a new replica takes to start, the group to rebalance and one
-    /// interval to measure the result; no learning and no further non-urgent
-    /// change until a change has settled.
-    pub settle: f64,
+    /// Seconds a new pod takes to start consuming.
+    pub pod_start: f64,
+    /// Seconds consumption pauses when the group's members change.
+    pub rebalance: f64,
     /// Seconds between observations.
     pub interval: f64,
-}
-
-/// The cooldown after a replica change: the pod starts, the group
-/// rebalances, and one interval measures the result.
-pub fn settle(pod_start: f64, rebalance: f64, interval: f64) -> f64 {
-    pod_start + rebalance + interval
+    /// Seconds without progress that make a partition stuck.
+    pub stuck_after: f64,
 }
 
 impl Default for Tuning {
@@ -75,265 +74,444 @@ impl Default for Tuning {
     fn default() -> Self {
         Self {
             target_fraction: 0.5,
-            headroom: 1.25,
+            up_margin: 0.05,
+            down_tolerance: 0.02,
             scale_down_window: 300.0,
-            settle: settle(60.0, 15.0, 10.0),
+            pod_start: 60.0,
+            rebalance: 15.0,
             interval: 10.0,
+            stuck_after: 60.0,
         }
     }
 }
 
-/// What runs now: replicas, and the pool level from 0 (every stage at
-/// minWorkers) to 1 (every stage at maxWorkers).
+impl Tuning {
+    /// Seconds after a replica change until it can be judged.
+    pub fn settle(&self) -> f64 {
+        replicas::lead_time(self)
+    }
+}
+
+/// What runs now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Current {
     pub replicas: i32,
-    pub pool_level: f64,
+    pub pools: PerStage<i32>,
 }
-
-pub use pixelpipe_crds::SloState;
 
 /// The policy's verdict for one observation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub replicas: i32,
-    pub pool_level: f64,
+    pub pools: PerStage<i32>,
     pub slo: SloState,
-    /// Whether anything changes.
-    pub changed: bool,
-    /// Why, in words through its `Display`: the status's and Events' text.
+    /// Events per second one replica processes, measured.
+    pub per_replica: Option<f64>,
+    /// Partitions scaling leaves out.
+    pub unhealthy: Unhealthy,
+    /// What stops more replicas from helping, if anything.
+    pub limit: Option<Limit>,
+    /// What limits the workers, from their evidence; `None` while they are
+    /// too idle to tell.
+    pub bottleneck: Option<Bottleneck>,
+    /// Why, in words through its `Display`.
     pub reason: Reason,
 }
-
-/// Extra headroom a lower replica count must have before it is recommended.
-const DOWN_MARGIN: f64 = 1.2;
 
 /// Most recommendations remembered for the stabilization window (one per
 /// observation; a 3600 s window at a 1 s interval fits).
 const MAX_HISTORY: usize = 4096;
+/// Seconds of arrivals the slope is taken over.
+const SLOPE_WINDOW: f64 = 60.0;
+
+/// A scale-up made while the workers waited on acknowledgements, to be
+/// judged once it settled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DeliveryCheck {
+    at: f64,
+    from: i32,
+    to: i32,
+    throughput: f64,
+}
 
 /// What the policy remembers between observations.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    /// Events/s one replica processes with pools at their maximum.
-    capacity: Option<f64>,
+    capacity: Capacity,
     last_change: Option<f64>,
     recommendations: VecDeque<(f64, i32)>,
-}
-
-/// What one observation says, before deciding.
-#[derive(Debug, Clone, Copy)]
-struct Reading {
-    slo: SloState,
-    settling: bool,
-    saturated: bool,
-    stalled: bool,
-    required: f64,
-    ceiling: i32,
+    arrivals: VecDeque<(f64, f64)>,
+    delivery_check: Option<DeliveryCheck>,
+    delivery_cap: Option<(i32, f64)>,
+    /// Partitions stuck, or recovering from it, left out of scaling.
+    quarantined: BTreeSet<i32>,
+    /// Pods seen not becoming Ready, and how many were Ready then.
+    not_ready: Option<(Limit, i32)>,
 }
 
 impl Policy {
-    /// The learned capacity per replica, events/s.
-    pub fn capacity(&self) -> Option<f64> {
-        self.capacity
+    /// The measured capacity per replica, events/s.
+    pub fn per_replica(&self) -> Option<f64> {
+        self.capacity.per_replica()
     }
 
     pub fn decide(
         &mut self,
-        s: &Signals,
+        obs: &Observation,
         current: Current,
         limits: &Limits,
         tuning: &Tuning,
     ) -> Decision {
-        let r = self.read(s, current, limits, tuning);
-        if current.pool_level < 1.0 && (r.saturated || r.slo != SloState::Met) {
-            self.remember(s.now, current.replicas, tuning);
-            return Decision {
-                replicas: current.replicas,
-                pool_level: 1.0,
-                slo: r.slo,
-                changed: true,
-                reason: reason(s, limits, Why::PoolsFirst { backlog: s.lag }, false),
-            };
+        self.capacity.observe(obs.now, obs.evidence.as_ref());
+        let per_replica = self.capacity.per_replica();
+        let target = tuning.target_fraction * limits.slo_seconds;
+        let health = Health::classify(
+            obs,
+            per_replica,
+            tuning.stuck_after,
+            &self.quarantined,
+            target,
+        );
+        self.quarantined = health.quarantined();
+        let demand = self.demand(obs, &health, per_replica);
+        let oldest_age = true_oldest_age(obs);
+        let slo = slo_state(oldest_age, limits, tuning);
+        let (replicas, why, limit) = match per_replica {
+            Some(c) => self.replicas(obs, current, limits, tuning, &demand, c),
+            None => (
+                self.unmeasured(obs, current, limits, &demand),
+                fallback_why(obs, &demand),
+                None,
+            ),
+        };
+        let replicas = replicas.clamp(limits.min_replicas.max(1), ceiling(obs, limits));
+        if replicas != current.replicas {
+            self.last_change = Some(obs.now);
         }
-        let wanted = self.wanted(current, limits, tuning, &r);
-        self.remember(s.now, wanted, tuning);
+        let pools = match (obs.evidence.as_ref(), per_replica) {
+            (Some(e), Some(c)) => pools::size_pools(e, c, current.pools, limits.pools),
+            _ => current.pools,
+        };
+        Decision {
+            replicas,
+            pools,
+            slo,
+            per_replica,
+            unhealthy: Unhealthy {
+                stuck: health.stuck,
+                hot: health.hot,
+                recovering: health.recovering,
+            },
+            // Idle pods have no bottleneck worth naming.
+            bottleneck: obs
+                .evidence
+                .filter(|e| e.true_rate().is_some())
+                .map(|e| e.bottleneck),
+            limit,
+            reason: Reason {
+                oldest_age,
+                slo_seconds: limits.slo_seconds,
+                why,
+            },
+        }
+    }
+
+    /// Arrivals, backlog and planning age over the partitions replicas can help.
+    fn demand(&mut self, obs: &Observation, health: &Health, per_replica: Option<f64>) -> Demand {
+        let mut d = Demand {
+            arrivals: 0.0,
+            slope: 0.0,
+            backlog: 0.0,
+            age: 0.0,
+        };
+        for p in &obs.partitions {
+            match health.state_of(p.partition) {
+                PartitionState::Stuck => {}
+                // Its arrivals take capacity; its backlog drains with the
+                // replica it has.
+                PartitionState::Recovering => d.arrivals += p.arrival_rate,
+                PartitionState::Hot => d.arrivals += per_replica.unwrap_or(p.arrival_rate),
+                PartitionState::Healthy | PartitionState::Unknown => {
+                    d.arrivals += p.arrival_rate;
+                    d.backlog += p.unread();
+                    let rate = p.arrival_rate.max(p.progress_rate).max(1e-9);
+                    let age = p.planning_age().unwrap_or(p.lag / rate);
+                    d.age = d.age.max(age);
+                }
+            }
+        }
+        d.slope = self.slope(obs.now, d.arrivals);
+        d
+    }
+
+    /// Events per second more each second, over the last minute; never
+    /// below zero (a falling load waits for the stabilization window).
+    fn slope(&mut self, now: f64, arrivals: f64) -> f64 {
+        self.arrivals.push_back((now, arrivals));
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|&(t, _)| now - t > SLOPE_WINDOW)
+        {
+            self.arrivals.pop_front();
+        }
+        match (self.arrivals.front(), self.arrivals.back()) {
+            (Some(&(t0, a0)), Some(&(t1, a1))) if t1 > t0 => ((a1 - a0) / (t1 - t0)).max(0.0),
+            _ => 0.0,
+        }
+    }
+
+    fn replicas(
+        &mut self,
+        obs: &Observation,
+        current: Current,
+        limits: &Limits,
+        tuning: &Tuning,
+        demand: &Demand,
+        per_replica: f64,
+    ) -> (i32, Why, Option<Limit>) {
+        let s = Setting {
+            current: current.replicas,
+            min: limits.min_replicas.max(1),
+            ceiling: ceiling(obs, limits),
+            partitions: partitions(obs),
+            per_replica,
+            target: tuning.target_fraction * limits.slo_seconds,
+            slo: limits.slo_seconds,
+        };
+        let limit = self.limit(obs, tuning);
+        if stalled(obs) {
+            self.remember(obs.now, s.current, tuning);
+            return (s.current, Why::Stalled, limit);
+        }
+        if let Some(up) = replicas::scale_up(demand, &s, tuning) {
+            return self.up(obs, &s, tuning, demand, up, limit);
+        }
+        if let Some((n, why)) = self.trim(obs, &s, tuning, demand, limit.as_ref()) {
+            return (n, why, limit);
+        }
+        let (n, why) = self.down(obs, &s, tuning, demand);
+        (n, why, limit)
+    }
+
+    /// Replicas a limit says are of no use: those past a delivery cap, and
+    /// pods that do not become Ready beyond what the arrivals need.
+    fn trim(
+        &mut self,
+        obs: &Observation,
+        s: &Setting,
+        tuning: &Tuning,
+        demand: &Demand,
+        limit: Option<&Limit>,
+    ) -> Option<(i32, Why)> {
+        let limit = limit?;
+        // A pod started since is given its full start before it is judged.
+        if matches!(limit, Limit::NotReady { .. }) && starting(obs, tuning) {
+            return None;
+        }
+        let keep = keep(limit, s, tuning, demand);
+        if keep >= s.current {
+            return None;
+        }
+        self.remember(obs.now, keep, tuning);
+        let why = Why::Capped {
+            arrivals: demand.arrivals,
+            capacity: s.capacity(s.current),
+            limit: limit.clone(),
+        };
+        Some((keep.max(s.min), why))
+    }
+
+    /// Fewer replicas once a whole window recommended fewer; otherwise the
+    /// current count. Recommendations are recorded while a change settles
+    /// too, so one window after the last high one is enough.
+    fn down(
+        &mut self,
+        obs: &Observation,
+        s: &Setting,
+        tuning: &Tuning,
+        demand: &Demand,
+    ) -> (i32, Why) {
+        let settling = self
+            .last_change
+            .is_some_and(|t| obs.now - t < tuning.settle());
+        let candidate = if calm(obs, demand, tuning, s.target) {
+            replicas::scale_down(demand, s, tuning)
+        } else {
+            s.current
+        };
+        self.remember(obs.now, candidate, tuning);
         let stabilized = self
             .recommendations
             .iter()
             .map(|&(_, n)| n)
             .max()
-            .unwrap_or(wanted);
-        let (replicas, why) = self.choose(s, current, limits, tuning, &r, wanted, stabilized);
-        // The spec's bounds win over everything, including sizes from before they changed.
-        let replicas = replicas.clamp(limits.min_replicas.max(1), r.ceiling);
-        let shrink = self.shrink_pools(s, current, limits, tuning, &r, replicas, stabilized);
-        let pool_level = if shrink { 0.5 } else { current.pool_level };
-        if replicas != current.replicas {
-            self.last_change = Some(s.now);
-        }
-        Decision {
-            replicas,
-            pool_level,
-            slo: r.slo,
-            changed: replicas != current.replicas || pool_level != current.pool_level,
-            reason: reason(s, limits, why, shrink),
-        }
-    }
-
-    /// The SLO state, whether a change settles, whether the workers ran flat
-    /// out, and what rate the backlog needs; learns capacity on the way.
-    fn read(&mut self, s: &Signals, current: Current, limits: &Limits, tuning: &Tuning) -> Reading {
-        let ceiling = limits
-            .max_replicas
-            .min(limits.partitions)
-            .max(limits.min_replicas)
-            .max(1);
-        let slo = if s.oldest_age > limits.slo_seconds {
-            SloState::Breached
-        } else if s.oldest_age > tuning.target_fraction * limits.slo_seconds {
-            SloState::AtRisk
-        } else {
-            SloState::Met
-        };
-        let settling = self.last_change.is_some_and(|t| s.now - t < tuning.settle);
-        // Behind: a backlog of more than an interval's arrivals, or arrivals
-        // clearly outrunning processing with a backlog building. Either way the
-        // workers ran flat out, so what they processed is their capacity.
-        let saturated = s.lag > (tuning.interval * s.arrival_rate).max(1.0)
-            || (s.arrival_rate > 1.2 * s.processing_rate && s.lag > 5.0 * s.arrival_rate);
-        if !settling && current.replicas > 0 && s.processing_rate > 0.0 && current.pool_level >= 1.0
-        {
-            self.learn(s, current, limits, saturated);
-        }
-        let target_age = tuning.target_fraction * limits.slo_seconds;
-        let time_left = (target_age - s.oldest_age).max(tuning.interval);
-        Reading {
-            slo,
-            settling,
-            saturated,
-            stalled: s.lag > 0.0 && s.processing_rate <= 0.0 && !settling,
-            required: s.arrival_rate + s.lag / time_left,
-            ceiling,
-        }
-    }
-
-    fn learn(&mut self, s: &Signals, current: Current, limits: &Limits, saturated: bool) {
-        let observed = s.processing_rate / effective_replicas(current.replicas, limits.partitions);
-        self.capacity = Some(match self.capacity {
-            // What was processed, replicas could do: the capacity is at least that.
-            Some(c) if observed >= c => observed,
-            // Lower while saturated: the workers may have slowed (a slow
-            // partner, a noisy neighbour); an interval only partly
-            // saturated also reads low, so the estimate follows slowly.
-            Some(c) if saturated => 0.7 * c + 0.3 * observed,
-            Some(c) => c,
-            None => observed,
-        });
-    }
-
-    /// The replicas the required rate needs, before stabilization.
-    fn wanted(&self, current: Current, limits: &Limits, tuning: &Tuning, r: &Reading) -> i32 {
-        let wanted = match self.capacity {
-            _ if r.stalled => current.replicas,
-            Some(cap) if cap > 0.0 => {
-                let up = needed(
-                    r.required * tuning.headroom,
-                    cap,
-                    limits.partitions,
-                    r.ceiling,
-                );
-                if up >= current.replicas {
-                    up
-                } else {
-                    // Fewer replicas must also absorb the rebalance pause the
-                    // change causes: more headroom down than up, so a scale-down
-                    // is not undone by the backlog it creates.
-                    let margin = r.required * tuning.headroom * DOWN_MARGIN;
-                    needed(margin, cap, limits.partitions, r.ceiling).min(current.replicas)
-                }
-            }
-            // Capacity unknown yet: grow while a backlog builds.
-            _ if r.saturated => (current.replicas * 2).min(r.ceiling),
-            _ => current.replicas,
-        }
-        .clamp(limits.min_replicas.max(1), r.ceiling);
-        // Keeping up with the SLO met: the learned capacity may be only a lower
-        // bound, so it justifies scaling down but never up.
-        if r.saturated || r.slo != SloState::Met {
-            wanted
-        } else {
-            wanted.min(current.replicas)
-        }
-    }
-
-    /// The replica count and the rule that chose it.
-    #[allow(clippy::too_many_arguments)]
-    fn choose(
-        &self,
-        s: &Signals,
-        current: Current,
-        limits: &Limits,
-        tuning: &Tuning,
-        r: &Reading,
-        wanted: i32,
-        stabilized: i32,
-    ) -> (i32, Why) {
-        let capacity = self
-            .capacity
-            .map(|c| c * effective_replicas(current.replicas, limits.partitions));
-        let urgent = r.slo != SloState::Met;
-        if r.stalled {
-            (current.replicas, Why::Stalled)
-        } else if wanted > current.replicas
-            && (!r.settling || urgent || wanted > current.replicas * 3 / 2)
-        {
-            let why = Why::Above {
-                arrivals: s.arrival_rate,
-                required: r.required,
-                headroom: tuning.headroom,
-                capacity,
-            };
-            (wanted, why)
-        } else if stabilized < current.replicas && !r.settling && !r.saturated {
-            let why = Why::WellBelow {
-                required: r.required,
-                capacity,
+            .unwrap_or(candidate);
+        let capacity = s.capacity(s.current);
+        let why = if stabilized < s.current && !settling {
+            let why = Why::Down {
+                arrivals: demand.arrivals,
+                capacity: s.capacity(stabilized),
                 window: tuning.scale_down_window,
             };
-            (stabilized, why)
-        } else {
-            let why = Why::Within {
-                arrivals: s.arrival_rate,
+            return (stabilized, why);
+        } else if capacity < demand.arrivals {
+            Why::Absorbing {
+                arrivals: demand.arrivals,
                 capacity,
+                target: s.target,
+            }
+        } else {
+            Why::Within {
+                arrivals: demand.arrivals,
+                capacity,
+            }
+        };
+        (s.current, why)
+    }
+
+    /// A scale-up to `up`, unless a limit says more replicas cannot help.
+    /// While the workers wait on acknowledgements, one step at a time (half
+    /// again the capacity), each judged by whether throughput followed.
+    fn up(
+        &mut self,
+        obs: &Observation,
+        s: &Setting,
+        tuning: &Tuning,
+        demand: &Demand,
+        up: i32,
+        limit: Option<Limit>,
+    ) -> (i32, Why, Option<Limit>) {
+        let capacity = s.capacity(s.current);
+        let cap = limit.as_ref().map(|l| match l {
+            // Every pod Ready again: one more, to see whether it starts.
+            Limit::NotReady { .. } if obs.pods.ready >= obs.pods.desired => s.current + 1,
+            // That one is still starting: wait for it.
+            Limit::NotReady { .. } if starting(obs, tuning) => s.current,
+            l => keep(l, s, tuning, demand),
+        });
+        if let (Some(cap), Some(l)) = (cap, &limit)
+            && up > cap
+        {
+            self.remember(obs.now, cap, tuning);
+            let why = Why::Capped {
+                arrivals: demand.arrivals,
+                capacity,
+                limit: l.clone(),
             };
-            (current.replicas, why)
+            return (cap.max(s.min), why, limit);
+        }
+        let mut up = up;
+        if let Some(e) = obs
+            .evidence
+            .filter(|e| e.bottleneck == Bottleneck::Delivery)
+        {
+            // The last step is not judged yet: wait for it.
+            if self.delivery_check.is_some() {
+                self.remember(obs.now, s.current, tuning);
+                let why = Why::Up {
+                    arrivals: demand.arrivals,
+                    capacity,
+                    backlog: demand.backlog,
+                    target: s.target,
+                };
+                return (s.current, why, limit);
+            }
+            let step = (s.current + 1..=s.ceiling).find(|&n| s.capacity(n) >= 1.5 * capacity);
+            up = up.min(step.unwrap_or(s.ceiling));
+            self.delivery_check = Some(DeliveryCheck {
+                at: obs.now,
+                from: s.current,
+                to: up,
+                throughput: e.events_per_second * e.pods as f64,
+            });
+        }
+        self.remember(obs.now, up, tuning);
+        let why = Why::Up {
+            arrivals: demand.arrivals,
+            capacity,
+            backlog: demand.backlog,
+            target: s.target,
+        };
+        (up, why, limit)
+    }
+
+    /// What, if anything, stops more replicas from helping: pods that do not
+    /// become Ready, or a scale-up that did not raise throughput while the
+    /// workers waited on acknowledgements.
+    fn limit(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        self.not_ready(obs, tuning)
+            .or_else(|| self.delivery(obs, tuning))
+    }
+
+    /// Pods not Ready well past their start, remembered until a pod started
+    /// since becomes Ready: replacing them would only start more that do not
+    /// become Ready either. Meanwhile scale-ups go one pod at a time.
+    fn not_ready(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        let p = obs.pods;
+        if p.ready < p.desired && !starting(obs, tuning) {
+            let limit = Limit::NotReady {
+                ready: p.ready,
+                desired: p.desired,
+                seconds: p.unready_for,
+            };
+            self.not_ready = Some((limit.clone(), p.ready));
+            return Some(limit);
+        }
+        match &self.not_ready {
+            Some((limit, ready)) if p.ready <= *ready => Some(limit.clone()),
+            _ => {
+                self.not_ready = None;
+                None
+            }
         }
     }
 
-    /// Pools shrink only at the fewest replicas and light load, after a quiet window.
-    #[allow(clippy::too_many_arguments)]
-    fn shrink_pools(
-        &self,
-        s: &Signals,
+    /// A scale-up made while the workers waited on acknowledgements that did
+    /// not raise throughput caps the replicas where they were.
+    fn delivery(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        let delivery = obs
+            .evidence
+            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
+        if let Some(check) = self.delivery_check
+            && obs.now - check.at >= tuning.settle() + tuning.interval
+        {
+            self.delivery_check = None;
+            let now = obs
+                .evidence
+                .map_or(0.0, |e| e.events_per_second * e.pods as f64);
+            let added = f64::from(check.to - check.from) / f64::from(check.from.max(1));
+            if delivery && now < check.throughput * (1.0 + 0.5 * added) {
+                self.delivery_cap = Some((check.from, obs.now));
+            }
+        }
+        // The cap lifts once the workers have not waited on the brokers for
+        // as long as a change takes to show: a recovered partner is used at
+        // once, and a limit still there is found again by the next check.
+        self.delivery_cap = match self.delivery_cap {
+            Some((n, _)) if delivery => Some((n, obs.now)),
+            Some((_, since)) if obs.now - since > tuning.settle() + tuning.interval => None,
+            other => other,
+        };
+        self.delivery_cap
+            .map(|(replicas, _)| Limit::Delivery { replicas })
+    }
+
+    /// Without a capacity measurement: double while a backlog builds.
+    fn unmeasured(
+        &mut self,
+        obs: &Observation,
         current: Current,
         limits: &Limits,
-        tuning: &Tuning,
-        r: &Reading,
-        replicas: i32,
-        stabilized: i32,
-    ) -> bool {
-        let light = self.capacity.is_some_and(|c| {
-            r.required * tuning.headroom < 0.5 * c * effective_replicas(replicas, limits.partitions)
-        });
-        replicas == limits.min_replicas.max(1)
-            && replicas == current.replicas
-            && stabilized <= replicas
-            && !r.saturated
-            && !r.settling
-            && light
-            && current.pool_level >= 1.0
-            && self.quiet_for(s.now, tuning.scale_down_window)
+        demand: &Demand,
+    ) -> i32 {
+        let building = demand.backlog > demand.arrivals.max(1.0) * 10.0
+            && obs.partitions.iter().map(|p| p.progress_rate).sum::<f64>() < demand.arrivals;
+        if building {
+            (current.replicas * 2).min(ceiling(obs, limits))
+        } else {
+            current.replicas
+        }
     }
 
     fn remember(&mut self, now: f64, n: i32, tuning: &Tuning) {
@@ -347,38 +525,88 @@ impl Policy {
             self.recommendations.pop_front();
         }
     }
+}
 
-    fn quiet_for(&self, now: f64, window: f64) -> bool {
-        self.last_change.is_none_or(|t| now - t >= window)
+fn fallback_why(obs: &Observation, demand: &Demand) -> Why {
+    let progress: f64 = obs.partitions.iter().map(|p| p.progress_rate).sum();
+    if demand.backlog > demand.arrivals.max(1.0) * 10.0 && progress < demand.arrivals {
+        Why::Doubling {
+            backlog: demand.backlog,
+        }
+    } else {
+        Why::Learning
     }
 }
 
-fn reason(s: &Signals, limits: &Limits, why: Why, smaller_pools: bool) -> Reason {
-    Reason {
-        oldest_age: s.oldest_age,
-        slo_seconds: limits.slo_seconds,
-        why,
-        smaller_pools,
+fn partitions(obs: &Observation) -> i32 {
+    i32::try_from(obs.partitions.len())
+        .unwrap_or(i32::MAX)
+        .max(1)
+}
+
+/// The most replicas that can help: `replicas.max`, never more than partitions.
+fn ceiling(obs: &Observation, limits: &Limits) -> i32 {
+    limits
+        .max_replicas
+        .min(partitions(obs))
+        .max(limits.min_replicas)
+        .max(1)
+}
+
+/// Whether the pods not Ready are all still within a pod start (with two
+/// intervals of grace): they are not judged yet.
+fn starting(obs: &Observation, tuning: &Tuning) -> bool {
+    obs.pods.unready_for <= tuning.settle() + 2.0 * tuning.interval
+}
+
+/// Lag everywhere that has lag, and nothing committed anywhere.
+fn stalled(obs: &Observation) -> bool {
+    let lagging = obs.partitions.iter().any(|p| p.lag > 0.0);
+    lagging && obs.partitions.iter().all(|p| p.progress_rate <= 0.0) && obs.pods.ready > 0
+}
+
+/// The most replicas a limit lets help: under a delivery cap that count;
+/// with pods that do not become Ready, the Ready ones or what the arrivals
+/// need, whichever is more (pods that do not start drain no backlog).
+fn keep(limit: &Limit, s: &Setting, tuning: &Tuning, demand: &Demand) -> i32 {
+    match limit {
+        Limit::Delivery { replicas } => *replicas,
+        Limit::NotReady { ready, .. } => {
+            let carry = demand.arrivals * (1.0 + tuning.up_margin);
+            let need = (s.min..=s.ceiling).find(|&n| s.capacity(n) >= carry);
+            need.unwrap_or(s.ceiling).max(*ready)
+        }
     }
 }
 
-/// Replicas' worth of throughput `n` replicas give over `partitions` evenly
-/// loaded partitions: the replica with the most partitions is the bottleneck.
-pub fn effective_replicas(n: i32, partitions: i32) -> f64 {
-    let n = n.max(1);
-    let p = partitions.max(1);
-    if n >= p {
-        return f64::from(p);
-    }
-    let busiest = (p + n - 1) / n;
-    f64::from(p) / f64::from(busiest)
+/// Nearly caught up, every head readable: a scale-down is safe to consider.
+/// "Nearly": commits trail processing, so a healthy pipeline's oldest event
+/// is a commit interval or two old, more when fetch to commit is slow.
+fn calm(obs: &Observation, demand: &Demand, tuning: &Tuning, target: f64) -> bool {
+    let heads_known = obs
+        .partitions
+        .iter()
+        .all(|p| p.lag <= 0.0 || p.head_age.is_some());
+    heads_known && demand.age <= (2.0 * tuning.interval).max(0.25 * target)
 }
 
-/// The fewest replicas within `ceiling` whose capacity covers `rate`.
-fn needed(rate: f64, per_replica: f64, partitions: i32, ceiling: i32) -> i32 {
-    (1..=ceiling)
-        .find(|&n| effective_replicas(n, partitions) * per_replica >= rate)
-        .unwrap_or(ceiling)
+/// The true oldest age over every partition (stuck and hot ones too); `None`
+/// when a lagging partition's head could not be read.
+fn true_oldest_age(obs: &Observation) -> Option<f64> {
+    obs.partitions
+        .iter()
+        .filter(|p| p.lag > 0.0)
+        .map(|p| p.head_age)
+        .try_fold(0.0f64, |acc, a| a.map(|a| acc.max(a)))
+}
+
+fn slo_state(age: Option<f64>, limits: &Limits, tuning: &Tuning) -> SloState {
+    match age {
+        Some(a) if a > limits.slo_seconds => SloState::Breached,
+        Some(a) if a > tuning.target_fraction * limits.slo_seconds => SloState::AtRisk,
+        Some(_) => SloState::Met,
+        None => SloState::AtRisk,
+    }
 }
 
 /// 31400 -> "31.4k".
@@ -391,283 +619,5 @@ pub fn count(x: f64) -> String {
         format!("{:.1}k", x / 1e3)
     } else {
         format!("{x:.0}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits {
-        min_replicas: 1,
-        max_replicas: 48,
-        partitions: 24,
-        slo_seconds: 300.0,
-    };
-
-    fn signals(now: f64, lag: f64, age: f64, arrivals: f64, processed: f64) -> Signals {
-        Signals {
-            now,
-            lag,
-            oldest_age: age,
-            arrival_rate: arrivals,
-            processing_rate: processed,
-        }
-    }
-
-    /// Drives the policy like the operator does, applying each decision.
-    fn run(
-        policy: &mut Policy,
-        start: Current,
-        obs: impl IntoIterator<Item = Signals>,
-    ) -> Vec<Decision> {
-        let mut current = start;
-        obs.into_iter()
-            .map(|s| {
-                let d = policy.decide(&s, current, &LIMITS, &Tuning::default());
-                current = Current {
-                    replicas: d.replicas,
-                    pool_level: d.pool_level,
-                };
-                d
-            })
-            .collect()
-    }
-
-    #[test]
-    fn even_spreads_are_preferred() {
-        assert_eq!(effective_replicas(4, 24), 4.0);
-        assert_eq!(effective_replicas(5, 24), 24.0 / 5.0);
-        assert_eq!(effective_replicas(7, 24), 6.0, "7 replicas work like 6");
-        assert_eq!(effective_replicas(30, 24), 24.0);
-        // 5.5 replicas' worth: 6 serves it, and 7 is never chosen over 6.
-        assert_eq!(needed(5.5, 1.0, 24, 48), 6);
-        assert_eq!(needed(6.5, 1.0, 24, 48), 8);
-    }
-
-    #[test]
-    fn noisy_steady_load_does_not_flap() {
-        let mut p = Policy::default();
-        let obs = (0..360).map(|i| {
-            // ±15 % noise around 40k/s, capacity 10k/s per replica at 4 replicas... learned at 6.
-            let noise = [1.0, 1.15, 0.9, 1.05, 0.85, 1.1][i % 6];
-            let rate = 40_000.0 * noise;
-            signals(f64::from(i as u32) * 10.0, rate * 2.0, 2.0, rate, rate)
-        });
-        let decisions = run(
-            &mut p,
-            Current {
-                replicas: 6,
-                pool_level: 1.0,
-            },
-            obs,
-        );
-        let changes = decisions.iter().filter(|d| d.changed).count();
-        assert!(
-            changes <= 1,
-            "{changes} changes under steady load: {:?}",
-            decisions
-                .iter()
-                .filter(|d| d.changed)
-                .map(|d| &d.reason)
-                .collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn a_backlog_grows_pools_first_then_replicas() {
-        let mut p = Policy::default();
-        let cur = Current {
-            replicas: 2,
-            pool_level: 0.5,
-        };
-        let d = p.decide(
-            &signals(0.0, 600_000.0, 60.0, 10_000.0, 8_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        assert_eq!((d.replicas, d.pool_level), (2, 1.0), "{}", d.reason);
-        assert!(
-            d.reason.to_string().contains("pools to their maximum"),
-            "{}",
-            d.reason
-        );
-        // At full pools, 2 replicas process 9k/s: the backlog needs more.
-        let cur = Current {
-            replicas: 2,
-            pool_level: 1.0,
-        };
-        let d = p.decide(
-            &signals(10.0, 610_000.0, 70.0, 10_000.0, 9_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        // required = 10k + 610k / (150 - 70) = 17.6k/s, x1.25 = 22k/s, at 4.5k/s per replica -> 6.
-        assert_eq!(d.replicas, 6, "{}", d.reason);
-        assert!(
-            d.reason.to_string().contains("above capacity 9.0k/s"),
-            "{}",
-            d.reason
-        );
-        assert_eq!(d.slo, SloState::Met);
-    }
-
-    #[test]
-    fn replicas_respect_bounds_and_partitions() {
-        let limits = Limits {
-            max_replicas: 100,
-            partitions: 12,
-            ..LIMITS
-        };
-        let mut p = Policy::default();
-        let cur = Current {
-            replicas: 4,
-            pool_level: 1.0,
-        };
-        let d = p.decide(
-            &signals(0.0, 5e6, 200.0, 50_000.0, 4_000.0),
-            cur,
-            &limits,
-            &Tuning::default(),
-        );
-        assert_eq!(d.replicas, 12, "capped at the partitions");
-        assert_eq!(d.slo, SloState::AtRisk);
-        let limits = Limits {
-            max_replicas: 3,
-            ..LIMITS
-        };
-        let mut p = Policy::default();
-        let d = p.decide(
-            &signals(0.0, 5e6, 400.0, 50_000.0, 4_000.0),
-            cur,
-            &limits,
-            &Tuning::default(),
-        );
-        assert_eq!(
-            d.replicas, 3,
-            "capped at max, even scaling down from above it"
-        );
-        assert_eq!(d.slo, SloState::Breached);
-        let limits = Limits {
-            min_replicas: 3,
-            ..LIMITS
-        };
-        let mut p = Policy::default();
-        let cur = Current {
-            replicas: 3,
-            pool_level: 1.0,
-        };
-        for i in 0..100 {
-            let d = p.decide(
-                &signals(f64::from(i) * 10.0, 0.0, 0.0, 10.0, 10.0),
-                cur,
-                &limits,
-                &Tuning::default(),
-            );
-            assert!(d.replicas >= 3);
-        }
-    }
-
-    #[test]
-    fn scale_down_waits_for_the_stabilization_window() {
-        let mut p = Policy::default();
-        let mut cur = Current {
-            replicas: 8,
-            pool_level: 1.0,
-        };
-        // Learn 5k/s per replica under a backlog, then the load drops to 5k/s.
-        p.decide(
-            &signals(0.0, 400_000.0, 30.0, 40_000.0, 40_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        let mut first_down = None;
-        for i in 1..60 {
-            let t = f64::from(i) * 10.0;
-            let d = p.decide(
-                &signals(t, 1_000.0, 0.5, 5_000.0, 5_000.0),
-                cur,
-                &LIMITS,
-                &Tuning::default(),
-            );
-            if d.replicas < cur.replicas && first_down.is_none() {
-                first_down = Some(t);
-            }
-            cur = Current {
-                replicas: d.replicas,
-                pool_level: d.pool_level,
-            };
-        }
-        let t = first_down.expect("it scales down eventually");
-        assert!(
-            t >= 300.0,
-            "scaled down after {t} s, inside the 300 s window"
-        );
-        assert_eq!(cur.replicas, 2, "5k/s x 1.25 needs 2 replicas of 5k/s");
-    }
-
-    #[test]
-    fn a_stall_holds_sizes_and_says_so() {
-        let mut p = Policy::default();
-        let cur = Current {
-            replicas: 4,
-            pool_level: 1.0,
-        };
-        p.decide(
-            &signals(0.0, 1_000.0, 1.0, 10_000.0, 10_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        let d = p.decide(
-            &signals(100.0, 900_000.0, 90.0, 10_000.0, 0.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        assert_eq!(d.replicas, 4);
-        assert!(d.reason.to_string().contains("stalled"), "{}", d.reason);
-        assert_eq!(
-            p.capacity(),
-            Some(2_500.0),
-            "a stall teaches nothing about capacity"
-        );
-    }
-
-    #[test]
-    fn reasons_read_as_sentences() {
-        let mut p = Policy::default();
-        let cur = Current {
-            replicas: 2,
-            pool_level: 1.0,
-        };
-        p.decide(
-            &signals(0.0, 500_000.0, 60.0, 24_000.0, 24_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        let d = p.decide(
-            &signals(100.0, 3_000_000.0, 212.0, 31_000.0, 24_000.0),
-            cur,
-            &LIMITS,
-            &Tuning::default(),
-        );
-        assert!(
-            d.reason
-                .to_string()
-                .starts_with("oldest event 212 s of 300 s SLO, arrivals 31k/s"),
-            "{}",
-            d.reason
-        );
-        assert!(
-            d.reason.to_string().contains("above capacity 24k/s"),
-            "{}",
-            d.reason
-        );
-        assert!(d.replicas > 2);
     }
 }

@@ -4,108 +4,210 @@
 use std::fmt;
 
 use crate::count;
+use crate::health::{Numbers, Offsets};
+use crate::observation::PartitionView;
 
 /// Why the policy decided what it did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reason {
-    pub oldest_age: f64,
+    /// The oldest unprocessed event's age over all partitions (`None`: a
+    /// lagging partition's oldest record could not be read).
+    pub oldest_age: Option<f64>,
     pub slo_seconds: f64,
     pub why: Why,
-    /// Pools shrink too: light load at the fewest replicas.
-    pub smaller_pools: bool,
 }
 
-/// The rule that decided.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The rule that decided the replica count.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Why {
-    /// Behind with pools below their maximum: pools first, no rebalance.
-    PoolsFirst { backlog: f64 },
-    /// Lag but nothing committed: more replicas do not unstick a group.
+    /// No evidence of capacity yet and no backlog building: nothing to decide.
+    Learning,
+    /// No evidence of capacity yet and a backlog building: double.
+    Doubling { backlog: f64 },
+    /// Lag everywhere and nothing committed: more replicas do not unstick a group.
     Stalled,
-    /// More replicas: the required rate is above what runs.
-    Above {
+    /// Arrivals above capacity, but the oldest event stays under the target
+    /// until added replicas could arrive: absorbed.
+    Absorbing {
         arrivals: f64,
-        required: f64,
-        headroom: f64,
-        capacity: Option<f64>,
+        capacity: f64,
+        target: f64,
     },
-    /// Fewer replicas: the required rate stayed well below for the window.
-    WellBelow {
-        required: f64,
-        capacity: Option<f64>,
+    /// More replicas: waiting would pass the target.
+    Up {
+        arrivals: f64,
+        capacity: f64,
+        backlog: f64,
+        target: f64,
+    },
+    /// More replicas would help, but a limit says they cannot.
+    Capped {
+        arrivals: f64,
+        capacity: f64,
+        limit: Limit,
+    },
+    /// Fewer replicas carry the arrivals with more headroom, for a whole window.
+    Down {
+        arrivals: f64,
+        capacity: f64,
         window: f64,
     },
-    /// No change.
-    Within {
-        arrivals: f64,
-        capacity: Option<f64>,
+    /// Within capacity.
+    Within { arrivals: f64, capacity: f64 },
+}
+
+/// What stops more replicas from helping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    /// Pods created for a while without becoming Ready.
+    NotReady {
+        ready: i32,
+        desired: i32,
+        seconds: f64,
     },
+    /// Added replicas did not raise throughput while the workers wait on
+    /// broker acknowledgements: a partner topic or the brokers are the limit.
+    Delivery { replicas: i32 },
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::NotReady {
+                ready,
+                desired,
+                seconds,
+            } => write!(
+                f,
+                "{ready} of {desired} worker pods Ready, the others not for {seconds:.0} s: more pods would not start either"
+            ),
+            Limit::Delivery { replicas } => write!(
+                f,
+                "the workers wait on broker acknowledgements and more replicas did not raise throughput: a partner topic or the brokers are the limit at {replicas} replicas"
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "oldest event {:.0} s of {:.0} s SLO, {}",
-            self.oldest_age, self.slo_seconds, self.why
-        )?;
-        if self.smaller_pools {
-            write!(f, "; light load: smaller pools")?;
+        match self.oldest_age {
+            Some(age) => write!(
+                f,
+                "oldest event {age:.0} s of {:.0} s SLO",
+                self.slo_seconds
+            )?,
+            None => write!(
+                f,
+                "oldest event unknown (a head could not be read), SLO {:.0} s",
+                self.slo_seconds
+            )?,
         }
-        Ok(())
-    }
-}
-
-/// "capacity 9.0k/s" or "capacity not yet learned".
-struct CapacityWords(Option<f64>);
-
-impl fmt::Display for CapacityWords {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(c) => write!(f, "capacity {}/s", count(c)),
-            None => write!(f, "capacity not yet learned"),
-        }
+        write!(f, ", {}", self.why)
     }
 }
 
 impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Why::PoolsFirst { backlog } => write!(
+        match self {
+            Why::Learning => write!(f, "capacity not yet measured"),
+            Why::Doubling { backlog } => write!(
                 f,
-                "backlog {}: pools to their maximum before adding replicas",
-                count(backlog)
+                "capacity not yet measured and backlog {} building: doubling replicas",
+                count(*backlog)
             ),
-            Why::Stalled => write!(f, "processing stalled: holding sizes"),
-            Why::Above {
+            Why::Stalled => write!(f, "processing stalled everywhere: holding sizes"),
+            Why::Absorbing {
                 arrivals,
-                required,
-                headroom,
                 capacity,
+                target,
             } => write!(
                 f,
-                "arrivals {}/s, required {}/s ({}/s with headroom) above {}",
-                count(arrivals),
-                count(required),
-                count(required * headroom),
-                CapacityWords(capacity)
+                "arrivals {}/s over capacity {}/s absorbed: the oldest event stays under the {target:.0} s target until more replicas could arrive",
+                count(*arrivals),
+                count(*capacity)
             ),
-            Why::WellBelow {
-                required,
+            Why::Up {
+                arrivals,
+                capacity,
+                backlog,
+                target,
+            } => write!(
+                f,
+                "arrivals {}/s, backlog {}: waiting longer would pass the {target:.0} s target with capacity {}/s",
+                count(*arrivals),
+                count(*backlog),
+                count(*capacity)
+            ),
+            Why::Capped {
+                arrivals,
+                capacity,
+                limit,
+            } => write!(
+                f,
+                "arrivals {}/s, capacity {}/s, more replicas would not help: {limit}",
+                count(*arrivals),
+                count(*capacity)
+            ),
+            Why::Down {
+                arrivals,
                 capacity,
                 window,
             } => write!(
                 f,
-                "required {}/s well below {} for {window:.0} s",
-                count(required),
-                CapacityWords(capacity)
+                "arrivals {}/s, fewer replicas carry them with headroom ({}/s) for {window:.0} s",
+                count(*arrivals),
+                count(*capacity)
             ),
             Why::Within { arrivals, capacity } => write!(
                 f,
-                "arrivals {}/s within {}",
-                count(arrivals),
-                CapacityWords(capacity)
+                "arrivals {}/s within capacity {}/s",
+                count(*arrivals),
+                count(*capacity)
             ),
         }
+    }
+}
+
+/// The partitions scaling leaves out, in words, for conditions and Events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Unhealthy {
+    pub stuck: Vec<PartitionView>,
+    pub hot: Vec<PartitionView>,
+    pub recovering: Vec<PartitionView>,
+}
+
+impl Unhealthy {
+    pub fn is_empty(&self) -> bool {
+        self.stuck.is_empty() && self.hot.is_empty() && self.recovering.is_empty()
+    }
+}
+
+impl fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.stuck.is_empty() {
+            write!(
+                f,
+                "stuck (no progress while others progress; not scaled for): {}",
+                Offsets(&self.stuck)
+            )?;
+        }
+        let mut sep = if self.stuck.is_empty() { "" } else { "; " };
+        if !self.recovering.is_empty() {
+            write!(
+                f,
+                "{sep}recovering (far behind after being stuck or hot; draining with the replica it has): {}",
+                Offsets(&self.recovering)
+            )?;
+            sep = "; ";
+        }
+        if !self.hot.is_empty() {
+            write!(
+                f,
+                "{sep}hot (more arrivals than one replica takes; more replicas cannot help it): {}",
+                Numbers(&self.hot)
+            )?;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The admin HTTP endpoint: probes, metrics, and live pool sizes.
 //!
 //! `GET /pools` reports each stage's pool; `PUT /pools` with a JSON body such as
-//! `{"produce": 8}` resizes the named stages without a restart.
+//! `{"produce": 8}` resizes the named stages without a restart. `GET /evidence`
+//! is what the autoscaler reads ([`pixelpipe_crds::evidence`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pixelpipe_crds::Stage;
+use pixelpipe_crds::evidence::EVIDENCE_PATH;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::evidence::Reporter;
 use crate::metrics::Metrics;
 use crate::pipeline::{Health, PoolResize, Pools};
 
@@ -23,6 +26,7 @@ pub struct AdminState {
     pub pools: Arc<Pools>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    pub evidence: Arc<Reporter>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -31,6 +35,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/pools", get(get_pools).put(put_pools))
+        .route(EVIDENCE_PATH, get(evidence))
         .with_state(state)
 }
 
@@ -96,6 +101,10 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         s.metrics.encode(),
     )
         .into_response()
+}
+
+async fn evidence(State(s): State<AdminState>) -> Response {
+    Json(s.evidence.report()).into_response()
 }
 
 async fn get_pools(State(s): State<AdminState>) -> Response {

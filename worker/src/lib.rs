@@ -11,6 +11,7 @@ mod admin;
 pub mod augment;
 pub mod clients;
 pub mod event;
+mod evidence;
 pub mod fatal;
 mod follow;
 pub mod job;

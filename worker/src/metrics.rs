@@ -2,6 +2,7 @@
 //! partners), never per-event or per-partition values.
 
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
 
 use pixelpipe_crds::Stage;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
@@ -68,12 +69,16 @@ pub struct OutcomeLabel {
 
 type StageHistograms = Family<StageLabel, Histogram, fn() -> Histogram>;
 
+/// A counter of seconds.
+pub type Seconds = Counter<f64, AtomicU64>;
+
 /// Every metric the worker exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub events_in: Counter,
     pub events_delivered: Counter,
+    pub events_completed: Counter,
     pub events_dropped: Family<ReasonLabel, Counter>,
     pub events_dead_lettered: Family<DeadLabel, Counter>,
     pub partner_messages: Family<PartnerLabel, Counter>,
@@ -84,6 +89,11 @@ pub struct Metrics {
     pub commits: Family<OutcomeLabel, Counter>,
     pub consumer_errors: Counter,
     pub batch_duration: StageHistograms,
+    pub stage_busy: Family<StageLabel, Seconds>,
+    pub stage_jobs: Family<StageLabel, Counter>,
+    pub intake_paced: Seconds,
+    pub acknowledgement_wait: Seconds,
+    pub producer_queue_full: Seconds,
     pub event_age: Histogram,
     pub queue_depth: Family<StageLabel, Gauge>,
     pub pool_workers: Family<StageLabel, Gauge>,
@@ -113,6 +123,7 @@ impl Metrics {
         let m = Self {
             events_in: add(&mut r, "events_in", "Input messages consumed", Counter::default()),
             events_delivered: add(&mut r, "events_delivered", "Events delivered to at least one partner, acknowledged by the broker", Counter::default()),
+            events_completed: add(&mut r, "events_completed", "Input messages whose job finished with every output acknowledged (delivered, dropped or dead-lettered)", Counter::default()),
             events_dropped: add(&mut r, "events_dropped", "Valid events that reached no partner, by reason", Family::default()),
             events_dead_lettered: add(&mut r, "events_dead_lettered", "Messages written to the dead-letter topic, by stage and reason", Family::default()),
             partner_messages: add(&mut r, "partner_messages", "Messages acknowledged on a partner topic", Family::default()),
@@ -123,6 +134,11 @@ impl Metrics {
             commits: add(&mut r, "commits", "Offset commits by outcome", Family::default()),
             consumer_errors: add(&mut r, "consumer_errors", "Errors from the Kafka consumer", Counter::default()),
             batch_duration: add(&mut r, "batch_duration_seconds", "Time a stage spends on one batch job", Family::new_with_constructor(batch_histogram as fn() -> Histogram)),
+            stage_busy: add(&mut r, "stage_busy_seconds", "Worker-seconds a stage's pool spent on jobs (the autoscaler's busy time)", Family::default()),
+            stage_jobs: add(&mut r, "stage_jobs", "Jobs a stage's pool finished", Family::default()),
+            intake_paced: add(&mut r, "intake_paced_seconds", "Seconds the source slept to stay under the intake limit", Seconds::default()),
+            acknowledgement_wait: add(&mut r, "acknowledgement_wait_seconds", "Job-seconds jobs waited, every output sent, for the broker's acknowledgements", Seconds::default()),
+            producer_queue_full: add(&mut r, "producer_queue_full_seconds", "Seconds the produce stage waited for room in the producer's queue", Seconds::default()),
             event_age: add(&mut r, "event_age_at_delivery_seconds", "Event age (now minus event timestamp) when its outputs were acknowledged", Histogram::new(age_buckets)),
             queue_depth: add(&mut r, "queue_depth", "Jobs waiting in a stage's input channel", Family::default()),
             pool_workers: add(&mut r, "pool_workers", "Workers in a stage's pool", Family::default()),
@@ -139,6 +155,8 @@ impl Metrics {
     fn precreate(&self, partners: &[String]) {
         for &stage in Stage::ALL {
             let _ = self.batch_duration.get_or_create(&StageLabel { stage });
+            let _ = self.stage_busy.get_or_create(&StageLabel { stage });
+            let _ = self.stage_jobs.get_or_create(&StageLabel { stage });
         }
         for r in DropReason::ALL {
             let _ = self

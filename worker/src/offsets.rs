@@ -8,6 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use pixelpipe_crds::evidence::PartitionProgress;
+
 /// One job's run of offsets on one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Segment {
@@ -61,6 +63,11 @@ impl Watermark {
     /// Runs still waiting for their outputs.
     pub fn pending(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The offset after the last one read, if any was.
+    pub fn read(&self) -> Option<i64> {
+        self.segments.back().map(|s| s.next).or(self.committable)
     }
 }
 
@@ -207,6 +214,23 @@ impl OffsetTracker {
         out
     }
 
+    /// Each assigned partition's positions read and done, by partition.
+    pub fn progress(&self, max: usize) -> Vec<PartitionProgress> {
+        let inner = self.lock();
+        let mut out: Vec<_> = inner
+            .partitions
+            .iter()
+            .map(|(&partition, p)| PartitionProgress {
+                partition,
+                read: p.mark.read(),
+                done: p.mark.committable(),
+            })
+            .collect();
+        out.sort_unstable_by_key(|p| p.partition);
+        out.truncate(max);
+        out
+    }
+
     /// Runs still waiting for their outputs, over all partitions.
     pub fn pending(&self) -> usize {
         self.lock()
@@ -236,6 +260,27 @@ mod tests {
         assert!(w.complete(3));
         assert_eq!(w.committable(), Some(30));
         assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
+    fn progress_reports_what_was_read_and_what_is_done() {
+        let t = OffsetTracker::default();
+        t.assign(&[2, 0]);
+        let claims = t.register(1, &[(0, 9), (2, 4)]);
+        t.register(2, &[(0, 19)]);
+        t.complete(1, &claims);
+        let p = |partition, read, done| PartitionProgress {
+            partition,
+            read,
+            done,
+        };
+        assert_eq!(
+            t.progress(10),
+            vec![p(0, Some(20), Some(10)), p(2, Some(5), Some(5))]
+        );
+        assert_eq!(t.progress(1).len(), 1, "bounded");
+        t.assign(&[7]);
+        assert_eq!(t.progress(10)[2], p(7, None, None));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use pixelpipe_crds::Stage;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,33 @@ pub trait Work: Send + Sync + 'static {
     type In: Send + 'static;
     type Out: Send + 'static;
     fn run(&self, job: Self::In) -> impl Future<Output = Self::Out> + Send;
+}
+
+/// What a pool records about its work: each job's duration, and the
+/// worker-seconds and jobs summed (the autoscaler's busy time).
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub duration: Histogram,
+    pub busy: crate::metrics::Seconds,
+    pub jobs: Counter,
+}
+
+impl Meter {
+    /// The meter of `stage`, registered in `metrics`.
+    pub fn of(metrics: &crate::metrics::Metrics, stage: Stage) -> Self {
+        let label = crate::metrics::StageLabel { stage };
+        Self {
+            duration: metrics.batch_duration.get_or_create(&label).clone(),
+            busy: metrics.stage_busy.get_or_create(&label).clone(),
+            jobs: metrics.stage_jobs.get_or_create(&label).clone(),
+        }
+    }
+
+    fn record(&self, seconds: f64) {
+        self.duration.observe(seconds);
+        self.busy.inc_by(seconds);
+        self.jobs.inc();
+    }
 }
 
 type Spawner = Box<dyn Fn(CancellationToken) -> JoinHandle<()> + Send + Sync>;
@@ -73,7 +101,7 @@ impl Pool {
         input: Receiver<W::In>,
         next: Next<W::Out>,
         size: usize,
-        duration: Histogram,
+        meter: Meter,
     ) -> Self {
         let busy = Arc::new(AtomicUsize::new(0));
         let queued = {
@@ -99,7 +127,7 @@ impl Pool {
                     next,
                     stop,
                     busy.clone(),
-                    duration.clone(),
+                    meter.clone(),
                 ))
             })
         };
@@ -191,7 +219,7 @@ async fn worker_loop<W: Work>(
     next: Next<W::Out>,
     stop: CancellationToken,
     busy: Arc<AtomicUsize>,
-    duration: Histogram,
+    meter: Meter,
 ) {
     loop {
         // Biased: a retiring worker takes no new job. Dropping `recv` before it
@@ -207,7 +235,7 @@ async fn worker_loop<W: Work>(
         busy.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let out = work.run(job).await;
-        duration.observe(started.elapsed().as_secs_f64());
+        meter.record(started.elapsed().as_secs_f64());
         busy.fetch_sub(1, Ordering::Relaxed);
         if let Next::Stage(tx) = &next
             && tx.send(out).await.is_err()
@@ -235,8 +263,12 @@ mod tests {
         }
     }
 
-    fn histogram() -> Histogram {
-        Histogram::new([0.001, 0.01])
+    fn meter() -> Meter {
+        Meter {
+            duration: Histogram::new([0.001, 0.01]),
+            busy: Default::default(),
+            jobs: Default::default(),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +281,7 @@ mod tests {
             in_rx,
             Next::Stage(out_tx),
             3,
-            histogram(),
+            meter(),
         ));
         let n = 5_000u64;
         let producer = tokio::spawn(async move {
@@ -292,7 +324,7 @@ mod tests {
             in_rx,
             Next::Stage(out_tx),
             1,
-            histogram(),
+            meter(),
         );
         for i in 0..4 {
             in_tx.send(i).await.expect("accepted");

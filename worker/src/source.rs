@@ -211,6 +211,7 @@ pub async fn run_source(
             .collect();
         if let Some(pacer) = pacer.as_mut() {
             let wait = pacer.delay(Instant::now(), messages.len());
+            metrics.intake_paced.inc_by(wait.as_secs_f64());
             tokio::select! {
                 biased;
                 // Stopping still hands these messages on, so they are committed.

@@ -19,6 +19,8 @@ pub use deployment::{CONFIG_HASH_ANNOTATION, deployment};
 
 /// The one field manager the operator applies with.
 pub const FIELD_MANAGER: &str = "pixelpipe-operator";
+/// The label naming a child's (and a worker pod's) pipeline.
+pub const PIPELINE_LABEL: &str = "pixelpipe.dev/pipeline";
 
 #[derive(Debug, Error)]
 pub enum ChildError {
@@ -45,7 +47,7 @@ pub fn labels(pp: &PixelPipeline) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".to_string(),
             FIELD_MANAGER.to_string(),
         ),
-        ("pixelpipe.dev/pipeline".to_string(), pp.name_any()),
+        (PIPELINE_LABEL.to_string(), pp.name_any()),
     ])
 }
 
@@ -285,10 +287,7 @@ mod tests {
                 ("PixelPipeline", "storefront", "0d5c-uid")
             );
             assert_eq!(owner.controller, Some(true));
-            assert_eq!(
-                m.labels.expect("labels")["pixelpipe.dev/pipeline"],
-                "storefront"
-            );
+            assert_eq!(m.labels.expect("labels")[PIPELINE_LABEL], "storefront");
         }
         let mut no_uid = sample();
         no_uid.metadata.uid = None;

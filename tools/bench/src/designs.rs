@@ -17,9 +17,9 @@ use async_channel::{Receiver, Sender};
 use pixelpipe_crds::{PipelineFile, Stage};
 use pixelpipe_worker::fatal::Fatal;
 use pixelpipe_worker::job::{Job, Outcome};
-use pixelpipe_worker::metrics::{Metrics, StageLabel};
+use pixelpipe_worker::metrics::Metrics;
 use pixelpipe_worker::offsets::OffsetTracker;
-use pixelpipe_worker::pool::{Next, Pool, Work};
+use pixelpipe_worker::pool::{Meter, Next, Pool, Work};
 use pixelpipe_worker::routing::PartnerSet;
 use pixelpipe_worker::settings::Settings;
 use pixelpipe_worker::sink::{AckShared, Produce};
@@ -114,12 +114,7 @@ pub async fn run(
             &partners,
         ),
     ));
-    let duration = |stage| {
-        metrics
-            .batch_duration
-            .get_or_create(&StageLabel { stage })
-            .clone()
-    };
+    let meter = |stage| Meter::of(&metrics, stage);
     let (first_tx, in_flight, _pools) = match design {
         Design::PassThrough => {
             let cap = settings.queue_capacity;
@@ -134,7 +129,7 @@ pub async fn run(
                     copy_rx,
                     Next::Stage(produce_tx),
                     settings.pools.parse,
-                    duration(Stage::Parse),
+                    meter(Stage::Parse),
                 ),
                 Pool::start(
                     Stage::Produce,
@@ -142,7 +137,7 @@ pub async fn run(
                     produce_rx,
                     Next::End,
                     settings.pools.produce,
-                    duration(Stage::Produce),
+                    meter(Stage::Produce),
                 ),
             ];
             let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));

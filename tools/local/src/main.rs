@@ -30,6 +30,10 @@ enum Cmd {
     Run {
         #[arg(long, default_value = "pixelpipe-system")]
         namespace: String,
+        /// Processes this node runs at most (the kubelet's `--max-pods`);
+        /// pods past it stay Pending.
+        #[arg(long)]
+        max_pods: Option<usize>,
     },
     /// The flash-sale story: manifests, a PixelPipeline, a 3x surge, the summary.
     Demo {
@@ -73,7 +77,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.work_dir)?;
     let work_dir = std::fs::canonicalize(&args.work_dir)?;
     match args.command {
-        Cmd::Run { namespace } => {
+        Cmd::Run {
+            namespace,
+            max_pods,
+        } => {
             let runner = Runner::new(
                 client,
                 runner::Config {
@@ -83,6 +90,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     kubeconfig,
                     extra_env: Vec::new(),
                     interval: Duration::from_millis(500),
+                    max_pods,
                 },
             );
             runner.run(stop).await?;

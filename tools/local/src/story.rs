@@ -70,11 +70,12 @@ pub struct Scenario {
 impl Scenario {
     /// The README's demo: about five minutes.
     ///
-    /// The numbers follow from the policy: a surge of 3x the steady rate must
-    /// exceed one replica (2,400 > 2,200 events/s), so replicas are added;
-    /// pools shrink only under half a replica's capacity with headroom
-    /// (1.25 x rate < 1,100), which steady traffic (800) meets with a margin
-    /// of about 10 % and the quiet evening (200) with room to spare.
+    /// The numbers follow from the policy, which spends the SLO's slack
+    /// before it adds replicas: one replica takes 1,200 events/s, so the 3x
+    /// surge (2,400/s) ages the backlog by half a second every second; the
+    /// oldest event would pass the target (half the 60 s SLO) about a minute
+    /// into the surge, so replicas are added then, not at its first second.
+    /// Steady traffic (800/s) and the quiet evening fit one replica.
     pub fn demo() -> Self {
         Self {
             name: "storefront".into(),
@@ -86,7 +87,7 @@ impl Scenario {
             rebalance_seconds: 4,
             partitions: 6,
             max_replicas: 6,
-            worker_capacity: 2_200.0,
+            worker_capacity: 1_200.0,
             steady_rate: 800.0,
             phases: vec![
                 phase("steady", 40.0, 1.0),
@@ -239,6 +240,7 @@ pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::R
                 worker_env("PIXELPIPE_COMMIT_INTERVAL_MS", 500.0),
             ],
             interval: Duration::from_millis(500),
+            max_pods: None,
         },
     );
     let pods = runner.view();
@@ -562,6 +564,7 @@ async fn drive(
         counts,
         chart,
         restarts: 0,
+        capacity_per_replica: sc.worker_capacity,
     })
 }
 

@@ -65,6 +65,8 @@ pub struct Report {
     pub chart: Option<PathBuf>,
     /// Worker or operator processes that exited on their own and were restarted.
     pub restarts: u32,
+    /// Events per second one replica takes (the scenario's intake limit).
+    pub capacity_per_replica: f64,
 }
 
 /// Peaks and final values of the run, for the summary and the test.
@@ -95,6 +97,24 @@ impl Report {
                 .unwrap_or(0),
             last_pools: last.pool_workers,
         }
+    }
+
+    /// Replicas times seconds over the run, from the status at each observation.
+    pub fn replica_seconds(&self) -> f64 {
+        self.points
+            .windows(2)
+            .map(|w| f64::from(w[0].replicas) * (w[1].t - w[0].t))
+            .sum()
+    }
+
+    /// The least any scaler could have spent: at each observation, the
+    /// fewest replicas (at least one) that carry the arrivals seen then.
+    pub fn floor(&self) -> f64 {
+        let c = self.capacity_per_replica.max(1.0);
+        self.points
+            .windows(2)
+            .map(|w| (w[0].arrivals / c).ceil().max(1.0) * (w[1].t - w[0].t))
+            .sum()
     }
 
     /// Every event where the spec says, nothing shared that must not be.
@@ -137,6 +157,13 @@ impl Report {
             s.first_pools,
             s.peak_pools,
             s.last_pools
+        );
+        let (spent, floor) = (self.replica_seconds(), self.floor());
+        let _ = writeln!(
+            out,
+            "  replica-seconds {spent:.0}, the floor {floor:.0} ({:.2}x): the fewest replicas that carry each observation's arrivals at {:.0} events/s per replica",
+            spent / floor.max(1.0),
+            self.capacity_per_replica
         );
         let _ = writeln!(out, "  scale actions (from the PixelPipeline's Events):");
         if self.scale.is_empty() {
@@ -226,7 +253,31 @@ mod tests {
             },
             chart: Some(PathBuf::from("x.png")),
             restarts: 0,
+            capacity_per_replica: 1_000.0,
         }
+    }
+
+    fn point(t: f64, arrivals: f64, replicas: i32) -> Point {
+        Point {
+            t,
+            arrivals,
+            replicas,
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn replica_seconds_and_the_floor_come_from_the_observations() {
+        let mut r = report();
+        r.points = vec![
+            point(0.0, 500.0, 1),
+            point(10.0, 2_500.0, 2),
+            point(20.0, 2_500.0, 3),
+            point(30.0, 0.0, 3),
+        ];
+        assert_eq!(r.replica_seconds(), 10.0 + 20.0 + 30.0);
+        assert_eq!(r.floor(), 10.0 + 30.0 + 30.0);
+        assert!(r.render().contains("replica-seconds 60, the floor 70"));
     }
 
     #[test]

@@ -78,9 +78,17 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
         shape.peak_replicas > shape.first_replicas && shape.last_replicas == shape.first_replicas,
         "{shape:?}"
     );
+    // The slack spent: replicas follow the arrivals closely.
+    println!(
+        "replica-seconds {:.0}, floor {:.0}",
+        report.replica_seconds(),
+        report.floor()
+    );
     assert!(
-        shape.peak_pools > shape.first_pools && shape.last_pools < shape.peak_pools,
-        "{shape:?}"
+        report.replica_seconds() <= 1.5 * report.floor(),
+        "replica-seconds {:.0} against a floor of {:.0}",
+        report.replica_seconds(),
+        report.floor()
     );
     let reasons: Vec<&str> = report.scale.iter().map(|e| e.reason.as_str()).collect();
     assert!(
@@ -107,6 +115,25 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
         table.contains("REPLICAS") && table.contains("Met"),
         "{table}"
     );
+    // Capacity measured from the workers' own evidence: each takes at most
+    // its intake limit, and says so.
+    let status = kubectl(&[
+        "get",
+        "pixelpipeline",
+        "-n",
+        ns,
+        &scenario.name,
+        "-o",
+        "jsonpath={.status.capacityPerReplica} {.status.bottleneck}",
+    ]);
+    let (capacity, bottleneck) = status.split_once(' ').expect("two fields");
+    let capacity: f64 = capacity.parse().expect("capacityPerReplica");
+    assert!(
+        (capacity - scenario.worker_capacity).abs() <= 0.15 * scenario.worker_capacity,
+        "measured {capacity}/s per replica, the intake limit is {}",
+        scenario.worker_capacity
+    );
+    assert_eq!(bottleneck, "intake");
     let described = kubectl(&["describe", "pixelpipeline", "-n", ns, &scenario.name]);
     for needle in ["ScaledUp", "ScaledDown", "replicas 1 ->", "Ready", "SLO"] {
         assert!(described.contains(needle), "no {needle:?} in:\n{described}");

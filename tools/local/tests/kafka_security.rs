@@ -259,6 +259,7 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
                 kubeconfig: kubeconfig.clone(),
                 extra_env: Vec::new(),
                 interval: Duration::from_secs(1),
+                max_pods: None,
             },
         )
         .run(stop.clone())

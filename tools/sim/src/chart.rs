@@ -273,7 +273,9 @@ pub fn draw_timeline(path: &Path, title: &str, slo: f64, points: &[Point]) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::{Profile, Scaler, World, simulate};
+    use crate::profile::Profile;
+    use crate::simulate::{Scaler, simulate};
+    use crate::world::World;
     use pixelpipe_policy::Tuning;
 
     #[test]
@@ -286,6 +288,8 @@ mod tests {
             pod_start: 60.0,
             rebalance: 15.0,
             slo: 300.0,
+            commit_delay: 0.0,
+            pathology: None,
         };
         let runs = vec![
             (

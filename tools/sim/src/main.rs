@@ -4,5 +4,5 @@ use clap::Parser;
 use pixelpipe_sim::cli::SimulateArgs;
 
 fn main() -> anyhow::Result<ExitCode> {
-    pixelpipe_sim::report::simulate(&SimulateArgs::parse())
+    pixelpipe_sim::report::run(&SimulateArgs::parse())
 }

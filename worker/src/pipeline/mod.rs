@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 pub use health::{Health, NotReady};
 pub use pools::{PoolResize, PoolStatus, Pools, SizeError, check_size};
 
+use crate::evidence::Reporter;
 use crate::fatal::Fatal;
-use crate::metrics::{Metrics, StageLabel};
+use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
-use crate::pool::{Next, Pool};
+use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
 use crate::source::{InputConsumer, SourceContext, commit_all, run_committer, run_source};
@@ -135,7 +136,14 @@ impl Worker {
         });
         let pools = Arc::new(pools);
         let stops = Stops::default();
-        let admin = spawn_admin(&settings, &pools, &metrics, &health, &stops)?;
+        let evidence = Arc::new(Reporter::new(
+            metrics.clone(),
+            pools.clone(),
+            tracker.clone(),
+            settings.max_in_flight_jobs,
+            settings.batching.max_events_per_second,
+        ));
+        let admin = spawn_admin(&settings, &pools, &metrics, &health, evidence, &stops)?;
         let follower = settings.follow.clone().map(|target| {
             tokio::spawn(crate::follow::run(
                 target,
@@ -287,12 +295,7 @@ fn start_pools(
 ) -> (Pools, async_channel::Sender<crate::job::Job>) {
     let channels = PerStage::from_fn(|_| async_channel::bounded(settings.queue_capacity));
     let parse_tx = channels.parse.0.clone();
-    let duration = |stage| {
-        metrics
-            .batch_duration
-            .get_or_create(&StageLabel { stage })
-            .clone()
-    };
+    let meter = |stage| Meter::of(metrics, stage);
     let size = |stage: Stage| settings.pools[stage];
     let pools = PerStage {
         parse: Pool::start(
@@ -303,7 +306,7 @@ fn start_pools(
             channels.parse.1,
             Next::Stage(channels.validate.0.clone()),
             size(Stage::Parse),
-            duration(Stage::Parse),
+            meter(Stage::Parse),
         ),
         validate: Pool::start(
             Stage::Validate,
@@ -311,7 +314,7 @@ fn start_pools(
             channels.validate.1,
             Next::Stage(channels.augment.0.clone()),
             size(Stage::Validate),
-            duration(Stage::Validate),
+            meter(Stage::Validate),
         ),
         augment: Pool::start(
             Stage::Augment,
@@ -319,7 +322,7 @@ fn start_pools(
             channels.augment.1,
             Next::Stage(channels.produce.0.clone()),
             size(Stage::Augment),
-            duration(Stage::Augment),
+            meter(Stage::Augment),
         ),
         produce: Pool::start(
             Stage::Produce,
@@ -327,7 +330,7 @@ fn start_pools(
             channels.produce.1,
             Next::End,
             size(Stage::Produce),
-            duration(Stage::Produce),
+            meter(Stage::Produce),
         ),
     };
     let pools = Pools {
@@ -342,6 +345,7 @@ fn spawn_admin(
     pools: &Arc<Pools>,
     metrics: &Arc<Metrics>,
     health: &Arc<Health>,
+    evidence: Arc<Reporter>,
     stops: &Stops,
 ) -> Result<Option<std::thread::JoinHandle<()>>, PipelineError> {
     let Some(addr) = settings.admin_addr else {
@@ -355,6 +359,7 @@ fn spawn_admin(
         pools: pools.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        evidence,
     };
     crate::admin::spawn(listener, state, stops.admin.clone())
         .map(Some)

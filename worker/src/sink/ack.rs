@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
@@ -90,6 +91,8 @@ impl AckShared {
 /// What a finished job adds to the metrics.
 #[derive(Debug, Default)]
 pub(super) struct Summary {
+    /// Input messages in the job.
+    events: u64,
     delivered: u64,
     dropped: [u64; 3],
     dead: Vec<(Stage, &'static str)>,
@@ -109,6 +112,9 @@ pub(super) struct JobAck {
     pub(super) retrying: AtomicBool,
     summary: Mutex<Summary>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// When the last output was sent: from then on the job only waits for
+    /// acknowledgements.
+    sealed: OnceLock<Instant>,
     pub(super) shared: Arc<AckShared>,
 }
 
@@ -128,12 +134,19 @@ impl JobAck {
             retrying: AtomicBool::new(false),
             summary: Mutex::new(summary),
             permit: Mutex::new(Some(permit)),
+            sealed: OnceLock::new(),
             shared,
         }
     }
 
     pub(super) fn expect_one(&self) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every output is sent: releases the hold taken at creation.
+    pub(super) fn seal(&self) {
+        let _ = self.sealed.set(Instant::now());
+        self.settle();
     }
 
     /// One output acknowledged (or, for the seal, all outputs sent).
@@ -162,6 +175,12 @@ impl JobAck {
             shared.tracker.complete(self.job, &self.claims);
             self.count();
         }
+        if let Some(sealed) = self.sealed.get() {
+            shared
+                .metrics
+                .acknowledgement_wait
+                .inc_by(sealed.elapsed().as_secs_f64());
+        }
         shared.metrics.jobs_in_flight.dec();
         // Frees the job's in-flight slot: the source may read another batch.
         drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
@@ -173,6 +192,7 @@ impl JobAck {
         let s = std::mem::take(&mut *self.summary.lock().unwrap_or_else(|e| e.into_inner()));
         {
             let m = &shared.metrics;
+            m.events_completed.inc_by(s.events);
             m.events_delivered.inc_by(s.delivered);
             for (counter, n) in shared.dropped.iter().zip(s.dropped) {
                 counter.inc_by(n);
@@ -195,6 +215,7 @@ impl JobAck {
 
 pub(super) fn summarize(outcomes: &[Outcome], partners: usize) -> Summary {
     let mut s = Summary {
+        events: outcomes.len() as u64,
         per_partner: vec![0; partners],
         ..Summary::default()
     };

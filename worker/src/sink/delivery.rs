@@ -107,7 +107,7 @@ impl Output {
         });
         runtime.spawn(async move {
             tokio::time::sleep(wait).await;
-            enqueue(&producer, record.as_base(output)).await;
+            let _ = enqueue(&producer, record.as_base(output)).await;
         });
     }
 }
@@ -150,26 +150,28 @@ impl OwnedRecord {
 }
 
 /// Hands one record to librdkafka without waiting for its delivery. Waits only
-/// while the producer's queue is full, which is backpressure; any other error
-/// is a refusal, handled like a failed delivery.
+/// while the producer's queue is full, which is backpressure, and returns how
+/// long; any other error is a refusal, handled like a failed delivery.
 pub(super) async fn enqueue(
     producer: &OutputProducer,
     mut record: BaseRecord<'_, [u8], [u8], Box<Output>>,
-) {
+) -> Duration {
     let started = Instant::now();
+    let mut waited = Duration::ZERO;
     loop {
         match producer.send(record) {
-            Ok(()) => return,
+            Ok(()) => return waited,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                 if started.elapsed() < QUEUE_FULL_PATIENCE =>
             {
                 record = back;
                 tokio::time::sleep(Duration::from_millis(2)).await;
+                waited = started.elapsed();
             }
             Err((err, back)) => {
                 let owned = OwnedRecord::from_record(&back);
                 back.delivery_opaque.refused(&err, owned);
-                return;
+                return waited;
             }
         }
     }

@@ -17,10 +17,16 @@
 //!   so every pod listens on its container port as on a cluster, and
 //!   `0.0.0.0:PORT` in its flags means that address;
 //! - a CPU limit: nothing comparable on a shared machine, so the caller may
-//!   add env per binary (the demo sets an intake limit).
+//!   add env per binary (the demo sets an intake limit);
+//! - a Pod object ([`objects`]): labels, owner, node, IP and Ready condition,
+//!   so pod discovery through the API works as on a cluster; with a node
+//!   capacity (`max_pods`, the kubelet's `--max-pods`), pods past it stay
+//!   Pending and unschedulable.
 
+mod objects;
 mod plan;
 mod pod;
+mod scale;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -43,9 +49,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use objects::{Objects, Phase, pod_object};
 use plan::Backoff;
 pub use plan::{Plan, plan};
 use pod::{PodView, kubeconfig_with_token_file, write_private};
+use scale::Deploy;
 
 /// A binary the runner can stand in a container for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +102,9 @@ pub struct Config {
     /// Extra environment per binary name.
     pub extra_env: Vec<(String, String, String)>,
     pub interval: Duration,
+    /// Processes the node runs at most (the kubelet's `--max-pods`); pods
+    /// past it stay Pending. `None`: as many as the Deployments ask for.
+    pub max_pods: Option<usize>,
 }
 
 /// One running process, as others may want to see it.
@@ -115,7 +126,16 @@ struct Pod {
     /// The container port the readiness probe is sent to.
     probe_port: u16,
     ready: bool,
+    /// The Ready condition last written to its Pod object.
+    reported_ready: Option<bool>,
     started: Instant,
+}
+
+/// A pod the node had no room for: an object, no process.
+#[derive(Debug, Clone)]
+struct Pending {
+    name: String,
+    template_hash: String,
 }
 
 /// Status fields the runner reports, to patch only on change.
@@ -142,6 +162,8 @@ pub struct Runner {
     /// Pod IPs in use.
     ips: HashSet<Ipv4Addr>,
     http: Http,
+    objects: Objects,
+    pending: HashMap<String, Vec<Pending>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -155,7 +177,10 @@ impl std::fmt::Debug for Runner {
 
 impl Runner {
     pub fn new(client: Client, config: Config) -> Self {
+        let objects = Objects::new(Api::namespaced(client.clone(), &config.namespace));
         Self {
+            objects,
+            pending: HashMap::new(),
             client,
             config,
             pods: HashMap::new(),
@@ -180,6 +205,10 @@ impl Runner {
     /// after the pod's grace period) and waits for them.
     pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<u32> {
         std::fs::create_dir_all(self.config.work_dir.join("logs"))?;
+        // Pod objects of an earlier run that ended without cleaning up.
+        if let Err(e) = self.objects.sweep(&HashSet::new()).await {
+            tracing::warn!(error = format!("{e:#}"), "cannot list earlier pods");
+        }
         let mut tick = tokio::time::interval(self.config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -199,8 +228,16 @@ impl Runner {
         }
         for (_, pods) in self.pods.drain() {
             for pod in pods {
-                stop_pod(&mut self.stopping, pod, Duration::from_secs(30));
+                stop_pod(
+                    &mut self.stopping,
+                    &self.objects,
+                    pod,
+                    Duration::from_secs(30),
+                );
             }
+        }
+        for p in self.pending.drain().flat_map(|(_, ps)| ps) {
+            self.objects.remove(&p.name).await;
         }
         while self.stopping.join_next().await.is_some() {}
         Ok(self.restarts)
@@ -236,40 +273,31 @@ impl Runner {
             }
             let want = declared.min(MAX_PODS_PER_DEPLOYMENT);
             let hash = template_hash(template)?;
-            self.reap(&name);
-            let hashes: Vec<String> = self.pods.get(&name).map_or_else(Vec::new, |ps| {
-                ps.iter().map(|p| p.template_hash.clone()).collect()
-            });
-            let refs: Vec<&str> = hashes.iter().map(String::as_str).collect();
-            let plan = plan(want, &hash, &refs);
+            self.reap(&name).await;
             let grace = Duration::from_secs(
                 pod_spec
                     .termination_grace_period_seconds
                     .unwrap_or(30)
                     .clamp(0, 300) as u64,
             );
-            if !plan.stop.is_empty() {
-                let pods = self.pods.entry(name.clone()).or_default();
-                let mut stop = plan.stop.clone();
-                stop.sort_unstable_by(|a, b| b.cmp(a));
-                for i in stop {
-                    let pod = pods.remove(i);
-                    tracing::info!(deployment = %name, pod = %pod.name, "stopping pod");
-                    stop_pod(&mut self.stopping, pod, grace);
-                }
-            }
+            let pending = self.keep_pending(&name, &hash, want).await;
+            let plan = self.plan_running(&name, &hash, want - pending);
+            self.stop_planned(&name, &plan.stop, grace);
             let waiting = self
                 .backoff
                 .get(&name)
                 .is_some_and(|b| b.waiting(Instant::now()));
             if !waiting {
+                let deploy = Deploy {
+                    deployment: &d,
+                    hash: &hash,
+                    binary,
+                    template,
+                    container,
+                };
+                self.promote_pending(&deploy).await?;
                 for _ in 0..plan.start {
-                    let pod = self
-                        .start_pod(&name, &hash, binary, pod_spec, container)
-                        .await
-                        .with_context(|| format!("starting a pod of {name}"))?;
-                    tracing::info!(deployment = %name, pod = %pod.name, pid = pod.child.id(), "started pod");
-                    self.pods.entry(name.clone()).or_default().push(pod);
+                    self.add_pod(&deploy).await?;
                 }
             }
             self.probe(&name, container).await;
@@ -284,7 +312,15 @@ impl Runner {
             .collect();
         for name in gone {
             for pod in self.pods.remove(&name).unwrap_or_default() {
-                stop_pod(&mut self.stopping, pod, Duration::from_secs(30));
+                stop_pod(
+                    &mut self.stopping,
+                    &self.objects,
+                    pod,
+                    Duration::from_secs(30),
+                );
+            }
+            for p in self.pending.remove(&name).unwrap_or_default() {
+                self.objects.remove(&p.name).await;
             }
         }
         self.publish();
@@ -292,7 +328,7 @@ impl Runner {
     }
 
     /// Forgets pods whose process exited on its own; the next plan replaces them.
-    fn reap(&mut self, deployment: &str) {
+    async fn reap(&mut self, deployment: &str) {
         let Some(pods) = self.pods.get_mut(deployment) else {
             return;
         };
@@ -302,6 +338,7 @@ impl Runner {
             if let Ok(Some(status)) = pods[i].child.try_wait() {
                 let pod = pods.remove(i);
                 self.ips.remove(&pod.ip);
+                self.objects.remove(&pod.name).await;
                 tracing::warn!(deployment, pod = %pod.name, %status, "pod exited; restarting it");
                 self.restarts += 1;
                 self.backoff
@@ -314,15 +351,13 @@ impl Runner {
         }
     }
 
-    async fn start_pod(
-        &mut self,
-        deployment: &str,
-        hash: &str,
-        binary: Binary,
-        spec: &PodSpec,
-        container: &Container,
-    ) -> anyhow::Result<Pod> {
-        let name = format!("{deployment}-{}-{}", &hash[..10], suffix());
+    async fn start_pod(&mut self, d: &Deploy<'_>, name: String) -> anyhow::Result<Pod> {
+        let (binary, container) = (d.binary, d.container);
+        let spec = d
+            .template
+            .spec
+            .as_ref()
+            .context("the template has no pod spec")?;
         let dir = self.config.work_dir.join("pods").join(&name);
         std::fs::create_dir_all(&dir)?;
         let view = PodView {
@@ -349,21 +384,31 @@ impl Runner {
             }
         }
         let args = view.arguments(container, &env);
-        let child = self.spawn(binary, &name, &dir, &args, env);
+        let object = pod_object(&name, d.deployment, d.template);
+        let running = Phase::Running {
+            ip: view.ip,
+            ready: false,
+        };
+        let child = match self.objects.create(&object, running).await {
+            Ok(()) => self.spawn(binary, &name, &dir, &args, env),
+            Err(e) => Err(e),
+        };
         let child = match child {
             Ok(c) => c,
             Err(e) => {
                 self.ips.remove(&view.ip);
+                self.objects.remove(&name).await;
                 return Err(e);
             }
         };
         Ok(Pod {
             name,
-            template_hash: hash.to_string(),
+            template_hash: d.hash.to_string(),
             child,
             ip: view.ip,
             probe_port,
             ready: false,
+            reported_ready: Some(false),
             started: Instant::now(),
         })
     }
@@ -512,6 +557,18 @@ impl Runner {
                 }
                 None => true,
             };
+            if pod.reported_ready != Some(pod.ready) {
+                let phase = Phase::Running {
+                    ip: pod.ip,
+                    ready: pod.ready,
+                };
+                match self.objects.set(&pod.name, phase).await {
+                    Ok(()) => pod.reported_ready = Some(pod.ready),
+                    Err(e) => {
+                        tracing::warn!(pod = %pod.name, error = format!("{e:#}"), "cannot report readiness")
+                    }
+                }
+            }
         }
     }
 
@@ -567,9 +624,12 @@ impl Runner {
     }
 }
 
-/// SIGTERM now, SIGKILL after `grace`, in the background.
-fn stop_pod(set: &mut JoinSet<Ipv4Addr>, mut pod: Pod, grace: Duration) {
+/// SIGTERM now, SIGKILL after `grace`, in the background; the Pod object
+/// shows it terminating meanwhile and goes when the process has.
+fn stop_pod(set: &mut JoinSet<Ipv4Addr>, objects: &Objects, mut pod: Pod, grace: Duration) {
+    let objects = objects.clone();
     set.spawn(async move {
+        objects.terminating(&pod.name).await;
         if let Some(pid) = pod.child.id() {
             let _ = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -580,6 +640,7 @@ fn stop_pod(set: &mut JoinSet<Ipv4Addr>, mut pod: Pod, grace: Duration) {
             tracing::warn!(pod = %pod.name, "grace period over; killing");
             let _ = pod.child.kill().await;
         }
+        objects.remove(&pod.name).await;
         pod.ip
     });
 }

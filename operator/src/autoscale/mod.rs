@@ -1,0 +1,246 @@
+//! Autoscaling inside the reconcile: each pipeline's memory kept between
+//! reconciles ([`state`]), the observation built from Kafka, the worker pods
+//! and their evidence ([`observe`]), and the policy's decision turned into
+//! sizes, a status report and Events ([`decide`]).
+
+mod decide;
+mod observe;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
+use pixelpipe_policy::Tuning;
+use pixelpipe_runtime::http::Http;
+use pixelpipe_runtime::{KafkaSettings, Security};
+
+pub use decide::{Seen, Step};
+
+use crate::arrivals::ArrivalBook;
+use crate::observer::{Observer, Snapshot};
+use crate::pods::WorkerPod;
+use crate::scrape::scrape;
+use state::{Source, State};
+
+/// Pipelines whose autoscaling state is kept at most; beyond it the least
+/// recently seen are dropped (their observer reconnects when next seen).
+const MAX_PIPELINES: usize = 1024;
+/// An entry not reconciled for this long belongs to a deleted pipeline.
+const FORGET_AFTER: Duration = Duration::from_secs(900);
+
+type Key = (String, String);
+
+#[derive(Debug)]
+struct Slot {
+    since: Instant,
+    last_seen: Instant,
+    state: Arc<tokio::sync::Mutex<State>>,
+}
+
+/// All pipelines' autoscaling state.
+#[derive(Debug, Default)]
+pub struct Autoscalers {
+    /// Held only to find a pipeline's slot; each pipeline's own lock is held
+    /// through its observation, so a slow broker delays only its pipelines.
+    states: std::sync::Mutex<HashMap<Key, Slot>>,
+    http: Http,
+    arrivals: Arc<ArrivalBook>,
+}
+
+pub fn tuning(pp: &PixelPipeline) -> Tuning {
+    let a = &pp.spec.autoscaling;
+    Tuning {
+        interval: f64::from(a.observation_interval_seconds.max(1)),
+        scale_down_window: f64::from(a.scale_down_stabilization_seconds.max(0)),
+        pod_start: f64::from(a.pod_start_seconds.max(0)),
+        rebalance: f64::from(a.rebalance_seconds.max(0)),
+        stuck_after: f64::from(a.stuck_after_seconds.max(1)),
+        ..Tuning::default()
+    }
+}
+
+fn key_of(pp: &PixelPipeline) -> Key {
+    (
+        pp.metadata.namespace.clone().unwrap_or_default(),
+        pp.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn source_of(pp: &PixelPipeline) -> Source {
+    let k = &pp.spec.kafka;
+    (
+        k.bootstrap_servers.clone(),
+        k.input_topic.clone(),
+        pp.consumer_group(),
+    )
+}
+
+impl Autoscalers {
+    /// Autoscalers that record each pipeline's arrivals in `arrivals`.
+    pub fn new(arrivals: Arc<ArrivalBook>) -> Self {
+        Self {
+            arrivals,
+            ..Self::default()
+        }
+    }
+
+    /// Drops the memory (and closes the lag observer) of every pipeline for
+    /// which `exists` says no, among those known before `listed_at` (one
+    /// created since may be missing from the list); returns the keys dropped.
+    pub fn forget_missing(&self, exists: impl Fn(&Key) -> bool, listed_at: Instant) -> Vec<Key> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<_> = states
+            .iter()
+            .filter(|(k, s)| s.since < listed_at && !exists(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            states.remove(k);
+            self.arrivals.forget(k);
+        }
+        gone
+    }
+
+    /// Pipelines with autoscaling memory.
+    pub fn observing(&self) -> usize {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The pipeline's memory, created on first sight; `None` (and forgotten)
+    /// when autoscaling is Disabled.
+    fn slot(&self, pp: &PixelPipeline, now: Instant) -> Option<Arc<tokio::sync::Mutex<State>>> {
+        let key = key_of(pp);
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.retain(|_, s| now.duration_since(s.last_seen) < FORGET_AFTER);
+        if pp.spec.autoscaling.mode == AutoscalingMode::Disabled {
+            states.remove(&key);
+            return None;
+        }
+        if states.len() >= MAX_PIPELINES && !states.contains_key(&key) {
+            let oldest = states
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                states.remove(&k);
+            }
+        }
+        let slot = states.entry(key).or_insert_with(|| Slot {
+            since: now,
+            last_seen: now,
+            state: Arc::new(tokio::sync::Mutex::new(State::fresh(source_of(pp), now))),
+        });
+        slot.last_seen = now;
+        Some(slot.state.clone())
+    }
+
+    /// Observes (if an interval has passed) and decides. `None` when
+    /// autoscaling is Disabled. `pods` are the pipeline's worker pods, whose
+    /// evidence is read; `security` reads the pipeline's Kafka credentials
+    /// and their fingerprint, or says why it cannot (then nothing is
+    /// observed or decided); it runs only when an observation is due.
+    pub async fn step(
+        &self,
+        pp: &PixelPipeline,
+        epoch: Instant,
+        pods: &[WorkerPod],
+        security: impl Future<Output = Result<(Security, String), String>>,
+    ) -> Option<Step> {
+        let now = Instant::now();
+        let slot = self.slot(pp, now)?;
+        let mut guard = slot.lock().await;
+        let state = &mut *guard;
+        let source = source_of(pp);
+        if state.source != source {
+            *state = State::fresh(source, now);
+        }
+        let tuning = tuning(pp);
+        if now < state.next_observation {
+            // Between observations: report the last one, decide nothing.
+            let run = decide::running(pp, state);
+            return Some(Step {
+                seen: state.history.latest().map(Seen::of),
+                run: (pp.spec.autoscaling.mode == AutoscalingMode::Enabled).then_some(run),
+                ..Step::default()
+            });
+        }
+        state.next_observation = now + Duration::from_secs_f64(tuning.interval);
+        let (snapshot, reports) =
+            tokio::join!(observe(pp, state, security), scrape(&self.http, pods));
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(reason) => {
+                return Some(Step {
+                    kafka_error: Some(reason),
+                    ..Step::default()
+                });
+            }
+        };
+        let at_ms = snapshot.at_ms;
+        let clock = now.duration_since(epoch).as_secs_f64();
+        let step = decide::decide(pp, state, snapshot, &reports, pods, &tuning, clock);
+        if let Some((arrivals, _)) = step.seen.and_then(|s| s.rates) {
+            self.arrivals.record(&key_of(pp), at_ms, arrivals);
+        }
+        Some(step)
+    }
+}
+
+/// Reads the credentials, (re)builds the observer if anything changed, and
+/// takes a snapshot; `Err` says in words why Kafka could not be read.
+async fn observe(
+    pp: &PixelPipeline,
+    state: &mut State,
+    security: impl Future<Output = Result<(Security, String), String>>,
+) -> Result<Snapshot, String> {
+    let (security, credentials) = security.await?;
+    if state.credentials != credentials {
+        let next = state.next_observation;
+        *state = State::fresh(source_of(pp), Instant::now());
+        state.next_observation = next;
+        state.credentials = credentials;
+    }
+    let observer = match &state.observer {
+        Some(o) => o.clone(),
+        None => {
+            let o = Arc::new(connect(pp, security)?);
+            state.observer = Some(o.clone());
+            o
+        }
+    };
+    let brokers = &pp.spec.kafka.bootstrap_servers;
+    match tokio::task::spawn_blocking(move || observer.snapshot()).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            // The condition's message stays the same while the cause does,
+            // so a retry that fails alike writes nothing; the detail is logged.
+            tracing::warn!(pipeline = %key_text(pp), error = %e, "cannot read lag from Kafka");
+            Err(format!("cannot read lag from Kafka at {brokers}"))
+        }
+        Err(e) => Err(format!("the lag observer failed: {e}")),
+    }
+}
+
+fn connect(pp: &PixelPipeline, security: Security) -> Result<Observer, String> {
+    let k = &pp.spec.kafka;
+    let kafka = KafkaSettings {
+        bootstrap_servers: k.bootstrap_servers.clone(),
+        options: k
+            .options
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect(),
+        security,
+    };
+    Observer::new(&kafka, &k.input_topic, &pp.consumer_group()).map_err(|e| {
+        tracing::warn!(pipeline = %key_text(pp), error = %e, "cannot create a Kafka client");
+        format!("cannot create a Kafka client for {}", k.bootstrap_servers)
+    })
+}
+
+fn key_text(pp: &PixelPipeline) -> String {
+    let (namespace, name) = key_of(pp);
+    format!("{namespace}/{name}")
+}

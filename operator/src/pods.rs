@@ -1,0 +1,141 @@
+//! The worker pods of each pipeline, found through the API: a reflector on
+//! the Pods of the operator's Deployments, read at each observation. The
+//! same on a cluster and under the local runner, which gives every pod its
+//! own loopback address as its pod IP.
+
+use std::future::Future;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::children::{FIELD_MANAGER, PIPELINE_LABEL};
+
+/// One worker pod, as autoscaling sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerPod {
+    pub name: String,
+    pub ip: Option<String>,
+    /// Its Ready condition is True.
+    pub ready: bool,
+    /// Seconds since it was created.
+    pub age: f64,
+    /// Being deleted: neither capacity nor a pod that failed to start.
+    pub terminating: bool,
+}
+
+impl WorkerPod {
+    pub fn of(pod: &Pod, now: Timestamp) -> Self {
+        let status = pod.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let age = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0.0, |t| (now - t.0).get_seconds() as f64);
+        Self {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            ip: status.and_then(|s| s.pod_ip.clone()),
+            ready,
+            age: age.max(0.0),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
+/// Every worker pod the operator's Deployments run, kept current by a watch.
+#[derive(Clone)]
+pub struct WorkerPods {
+    store: Store<Pod>,
+}
+
+impl std::fmt::Debug for WorkerPods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPods")
+            .field("pods", &self.store.state().len())
+            .finish()
+    }
+}
+
+/// The pods' store, and the watch that fills it (run it until shutdown).
+pub fn watch(api: Api<Pod>) -> (WorkerPods, impl Future<Output = ()>) {
+    let (reader, writer) = reflector::store();
+    let config =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    let run = async move {
+        stream
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "watching worker pods");
+                }
+            })
+            .await;
+    };
+    (WorkerPods { store: reader }, run)
+}
+
+impl WorkerPods {
+    /// The pipeline's pods, by name.
+    pub fn of(&self, namespace: &str, pipeline: &str) -> Vec<WorkerPod> {
+        let now = Timestamp::now();
+        let mut pods: Vec<WorkerPod> = self
+            .store
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(PIPELINE_LABEL))
+                    .is_some_and(|v| v == pipeline)
+            })
+            .map(|p| WorkerPod::of(p, now))
+            .collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn a_pod_is_ready_by_its_condition_and_aged_from_its_creation() {
+        let created = Timestamp::from_second(1_000).expect("time");
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("w-1".into());
+        pod.metadata.creation_timestamp = Some(Time(created));
+        pod.status = Some(PodStatus {
+            pod_ip: Some("127.0.1.3".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        });
+        let now = Timestamp::from_second(1_042).expect("time");
+        let w = WorkerPod::of(&pod, now);
+        assert_eq!(
+            (w.ready, w.age, w.ip.as_deref(), w.terminating),
+            (true, 42.0, Some("127.0.1.3"), false)
+        );
+        pod.status = None;
+        assert!(!WorkerPod::of(&pod, now).ready, "no status, not ready");
+    }
+}

@@ -1,0 +1,129 @@
+//! The worker's report about itself for the autoscaler (`GET /evidence`):
+//! counters since start, read from the metrics, the pools and the offset
+//! tracker, plus the CPU the process used and the cores it may use.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pixelpipe_crds::evidence::{MAX_REPORTED_PARTITIONS, StageEvidence, WorkerEvidence};
+
+use crate::metrics::{Metrics, StageLabel};
+use crate::offsets::OffsetTracker;
+use crate::pipeline::Pools;
+
+/// Builds [`WorkerEvidence`] on request.
+#[derive(Debug)]
+pub struct Reporter {
+    started: Instant,
+    cores: f64,
+    max_in_flight_jobs: u64,
+    intake_limit: Option<f64>,
+    metrics: Arc<Metrics>,
+    pools: Arc<Pools>,
+    tracker: Arc<OffsetTracker>,
+}
+
+impl Reporter {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        pools: Arc<Pools>,
+        tracker: Arc<OffsetTracker>,
+        max_in_flight_jobs: usize,
+        intake_limit: Option<f64>,
+    ) -> Self {
+        Self {
+            started: Instant::now(),
+            cores: cores(),
+            max_in_flight_jobs: max_in_flight_jobs as u64,
+            intake_limit,
+            metrics,
+            pools,
+            tracker,
+        }
+    }
+
+    pub fn report(&self) -> WorkerEvidence {
+        let m = &self.metrics;
+        let sizes = self.pools.sizes();
+        WorkerEvidence {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            cores: self.cores,
+            cpu_seconds: cpu_seconds().unwrap_or(0.0),
+            events_completed: m.events_completed.get(),
+            stages: sizes.map(|stage, workers| {
+                let label = StageLabel { stage };
+                StageEvidence {
+                    workers: u32::try_from(workers).unwrap_or(u32::MAX),
+                    busy_seconds: m.stage_busy.get_or_create(&label).get(),
+                    jobs: m.stage_jobs.get_or_create(&label).get(),
+                }
+            }),
+            intake_limit: self.intake_limit,
+            paced_seconds: m.intake_paced.get(),
+            acknowledgement_wait_seconds: m.acknowledgement_wait.get(),
+            queue_full_seconds: m.producer_queue_full.get(),
+            max_in_flight_jobs: self.max_in_flight_jobs,
+            jobs_in_flight: u64::try_from(m.jobs_in_flight.get()).unwrap_or(0),
+            partitions: self.tracker.progress(MAX_REPORTED_PARTITIONS),
+        }
+    }
+}
+
+/// Linux reports process times in clock ticks of `USER_HZ`, which its ABI
+/// fixes at 100 per second.
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user and system) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_seconds(&stat)
+}
+
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces; the
+    // fields after it start with the state (field 3). utime and stime are 14, 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// The cores this process may use: its cgroup v2 CPU limit if it has one,
+/// else the CPUs it may run on.
+fn cores() -> f64 {
+    let machine = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
+        .ok()
+        .and_then(|s| parse_cpu_max(&s))
+        .map_or(machine, |limit| limit.min(machine))
+}
+
+/// `"200000 100000"` -> 2.0; `"max 100000"` (no limit) -> `None`.
+fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut it = text.split_whitespace();
+    let quota: f64 = it.next()?.parse().ok()?;
+    let period: f64 = it.next()?.parse().ok()?;
+    (period > 0.0).then(|| quota / period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (pixel pipe) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 30 0 0 20 0 9 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(2.8));
+        assert_eq!(parse_cpu_seconds("garbage"), None);
+        assert!(cpu_seconds().is_some_and(|s| s >= 0.0), "this process");
+    }
+
+    #[test]
+    fn a_cgroup_limit_is_cores_and_max_is_none() {
+        assert_eq!(parse_cpu_max("200000 100000\n"), Some(2.0));
+        assert_eq!(parse_cpu_max("50000 100000"), Some(0.5));
+        assert_eq!(parse_cpu_max("max 100000"), None);
+        assert!(cores() > 0.0);
+    }
+}
