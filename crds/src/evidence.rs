@@ -25,6 +25,9 @@ pub struct WorkerEvidence {
     pub cores: f64,
     /// CPU seconds the process has used, every thread.
     pub cpu_seconds: f64,
+    /// Input events read.
+    #[serde(default)]
+    pub events_read: u64,
     /// Input events whose job finished: every output acknowledged.
     pub events_completed: u64,
     /// Each stage's pool.

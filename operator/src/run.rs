@@ -96,21 +96,11 @@ async fn lead(
         ready,
         arrivals,
     } = shared;
-    // Ready once the API server answers, leader or not.
-    loop {
-        match client.apiserver_version().await {
-            Ok(v) => {
-                tracing::info!(server = %v.git_version, %identity, "connected to the API server");
-                ready.store(true, Ordering::Relaxed);
-                break;
-            }
-            Err(e) => tracing::warn!(error = %e, "the API server does not answer yet"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return Ok(ExitCode::SUCCESS),
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
+    if !answered(&client, &identity, stop).await {
+        return Ok(ExitCode::SUCCESS);
     }
+    // Ready once the API server answers, leader or not.
+    ready.store(true, Ordering::Relaxed);
 
     let elector = Elector {
         api: Api::<Lease>::namespaced(client.clone(), &args.lease_namespace),
@@ -163,6 +153,23 @@ async fn lead(
             return Ok(ExitCode::SUCCESS);
         }
         tracing::error!("lost leadership; stopped reconciling, campaigning again");
+    }
+}
+
+/// Waits until the API server answers; `false` if stopped first.
+async fn answered(client: &Client, identity: &str, stop: &CancellationToken) -> bool {
+    loop {
+        match client.apiserver_version().await {
+            Ok(v) => {
+                tracing::info!(server = %v.git_version, %identity, "connected to the API server");
+                return true;
+            }
+            Err(e) => tracing::warn!(error = %e, "the API server does not answer yet"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }
 

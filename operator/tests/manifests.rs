@@ -200,4 +200,14 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         &["patch", "pixelpipelines/storefront", "-n", NS]
     ));
     assert!(!can_i(WORKER, &["get", "secrets", "-n", NS]));
+    // The sample goes (its children by owner references): later tests run
+    // their own pipelines in this namespace.
+    ok(&[
+        "delete",
+        "pixelpipeline",
+        "storefront",
+        "-n",
+        NS,
+        "--ignore-not-found",
+    ]);
 }

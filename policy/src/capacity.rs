@@ -1,12 +1,18 @@
 //! Capacity per replica, measured: the Ready pods' true processing rate
-//! (events per second divided by how busy their bottleneck was), smoothed so
-//! one noisy interval does not move it far, and followed continuously, not
-//! only while the pipeline is behind.
+//! (events per second divided by how busy their bottleneck was), followed
+//! continuously, not only while the pipeline is behind, and smoothed so one
+//! noisy interval does not move it far. Except for delivery: the CPU a pod
+//! has does not change from one minute to the next, but a partner topic or
+//! the brokers can slow down at any moment, and pods saturated waiting on
+//! them show their capacity directly; that is followed within an interval
+//! or two.
 
-use crate::observation::Evidence;
+use crate::observation::{Bottleneck, Evidence};
 
 /// Seconds over which a change in capacity is followed (exponential).
 const TIME_CONSTANT: f64 = 60.0;
+/// The least fraction of it for pods saturated on delivery.
+const SATURATED: f64 = 0.1;
 
 /// The estimate and when it was last fed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -23,14 +29,18 @@ impl Capacity {
 
     /// Feeds one observation's evidence, if it says anything.
     pub fn observe(&mut self, now: f64, evidence: Option<&Evidence>) {
-        let Some(sample) = evidence.and_then(Evidence::true_rate) else {
+        let Some((e, sample)) = evidence.and_then(|e| Some((e, e.true_rate()?))) else {
             return;
         };
         self.estimate = Some(match self.estimate {
             None => sample,
             Some(c) => {
                 let dt = (now - self.at).max(0.0);
-                let weight = 1.0 - (-dt / TIME_CONSTANT).exp();
+                let tau = match e.bottleneck {
+                    Bottleneck::Delivery => TIME_CONSTANT * (1.0 - e.utilization).max(SATURATED),
+                    _ => TIME_CONSTANT,
+                };
+                let weight = 1.0 - (-dt / tau).exp();
                 c + weight * (sample - c)
             }
         });
@@ -45,11 +55,15 @@ mod tests {
     use pixelpipe_crds::PerStage;
 
     fn evidence(rate: f64, utilization: f64) -> Evidence {
+        on(Bottleneck::Cpu, rate, utilization)
+    }
+
+    fn on(bottleneck: Bottleneck, rate: f64, utilization: f64) -> Evidence {
         Evidence {
             pods: 2,
             events_per_second: rate,
             utilization,
-            bottleneck: Bottleneck::Cpu,
+            bottleneck,
             stages: PerStage::splat(StageLoad::default()),
             cores: 2.0,
         }
@@ -80,10 +94,12 @@ mod tests {
             after_a_minute < 3_500.0 && after_a_minute > 2_500.0,
             "{after_a_minute}"
         );
-        for _ in 0..30 {
+        // A partner slows down: pods saturated waiting on it show the new
+        // capacity, followed within two intervals.
+        for _ in 0..2 {
             t += 10.0;
-            c.observe(t, Some(&evidence(2_500.0, 1.0)));
+            c.observe(t, Some(&on(Bottleneck::Delivery, 500.0, 1.0)));
         }
-        assert!((c.per_replica().expect("known") - 2_500.0).abs() < 10.0);
+        assert!((c.per_replica().expect("known") - 500.0).abs() < 100.0);
     }
 }

@@ -17,11 +17,13 @@
 
 pub mod capacity;
 pub mod health;
+mod limit;
 mod observation;
 pub mod pools;
 pub mod reading;
 mod reason;
 pub mod replicas;
+mod scale;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -33,6 +35,7 @@ pub use observation::{Bottleneck, Evidence, Observation, PartitionView, Pods, St
 pub use reason::{Limit, Reason, Unhealthy, Why};
 pub use replicas::effective_replicas;
 
+use limit::{DeliveryCheck, Throughput};
 use replicas::{Demand, Setting};
 
 /// The bounds the spec sets.
@@ -124,16 +127,6 @@ const MAX_HISTORY: usize = 4096;
 /// Seconds of arrivals the slope is taken over.
 const SLOPE_WINDOW: f64 = 60.0;
 
-/// A scale-up made while the workers waited on acknowledgements, to be
-/// judged once it settled.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct DeliveryCheck {
-    at: f64,
-    from: i32,
-    to: i32,
-    throughput: f64,
-}
-
 /// What the policy remembers between observations.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -142,6 +135,7 @@ pub struct Policy {
     recommendations: VecDeque<(f64, i32)>,
     arrivals: VecDeque<(f64, f64)>,
     delivery_check: Option<DeliveryCheck>,
+    throughput: Throughput,
     delivery_cap: Option<(i32, f64)>,
     /// Partitions stuck, or recovering from it, left out of scaling.
     quarantined: BTreeSet<i32>,
@@ -163,6 +157,7 @@ impl Policy {
         tuning: &Tuning,
     ) -> Decision {
         self.capacity.observe(obs.now, obs.evidence.as_ref());
+        self.throughput.record(obs);
         let per_replica = self.capacity.per_replica();
         let target = tuning.target_fraction * limits.slo_seconds;
         let health = Health::classify(
@@ -176,13 +171,26 @@ impl Policy {
         let demand = self.demand(obs, &health, per_replica);
         let oldest_age = true_oldest_age(obs);
         let slo = slo_state(oldest_age, limits, tuning);
-        let (replicas, why, limit) = match per_replica {
-            Some(c) => self.replicas(obs, current, limits, tuning, &demand, c),
-            None => (
+        let limit = self.limit(obs, tuning);
+        let (replicas, why) = match per_replica {
+            Some(c) => {
+                let s = Setting {
+                    current: current.replicas,
+                    min: limits.min_replicas.max(1),
+                    ceiling: ceiling(obs, limits),
+                    partitions: partitions(obs),
+                    per_replica: c,
+                    target: tuning.target_fraction * limits.slo_seconds,
+                    slo: limits.slo_seconds,
+                };
+                self.replicas(obs, &s, tuning, &demand, limit.as_ref())
+            }
+            // Doubling only where more pods could start.
+            None if limit.is_none() => (
                 self.unmeasured(obs, current, limits, &demand),
                 fallback_why(obs, &demand),
-                None,
             ),
+            None => (current.replicas, Why::Learning),
         };
         let replicas = replicas.clamp(limits.min_replicas.max(1), ceiling(obs, limits));
         if replicas != current.replicas {
@@ -224,7 +232,20 @@ impl Policy {
             backlog: 0.0,
             age: 0.0,
         };
+        // Events read wait for acknowledgements too when delivery is the
+        // limit: then they are work still to do, not done.
+        let delivery = obs
+            .evidence
+            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
         for p in &obs.partitions {
+            let p = &if delivery {
+                PartitionView {
+                    in_flight: 0.0,
+                    ..*p
+                }
+            } else {
+                *p
+            };
             match health.state_of(p.partition) {
                 PartitionState::Stuck => {}
                 // Its arrivals take capacity; its backlog drains with the
@@ -264,237 +285,22 @@ impl Policy {
     fn replicas(
         &mut self,
         obs: &Observation,
-        current: Current,
-        limits: &Limits,
-        tuning: &Tuning,
-        demand: &Demand,
-        per_replica: f64,
-    ) -> (i32, Why, Option<Limit>) {
-        let s = Setting {
-            current: current.replicas,
-            min: limits.min_replicas.max(1),
-            ceiling: ceiling(obs, limits),
-            partitions: partitions(obs),
-            per_replica,
-            target: tuning.target_fraction * limits.slo_seconds,
-            slo: limits.slo_seconds,
-        };
-        let limit = self.limit(obs, tuning);
-        if stalled(obs) {
-            self.remember(obs.now, s.current, tuning);
-            return (s.current, Why::Stalled, limit);
-        }
-        if let Some(up) = replicas::scale_up(demand, &s, tuning) {
-            return self.up(obs, &s, tuning, demand, up, limit);
-        }
-        if let Some((n, why)) = self.trim(obs, &s, tuning, demand, limit.as_ref()) {
-            return (n, why, limit);
-        }
-        let (n, why) = self.down(obs, &s, tuning, demand);
-        (n, why, limit)
-    }
-
-    /// Replicas a limit says are of no use: those past a delivery cap, and
-    /// pods that do not become Ready beyond what the arrivals need.
-    fn trim(
-        &mut self,
-        obs: &Observation,
         s: &Setting,
         tuning: &Tuning,
         demand: &Demand,
         limit: Option<&Limit>,
-    ) -> Option<(i32, Why)> {
-        let limit = limit?;
-        // A pod started since is given its full start before it is judged.
-        if matches!(limit, Limit::NotReady { .. }) && starting(obs, tuning) {
-            return None;
-        }
-        let keep = keep(limit, s, tuning, demand);
-        if keep >= s.current {
-            return None;
-        }
-        self.remember(obs.now, keep, tuning);
-        let why = Why::Capped {
-            arrivals: demand.arrivals,
-            capacity: s.capacity(s.current),
-            limit: limit.clone(),
-        };
-        Some((keep.max(s.min), why))
-    }
-
-    /// Fewer replicas once a whole window recommended fewer; otherwise the
-    /// current count. Recommendations are recorded while a change settles
-    /// too, so one window after the last high one is enough.
-    fn down(
-        &mut self,
-        obs: &Observation,
-        s: &Setting,
-        tuning: &Tuning,
-        demand: &Demand,
     ) -> (i32, Why) {
-        let settling = self
-            .last_change
-            .is_some_and(|t| obs.now - t < tuning.settle());
-        let candidate = if calm(obs, demand, tuning, s.target) {
-            replicas::scale_down(demand, s, tuning)
-        } else {
-            s.current
-        };
-        self.remember(obs.now, candidate, tuning);
-        let stabilized = self
-            .recommendations
-            .iter()
-            .map(|&(_, n)| n)
-            .max()
-            .unwrap_or(candidate);
-        let capacity = s.capacity(s.current);
-        let why = if stabilized < s.current && !settling {
-            let why = Why::Down {
-                arrivals: demand.arrivals,
-                capacity: s.capacity(stabilized),
-                window: tuning.scale_down_window,
-            };
-            return (stabilized, why);
-        } else if capacity < demand.arrivals {
-            Why::Absorbing {
-                arrivals: demand.arrivals,
-                capacity,
-                target: s.target,
-            }
-        } else {
-            Why::Within {
-                arrivals: demand.arrivals,
-                capacity,
-            }
-        };
-        (s.current, why)
-    }
-
-    /// A scale-up to `up`, unless a limit says more replicas cannot help.
-    /// While the workers wait on acknowledgements, one step at a time (half
-    /// again the capacity), each judged by whether throughput followed.
-    fn up(
-        &mut self,
-        obs: &Observation,
-        s: &Setting,
-        tuning: &Tuning,
-        demand: &Demand,
-        up: i32,
-        limit: Option<Limit>,
-    ) -> (i32, Why, Option<Limit>) {
-        let capacity = s.capacity(s.current);
-        let cap = limit.as_ref().map(|l| match l {
-            // Every pod Ready again: one more, to see whether it starts.
-            Limit::NotReady { .. } if obs.pods.ready >= obs.pods.desired => s.current + 1,
-            // That one is still starting: wait for it.
-            Limit::NotReady { .. } if starting(obs, tuning) => s.current,
-            l => keep(l, s, tuning, demand),
-        });
-        if let (Some(cap), Some(l)) = (cap, &limit)
-            && up > cap
-        {
-            self.remember(obs.now, cap, tuning);
-            let why = Why::Capped {
-                arrivals: demand.arrivals,
-                capacity,
-                limit: l.clone(),
-            };
-            return (cap.max(s.min), why, limit);
+        if stalled(obs) {
+            self.remember(obs.now, s.current, tuning);
+            return (s.current, Why::Stalled);
         }
-        let mut up = up;
-        if let Some(e) = obs
-            .evidence
-            .filter(|e| e.bottleneck == Bottleneck::Delivery)
-        {
-            // The last step is not judged yet: wait for it.
-            if self.delivery_check.is_some() {
-                self.remember(obs.now, s.current, tuning);
-                let why = Why::Up {
-                    arrivals: demand.arrivals,
-                    capacity,
-                    backlog: demand.backlog,
-                    target: s.target,
-                };
-                return (s.current, why, limit);
-            }
-            let step = (s.current + 1..=s.ceiling).find(|&n| s.capacity(n) >= 1.5 * capacity);
-            up = up.min(step.unwrap_or(s.ceiling));
-            self.delivery_check = Some(DeliveryCheck {
-                at: obs.now,
-                from: s.current,
-                to: up,
-                throughput: e.events_per_second * e.pods as f64,
-            });
+        if let Some(up) = replicas::scale_up(demand, s, tuning) {
+            return self.up(obs, s, tuning, demand, up, limit);
         }
-        self.remember(obs.now, up, tuning);
-        let why = Why::Up {
-            arrivals: demand.arrivals,
-            capacity,
-            backlog: demand.backlog,
-            target: s.target,
-        };
-        (up, why, limit)
-    }
-
-    /// What, if anything, stops more replicas from helping: pods that do not
-    /// become Ready, or a scale-up that did not raise throughput while the
-    /// workers waited on acknowledgements.
-    fn limit(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
-        self.not_ready(obs, tuning)
-            .or_else(|| self.delivery(obs, tuning))
-    }
-
-    /// Pods not Ready well past their start, remembered until a pod started
-    /// since becomes Ready: replacing them would only start more that do not
-    /// become Ready either. Meanwhile scale-ups go one pod at a time.
-    fn not_ready(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
-        let p = obs.pods;
-        if p.ready < p.desired && !starting(obs, tuning) {
-            let limit = Limit::NotReady {
-                ready: p.ready,
-                desired: p.desired,
-                seconds: p.unready_for,
-            };
-            self.not_ready = Some((limit.clone(), p.ready));
-            return Some(limit);
+        if let Some(trimmed) = self.trim(obs, s, tuning, demand, limit) {
+            return trimmed;
         }
-        match &self.not_ready {
-            Some((limit, ready)) if p.ready <= *ready => Some(limit.clone()),
-            _ => {
-                self.not_ready = None;
-                None
-            }
-        }
-    }
-
-    /// A scale-up made while the workers waited on acknowledgements that did
-    /// not raise throughput caps the replicas where they were.
-    fn delivery(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
-        let delivery = obs
-            .evidence
-            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
-        if let Some(check) = self.delivery_check
-            && obs.now - check.at >= tuning.settle() + tuning.interval
-        {
-            self.delivery_check = None;
-            let now = obs
-                .evidence
-                .map_or(0.0, |e| e.events_per_second * e.pods as f64);
-            let added = f64::from(check.to - check.from) / f64::from(check.from.max(1));
-            if delivery && now < check.throughput * (1.0 + 0.5 * added) {
-                self.delivery_cap = Some((check.from, obs.now));
-            }
-        }
-        // The cap lifts once the workers have not waited on the brokers for
-        // as long as a change takes to show: a recovered partner is used at
-        // once, and a limit still there is found again by the next check.
-        self.delivery_cap = match self.delivery_cap {
-            Some((n, _)) if delivery => Some((n, obs.now)),
-            Some((_, since)) if obs.now - since > tuning.settle() + tuning.interval => None,
-            other => other,
-        };
-        self.delivery_cap
-            .map(|(replicas, _)| Limit::Delivery { replicas })
+        self.down(obs, s, tuning, demand)
     }
 
     /// Without a capacity measurement: double while a backlog builds.
@@ -553,41 +359,10 @@ fn ceiling(obs: &Observation, limits: &Limits) -> i32 {
         .max(1)
 }
 
-/// Whether the pods not Ready are all still within a pod start (with two
-/// intervals of grace): they are not judged yet.
-fn starting(obs: &Observation, tuning: &Tuning) -> bool {
-    obs.pods.unready_for <= tuning.settle() + 2.0 * tuning.interval
-}
-
 /// Lag everywhere that has lag, and nothing committed anywhere.
 fn stalled(obs: &Observation) -> bool {
     let lagging = obs.partitions.iter().any(|p| p.lag > 0.0);
     lagging && obs.partitions.iter().all(|p| p.progress_rate <= 0.0) && obs.pods.ready > 0
-}
-
-/// The most replicas a limit lets help: under a delivery cap that count;
-/// with pods that do not become Ready, the Ready ones or what the arrivals
-/// need, whichever is more (pods that do not start drain no backlog).
-fn keep(limit: &Limit, s: &Setting, tuning: &Tuning, demand: &Demand) -> i32 {
-    match limit {
-        Limit::Delivery { replicas } => *replicas,
-        Limit::NotReady { ready, .. } => {
-            let carry = demand.arrivals * (1.0 + tuning.up_margin);
-            let need = (s.min..=s.ceiling).find(|&n| s.capacity(n) >= carry);
-            need.unwrap_or(s.ceiling).max(*ready)
-        }
-    }
-}
-
-/// Nearly caught up, every head readable: a scale-down is safe to consider.
-/// "Nearly": commits trail processing, so a healthy pipeline's oldest event
-/// is a commit interval or two old, more when fetch to commit is slow.
-fn calm(obs: &Observation, demand: &Demand, tuning: &Tuning, target: f64) -> bool {
-    let heads_known = obs
-        .partitions
-        .iter()
-        .all(|p| p.lag <= 0.0 || p.head_age.is_some());
-    heads_known && demand.age <= (2.0 * tuning.interval).max(0.25 * target)
 }
 
 /// The true oldest age over every partition (stuck and hot ones too); `None`

@@ -7,7 +7,7 @@
 //! - **a stage's pool**: worker-seconds on jobs per second over its workers
 //!   (the produce stage's time waiting for room in the producer's queue is
 //!   the brokers', not the stage's).
-//! - **intake**: the rate over the intake limit (`--max-events-per-second`).
+//! - **intake**: the rate read over the intake limit (`--max-events-per-second`).
 //! - **delivery**: jobs waiting only for acknowledgements, on average (by
 //!   Little's law, their job-seconds per second), over the in-flight bound;
 //!   or the produce stage's time waiting for queue room, per worker.
@@ -121,6 +121,7 @@ mod tests {
             uptime_seconds: t,
             cores: 2.0,
             cpu_seconds: cpu * t,
+            events_read: (rate * t) as u64,
             events_completed: (rate * t) as u64,
             stages: PerStage::from_fn(|_| {
                 let s = StageEvidence {

@@ -14,6 +14,8 @@
 #   tests/env/kafka.sh resume  start the halted node again (same data, config and
 #                              ports) and wait until it answers
 #   tests/env/kafka.sh lag G   Kafka's own consumer-group tool: group G's offsets and lag
+#   tests/env/kafka.sh quota C B   throttle what clients with client.id C produce to
+#                              B bytes/s (a broker quota); B=none removes it
 #
 # The node has two client listeners on 127.0.0.1:
 #   PLAINTEXT  no TLS, no authentication; what the tests use by default
@@ -270,13 +272,23 @@ lag() {
     --bootstrap-server "$bootstrap" --describe --group "$1" 2>/dev/null
 }
 
+quota() {
+  [ -n "${1:-}" ] && [ -n "${2:-}" ] || die "usage: $0 quota CLIENT_ID BYTES_PER_SECOND|none"
+  local bootstrap change
+  bootstrap=${KAFKA_BOOTSTRAP:-$(status | sed -n 's/^KAFKA_BOOTSTRAP=//p')}
+  if [ "$2" = none ]; then change=(--delete-config producer_byte_rate); else change=(--add-config "producer_byte_rate=$2"); fi
+  "$JAVA" -cp "$LIB/*" -Dlog4j2.level=error kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" \
+    --alter "${change[@]}" --entity-type clients --entity-name "$1" >/dev/null
+}
+
 case "${1:-}" in
   fetch) fetch ;;
   lag) lag "${2:-}" ;;
+  quota) quota "${2:-}" "${3:-}" ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   halt) halt ;;
   resume) resume ;;
-  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP|quota CLIENT BYTES" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 //! The worker's report about itself for the autoscaler (`GET /evidence`):
-//! counters since start, read from the metrics, the pools and the offset
-//! tracker, plus the CPU the process used and the cores it may use.
+//! amounts since start (the pools' and the waits' occupancy integrated
+//! continuously, the metrics' counters, the offset tracker's positions), plus
+//! the CPU the process used and the cores it may use.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,8 +9,10 @@ use std::time::Instant;
 use pixelpipe_crds::evidence::{MAX_REPORTED_PARTITIONS, StageEvidence, WorkerEvidence};
 
 use crate::metrics::{Metrics, StageLabel};
+use crate::occupancy::Waits;
 use crate::offsets::OffsetTracker;
 use crate::pipeline::Pools;
+use crate::settings::Settings;
 
 /// Builds [`WorkerEvidence`] on request.
 #[derive(Debug)]
@@ -21,6 +24,7 @@ pub struct Reporter {
     metrics: Arc<Metrics>,
     pools: Arc<Pools>,
     tracker: Arc<OffsetTracker>,
+    waits: Arc<Waits>,
 }
 
 impl Reporter {
@@ -28,14 +32,15 @@ impl Reporter {
         metrics: Arc<Metrics>,
         pools: Arc<Pools>,
         tracker: Arc<OffsetTracker>,
-        max_in_flight_jobs: usize,
-        intake_limit: Option<f64>,
+        waits: Arc<Waits>,
+        settings: &Settings,
     ) -> Self {
         Self {
+            waits,
             started: Instant::now(),
             cores: cores(),
-            max_in_flight_jobs: max_in_flight_jobs as u64,
-            intake_limit,
+            max_in_flight_jobs: settings.max_in_flight_jobs as u64,
+            intake_limit: settings.batching.max_events_per_second,
             metrics,
             pools,
             tracker,
@@ -45,23 +50,24 @@ impl Reporter {
     pub fn report(&self) -> WorkerEvidence {
         let m = &self.metrics;
         let sizes = self.pools.sizes();
+        let busy = self.pools.busy_seconds();
         WorkerEvidence {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             cores: self.cores,
             cpu_seconds: cpu_seconds().unwrap_or(0.0),
+            events_read: m.events_in.get(),
             events_completed: m.events_completed.get(),
-            stages: sizes.map(|stage, workers| {
-                let label = StageLabel { stage };
-                StageEvidence {
+            stages: sizes
+                .zip(busy)
+                .map(|stage, (workers, busy_seconds)| StageEvidence {
                     workers: u32::try_from(workers).unwrap_or(u32::MAX),
-                    busy_seconds: m.stage_busy.get_or_create(&label).get(),
-                    jobs: m.stage_jobs.get_or_create(&label).get(),
-                }
-            }),
+                    busy_seconds,
+                    jobs: m.stage_jobs.get_or_create(&StageLabel { stage }).get(),
+                }),
             intake_limit: self.intake_limit,
             paced_seconds: m.intake_paced.get(),
-            acknowledgement_wait_seconds: m.acknowledgement_wait.get(),
-            queue_full_seconds: m.producer_queue_full.get(),
+            acknowledgement_wait_seconds: self.waits.acknowledgements.seconds(),
+            queue_full_seconds: self.waits.queue.seconds(),
             max_in_flight_jobs: self.max_in_flight_jobs,
             jobs_in_flight: u64::try_from(m.jobs_in_flight.get()).unwrap_or(0),
             partitions: self.tracker.progress(MAX_REPORTED_PARTITIONS),

@@ -16,6 +16,7 @@ pub mod fatal;
 mod follow;
 pub mod job;
 pub mod metrics;
+pub mod occupancy;
 pub mod offsets;
 mod pace;
 pub mod pipeline;

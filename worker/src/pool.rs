@@ -7,8 +7,9 @@
 //! whichever worker remains.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::occupancy::Occupancy;
 use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
@@ -63,7 +64,7 @@ struct Worker {
 /// list and resize them by name.
 pub struct Pool {
     stage: Stage,
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Occupancy>,
     queued: Box<dyn Fn() -> usize + Send + Sync>,
     capacity: usize,
     /// `None` once the pool is closing: no new workers can start.
@@ -103,7 +104,7 @@ impl Pool {
         size: usize,
         meter: Meter,
     ) -> Self {
-        let busy = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(Occupancy::default());
         let queued = {
             let input = input.clone();
             Box::new(move || input.len()) as Box<dyn Fn() -> usize + Send + Sync>
@@ -156,7 +157,12 @@ impl Pool {
 
     /// Workers in the middle of a job.
     pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::Relaxed)
+        usize::try_from(self.busy.count()).unwrap_or(usize::MAX)
+    }
+
+    /// Worker-seconds spent on jobs since the pool started, up to now.
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy.seconds()
     }
 
     /// Jobs waiting in this pool's input channel.
@@ -218,7 +224,7 @@ async fn worker_loop<W: Work>(
     input: Receiver<W::In>,
     next: Next<W::Out>,
     stop: CancellationToken,
-    busy: Arc<AtomicUsize>,
+    busy: Arc<Occupancy>,
     meter: Meter,
 ) {
     loop {
@@ -232,11 +238,11 @@ async fn worker_loop<W: Work>(
                 Err(_) => return, // closed and drained: the pipeline is shutting down
             },
         };
-        busy.fetch_add(1, Ordering::Relaxed);
+        busy.enter();
         let started = Instant::now();
         let out = work.run(job).await;
         meter.record(started.elapsed().as_secs_f64());
-        busy.fetch_sub(1, Ordering::Relaxed);
+        busy.leave();
         if let Next::Stage(tx) = &next
             && tx.send(out).await.is_err()
         {

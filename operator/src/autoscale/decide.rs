@@ -86,7 +86,7 @@ pub fn decide(
     // Rates over three intervals damp the 2-second commit cadence.
     let window = Duration::from_secs_f64(3.0 * tuning.interval);
     state.history.push(snapshot, window);
-    let usages = state.reports.update(reports);
+    let usages = state.reports.update(reports, window.as_secs_f64());
     let run = running(pp, state);
     let mut step = Step {
         run: enabled(pp).then_some(run),

@@ -1,6 +1,6 @@
 //! What autoscaling remembers about one pipeline between observations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -101,22 +101,42 @@ impl Stillness {
     }
 }
 
-/// Each pod's last report.
+/// Reports kept per pod: enough for a window of three intervals.
+const REPORTS_PER_POD: usize = 8;
+
+/// Each pod's recent reports, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct Reports {
-    last: HashMap<String, WorkerEvidence>,
+    kept: HashMap<String, VecDeque<WorkerEvidence>>,
 }
 
 impl Reports {
-    /// Each pod's usage since its report before, for the pods that reported
-    /// both times; remembers the new reports and forgets pods that did not
-    /// answer.
-    pub fn update(&mut self, fresh: &[(String, WorkerEvidence)]) -> Vec<Usage> {
-        let usages = fresh
-            .iter()
-            .filter_map(|(pod, now)| usage(self.last.get(pod)?, now))
-            .collect();
-        self.last = fresh.iter().take(MAX_PODS).cloned().collect();
+    /// Each pod's usage over about `span` seconds (its oldest report within
+    /// the span, or the oldest it has, to the new one), for the pods that
+    /// reported before; remembers the new reports and forgets pods that did
+    /// not answer. Acknowledgements and reads come in bursts, and one short
+    /// interval would show the burst, not the rate.
+    pub fn update(&mut self, fresh: &[(String, WorkerEvidence)], span: f64) -> Vec<Usage> {
+        let mut kept = HashMap::with_capacity(fresh.len());
+        let mut usages = Vec::new();
+        for (pod, now) in fresh.iter().take(MAX_PODS) {
+            let mut history = self.kept.remove(pod).unwrap_or_default();
+            // A restart starts the history over.
+            history.retain(|r| r.uptime_seconds < now.uptime_seconds);
+            let from = history
+                .iter()
+                .find(|r| now.uptime_seconds - r.uptime_seconds <= span + 1e-6)
+                .or(history.back());
+            if let Some(u) = from.and_then(|before| usage(before, now)) {
+                usages.push(u);
+            }
+            history.push_back(now.clone());
+            while history.len() > REPORTS_PER_POD {
+                history.pop_front();
+            }
+            kept.insert(pod.clone(), history);
+        }
+        self.kept = kept;
         usages
     }
 }
@@ -156,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn usage_needs_two_reports_of_the_same_pod() {
+    fn usage_needs_two_reports_of_the_same_pod_and_spans_the_window() {
         let mut r = Reports::default();
         let report = |t: f64, n: u64| WorkerEvidence {
             uptime_seconds: t,
@@ -164,17 +184,27 @@ mod tests {
             cores: 2.0,
             ..WorkerEvidence::default()
         };
-        assert!(r.update(&[("a".into(), report(10.0, 100))]).is_empty());
-        let u = r.update(&[
-            ("a".into(), report(20.0, 1100)),
-            ("b".into(), report(5.0, 0)),
-        ]);
+        assert!(
+            r.update(&[("a".into(), report(10.0, 100))], 30.0)
+                .is_empty()
+        );
+        let u = r.update(
+            &[
+                ("a".into(), report(20.0, 1100)),
+                ("b".into(), report(5.0, 0)),
+            ],
+            30.0,
+        );
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].events_per_second, 100.0);
-        assert!(r.update(&[("b".into(), report(15.0, 10))]).len() == 1);
+        // Over the span: from t=10 (100 events) to t=40 (4100).
+        let u = r.update(&[("a".into(), report(40.0, 4100))], 30.0);
+        assert_eq!(u[0].events_per_second, 4000.0 / 30.0);
         assert!(
-            !r.last.contains_key("a"),
+            !r.kept.contains_key("b"),
             "a pod that did not answer is forgotten"
         );
+        // Restarted: nothing to difference against.
+        assert!(r.update(&[("a".into(), report(1.0, 5))], 30.0).is_empty());
     }
 }

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -90,7 +92,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                     kubeconfig,
                     extra_env: Vec::new(),
                     interval: Duration::from_millis(500),
-                    max_pods,
+                    max_pods: max_pods.map(|n| Arc::new(AtomicUsize::new(n))),
                 },
             );
             runner.run(stop).await?;

@@ -10,21 +10,22 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
 use pixelpipe_crds::parse_age;
 use pixelpipe_crds::reasons::{ConditionType, condition_holds};
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PixelPipelineSpec};
 use pixelpipe_loadgen::ledger::{self, Seen};
 use pixelpipe_loadgen::{Generator, Mix};
-use pixelpipe_runtime::KafkaSettings;
 use pixelpipe_sim::chart::Point;
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::expect::{Fate, fate};
-use crate::runner::{self, Runner};
+pub use crate::rig::Env;
+use crate::rig::{self, Stand, StandConfig, Topics, kubectl};
+use crate::runner;
 use crate::summary::{Counts, Report, ScaleEvent, Sent};
 
 /// A stretch of the load: `factor` times the steady rate for `seconds`.
@@ -149,29 +150,6 @@ impl Scenario {
     }
 }
 
-/// Where the story runs.
-#[derive(Clone)]
-pub struct Env {
-    pub client: Client,
-    pub kubeconfig: PathBuf,
-    pub kafka: KafkaSettings,
-    /// The repository: `manifests/` is applied from here.
-    pub repo: PathBuf,
-    pub bin_dir: PathBuf,
-    pub work_dir: PathBuf,
-}
-
-impl std::fmt::Debug for Env {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Env")
-            .field("kubeconfig", &self.kubeconfig)
-            .field("kafka", &self.kafka.bootstrap_servers)
-            .field("bin_dir", &self.bin_dir)
-            .field("work_dir", &self.work_dir)
-            .finish_non_exhaustive()
-    }
-}
-
 pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&env.work_dir)?;
     let run_id = format!(
@@ -181,25 +159,7 @@ pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::R
     );
 
     step("applying manifests/ (namespace, CRD, RBAC, operator Deployment) with kubectl");
-    kubectl(
-        env,
-        &[
-            "apply",
-            "-k",
-            &env.repo.join("manifests").display().to_string(),
-        ],
-    )
-    .await?;
-    kubectl(
-        env,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/pixelpipelines.pixelpipe.dev",
-        ],
-    )
-    .await?;
+    rig::apply_manifests(env).await?;
 
     // A pipeline from an earlier run would start from that run's sizes.
     remove(env, sc).await?;
@@ -214,47 +174,39 @@ pub async fn run(env: &Env, sc: &Scenario, stop: CancellationToken) -> anyhow::R
         .context("creating topics")?;
 
     let pipeline = pipeline(env, sc, &topics, &run_id)?;
-    let file = env.work_dir.join("pixelpipeline.yaml");
-    std::fs::write(&file, pixelpipe_crds::yaml::to_string(&pipeline)?)?;
     step(&format!(
         "applying PixelPipeline {}: SLO {} s, replicas {}..{}, observed every {} s",
         sc.name, sc.slo_seconds, pipeline.spec.replicas.min, sc.max_replicas, sc.interval_seconds
     ));
-    kubectl(env, &["apply", "-f", &file.display().to_string()]).await?;
+    rig::apply(env, &pipeline).await?;
 
     step(&format!(
         "starting the runner: Deployments in {} become local processes (each worker capped at {:.0} events/s, a pod's CPU limit)",
         sc.namespace, sc.worker_capacity
     ));
-    let runner_stop = stop.child_token();
-    let runner = Runner::new(
-        env.client.clone(),
-        runner::Config {
+    let stand = Stand::start(
+        env,
+        StandConfig {
             namespace: sc.namespace.clone(),
-            bin_dir: env.bin_dir.clone(),
-            work_dir: env.work_dir.join("runner"),
-            kubeconfig: env.kubeconfig.clone(),
-            extra_env: vec![
+            worker_env: vec![
                 worker_env("PIXELPIPE_MAX_EVENTS_PER_SECOND", sc.worker_capacity),
                 // Commits keep pace with the compressed observation interval.
                 worker_env("PIXELPIPE_COMMIT_INTERVAL_MS", 500.0),
             ],
-            interval: Duration::from_millis(500),
             max_pods: None,
         },
+        &stop,
     );
-    let pods = runner.view();
-    let runner_task = tokio::spawn(runner.run(runner_stop.clone()));
+    let pods = stand.pods.clone();
     let result = drive(env, sc, &topics, &run_id, &pipeline.spec, &stop, pods).await;
-    runner_stop.cancel();
-    let restarts = runner_task.await.context("the runner panicked")??;
+    let restarts = stand.stop().await?;
     let mut report = result?;
     report.restarts = restarts;
     Ok(report)
 }
 
-fn worker_env(key: &str, value: f64) -> (String, String, String) {
-    ("pixelpipe-worker".into(), key.into(), format!("{value:.0}"))
+fn worker_env(key: &str, value: f64) -> (String, String) {
+    (key.into(), format!("{value:.0}"))
 }
 
 fn step(what: &str) {
@@ -266,57 +218,11 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-struct Topics {
-    input: String,
-    dead_letter: String,
-    partners: Vec<(String, String)>,
-}
-
-impl Topics {
-    fn new(run: &str) -> Self {
-        Self {
-            input: format!("{run}.events"),
-            dead_letter: format!("{run}.dlq"),
-            partners: ["ads", "insights", "audiences"]
-                .iter()
-                .map(|p| (p.to_string(), format!("{run}.partner.{p}")))
-                .collect(),
-        }
-    }
-
-    fn all(&self, partitions: i32) -> Vec<(&str, i32)> {
-        let mut v = vec![
-            (self.input.as_str(), partitions),
-            (self.dead_letter.as_str(), 3),
-        ];
-        v.extend(self.partners.iter().map(|(_, t)| (t.as_str(), 3)));
-        v
-    }
-}
-
 /// The sample PixelPipeline, pointed at the local broker and this run's
 /// topics, with the scenario's compressed timings.
 fn pipeline(env: &Env, sc: &Scenario, topics: &Topics, run: &str) -> anyhow::Result<PixelPipeline> {
-    let sample = env.repo.join("manifests/samples/storefront.yaml");
-    let text = std::fs::read_to_string(&sample)
-        .with_context(|| format!("reading {}", sample.display()))?;
-    let mut pp: PixelPipeline = pixelpipe_crds::yaml::from_str(&text)?;
-    pp.metadata.name = Some(sc.name.clone());
-    pp.metadata.namespace = Some(sc.namespace.clone());
+    let mut pp = rig::pipeline(env, &sc.namespace, &sc.name, topics, run)?;
     let s = &mut pp.spec;
-    s.kafka.bootstrap_servers = env.kafka.bootstrap_servers.clone();
-    s.kafka.input_topic = topics.input.clone();
-    s.kafka.dead_letter_topic = topics.dead_letter.clone();
-    s.kafka.consumer_group = Some(run.to_string());
-    for p in &mut s.partners {
-        let Some((_, topic)) = topics.partners.iter().find(|(n, _)| *n == p.name) else {
-            bail!(
-                "the sample has a partner {} the demo has no topic for",
-                p.name
-            );
-        };
-        p.topic = topic.clone();
-    }
     s.replicas.min = 1;
     s.replicas.max = sc.max_replicas;
     s.slo.max_event_age_seconds = sc.slo_seconds;
@@ -328,62 +234,9 @@ fn pipeline(env: &Env, sc: &Scenario, topics: &Topics, run: &str) -> anyhow::Res
     Ok(pp)
 }
 
-/// Deletes the pipeline and its children. The children go by name: no
-/// garbage collector runs on a bare API server to follow owner references.
+/// Deletes the scenario's pipeline and its children.
 pub async fn remove(env: &Env, sc: &Scenario) -> anyhow::Result<()> {
-    let worker = format!("{}-worker", sc.name);
-    kubectl(
-        env,
-        &[
-            "delete",
-            "-n",
-            &sc.namespace,
-            "pixelpipeline",
-            &sc.name,
-            "--ignore-not-found",
-        ],
-    )
-    .await?;
-    for kind in [
-        "deployment",
-        "configmap",
-        "serviceaccount",
-        "role",
-        "rolebinding",
-    ] {
-        kubectl(
-            env,
-            &[
-                "delete",
-                "-n",
-                &sc.namespace,
-                kind,
-                &worker,
-                "--ignore-not-found",
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn kubectl(env: &Env, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .await
-        .context("running kubectl (is it on PATH? tests/env/kube.sh start writes kube.env)")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "kubectl {} failed: {}{}",
-            args.join(" "),
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
+    rig::remove(env, &sc.namespace, &sc.name).await
 }
 
 async fn drive(

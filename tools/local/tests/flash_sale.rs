@@ -5,14 +5,12 @@
 //! hold its SLO by resizing itself, then come back down, with every event
 //! where the spec says and kubectl telling the story.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
 
-use common::bin_dir;
-use pixelpipe_local::story::{self, Env, Scenario};
-use pixelpipe_runtime::KafkaSettings;
+use common::{bin_dir, env};
+use pixelpipe_local::story::{self, Scenario};
 use tokio_util::sync::CancellationToken;
 
 fn kubectl(args: &[&str]) -> String {
@@ -30,32 +28,13 @@ fn kubectl(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_spec_says() {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG (tests/run.sh sets it)");
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP (tests/run.sh sets it)");
-    for binary in [
-        "pixelpipe-worker",
-        "pixelpipe-operator",
-        "pixelpipe-loadgen",
-    ] {
-        assert!(
-            bin_dir().join(binary).exists(),
-            "{binary} is not built in {}; run cargo build --workspace first",
-            bin_dir().display()
-        );
-    }
+    assert!(
+        bin_dir().join("pixelpipe-loadgen").exists(),
+        "pixelpipe-loadgen is not built in {}",
+        bin_dir().display()
+    );
     let scenario = Scenario::test();
-    let env = Env {
-        client: kube::Client::try_default().await.expect("client"),
-        kubeconfig: PathBuf::from(kubeconfig),
-        kafka: KafkaSettings {
-            bootstrap_servers: bootstrap,
-            ..KafkaSettings::default()
-        },
-        repo: story::repo_root(),
-        bin_dir: bin_dir(),
-        work_dir: std::env::temp_dir().join(format!("pixelpipe-e2e-{}", std::process::id())),
-    };
+    let env = env("e2e").await;
     let report = story::run(&env, &scenario, CancellationToken::new())
         .await
         .expect("the story runs");

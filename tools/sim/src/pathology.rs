@@ -93,11 +93,13 @@ pub struct Verdict {
 
 /// What is needed at `t` as a policy with a stabilization window sees it:
 /// the most the last window (and one lead time) needed, since no policy may
-/// shed replicas faster than its window lets it.
+/// shed replicas faster than its window lets it once it has seen the load
+/// drop.
 fn needed_over_window(world: &World, trouble: Trouble, profile: &Profile, t: f64) -> i32 {
     let tuning = Tuning::default();
-    // The window, one lead time, and the interval the arrivals are measured over.
-    let span = tuning.scale_down_window + world.pod_start + world.rebalance + 2.0 * tuning.interval;
+    // The window, one lead time, the three intervals arrivals are measured
+    // over, and two intervals of decisions.
+    let span = tuning.scale_down_window + world.pod_start + world.rebalance + 5.0 * tuning.interval;
     let from = (t - span).max(0.0) as usize;
     (from..=t as usize)
         .filter_map(|s| {

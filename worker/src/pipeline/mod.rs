@@ -5,6 +5,7 @@
 
 mod health;
 mod pools;
+mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,15 +21,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use health::{Health, NotReady};
 pub use pools::{PoolResize, PoolStatus, Pools, SizeError, check_size};
+use tasks::{Watched, spawn_admin, spawn_committer, spawn_follower};
 
-use crate::evidence::Reporter;
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
-use crate::source::{InputConsumer, SourceContext, commit_all, run_committer, run_source};
+use crate::source::{InputConsumer, SourceContext, commit_all, run_source};
 use crate::stages::{Augment, Parse, Validate};
 use crate::transaction;
 
@@ -124,6 +125,7 @@ impl Worker {
             start_transactions(&producer).await?;
         }
         let ack = AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners);
+        let waits = ack.waits.clone();
         let produce = produce_stage(&settings, &file, &producer, ack);
         let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce);
         let transactions = guard.as_ref().map(|_| transaction::Committer {
@@ -136,22 +138,15 @@ impl Worker {
         });
         let pools = Arc::new(pools);
         let stops = Stops::default();
-        let evidence = Arc::new(Reporter::new(
-            metrics.clone(),
-            pools.clone(),
-            tracker.clone(),
-            settings.max_in_flight_jobs,
-            settings.batching.max_events_per_second,
-        ));
-        let admin = spawn_admin(&settings, &pools, &metrics, &health, evidence, &stops)?;
-        let follower = settings.follow.clone().map(|target| {
-            tokio::spawn(crate::follow::run(
-                target,
-                pools.clone(),
-                settings.max_pool_workers,
-                stops.intake.clone(),
-            ))
-        });
+        let watched = Watched {
+            pools: &pools,
+            metrics: &metrics,
+            health: &health,
+            tracker: &tracker,
+            waits: &waits,
+        };
+        let admin = spawn_admin(&settings, watched, &stops)?;
+        let follower = spawn_follower(&settings, &pools, &stops);
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
         let source = tokio::spawn(run_source(
             consumer.clone(),
@@ -338,59 +333,6 @@ fn start_pools(
         max_workers: settings.max_pool_workers,
     };
     (pools, parse_tx)
-}
-
-fn spawn_admin(
-    settings: &Settings,
-    pools: &Arc<Pools>,
-    metrics: &Arc<Metrics>,
-    health: &Arc<Health>,
-    evidence: Arc<Reporter>,
-    stops: &Stops,
-) -> Result<Option<std::thread::JoinHandle<()>>, PipelineError> {
-    let Some(addr) = settings.admin_addr else {
-        return Ok(None);
-    };
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| PipelineError::Admin { addr, source })?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "admin endpoint listening");
-    let state = crate::admin::AdminState {
-        pools: pools.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        evidence,
-    };
-    crate::admin::spawn(listener, state, stops.admin.clone())
-        .map(Some)
-        .map_err(|source| PipelineError::Admin { addr, source })
-}
-
-fn spawn_committer(
-    settings: &Settings,
-    consumer: &Arc<InputConsumer>,
-    tracker: &Arc<OffsetTracker>,
-    metrics: &Arc<Metrics>,
-    transactions: &Option<transaction::Committer>,
-    in_flight: &Arc<Semaphore>,
-    stops: &Stops,
-) -> JoinHandle<()> {
-    match transactions {
-        Some(t) => tokio::spawn(t.clone().run(
-            in_flight.clone(),
-            settings.max_in_flight_jobs as u32,
-            settings.commit_interval,
-            stops.commits.clone(),
-        )),
-        None => tokio::spawn(run_committer(
-            consumer.clone(),
-            settings.input_topic.clone(),
-            tracker.clone(),
-            metrics.clone(),
-            settings.commit_interval,
-            stops.commits.clone(),
-        )),
-    }
 }
 
 /// Only a full drain leaves a transaction whose outputs all have their

@@ -49,6 +49,11 @@ impl Pools {
         self.pools.as_ref().map(|_, p| p.size())
     }
 
+    /// Each pool's worker-seconds on jobs so far, up to now.
+    pub fn busy_seconds(&self) -> PerStage<f64> {
+        self.pools.as_ref().map(|_, p| p.busy_seconds())
+    }
+
     pub fn status(&self) -> Vec<PoolStatus> {
         self.pools
             .iter()

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
 
 use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +13,7 @@ use super::delivery::OutputProducer;
 use crate::fatal::Fatal;
 use crate::job::Outcome;
 use crate::metrics::{DeadLabel, Metrics, PartnerLabel, ReasonLabel};
+use crate::occupancy::Waits;
 use crate::offsets::{Claim, OffsetTracker};
 use crate::retry::RetryPolicy;
 use crate::routing::DropReason;
@@ -25,6 +25,8 @@ pub struct AckShared {
     pub tracker: Arc<OffsetTracker>,
     pub metrics: Arc<Metrics>,
     pub fatal: Fatal,
+    /// What jobs wait on, measured for the autoscaler.
+    pub waits: Arc<Waits>,
     partner_messages: Vec<Counter>,
     dropped: Vec<Counter>,
     pub(super) retry: RetryPolicy,
@@ -62,6 +64,7 @@ impl AckShared {
             tracker,
             metrics,
             fatal,
+            waits: Arc::default(),
             partner_messages,
             dropped,
             retry: RetryPolicy::default(),
@@ -112,9 +115,9 @@ pub(super) struct JobAck {
     pub(super) retrying: AtomicBool,
     summary: Mutex<Summary>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
-    /// When the last output was sent: from then on the job only waits for
+    /// Whether every output was sent: from then on the job only waits for
     /// acknowledgements.
-    sealed: OnceLock<Instant>,
+    sealed: AtomicBool,
     pub(super) shared: Arc<AckShared>,
 }
 
@@ -134,7 +137,7 @@ impl JobAck {
             retrying: AtomicBool::new(false),
             summary: Mutex::new(summary),
             permit: Mutex::new(Some(permit)),
-            sealed: OnceLock::new(),
+            sealed: AtomicBool::new(false),
             shared,
         }
     }
@@ -145,7 +148,8 @@ impl JobAck {
 
     /// Every output is sent: releases the hold taken at creation.
     pub(super) fn seal(&self) {
-        let _ = self.sealed.set(Instant::now());
+        self.sealed.store(true, Ordering::Release);
+        self.shared.waits.acknowledgements.enter();
         self.settle();
     }
 
@@ -175,11 +179,8 @@ impl JobAck {
             shared.tracker.complete(self.job, &self.claims);
             self.count();
         }
-        if let Some(sealed) = self.sealed.get() {
-            shared
-                .metrics
-                .acknowledgement_wait
-                .inc_by(sealed.elapsed().as_secs_f64());
+        if self.sealed.load(Ordering::Acquire) {
+            shared.waits.acknowledgements.leave();
         }
         shared.metrics.jobs_in_flight.dec();
         // Frees the job's in-flight slot: the source may read another batch.

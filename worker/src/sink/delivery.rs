@@ -15,6 +15,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::ack::JobAck;
 use crate::metrics::TopicLabel;
+use crate::occupancy::Occupancy;
 use crate::retry::retriable;
 
 /// How long a send may wait for room in the producer's queue before the job
@@ -107,7 +108,7 @@ impl Output {
         });
         runtime.spawn(async move {
             tokio::time::sleep(wait).await;
-            let _ = enqueue(&producer, record.as_base(output)).await;
+            enqueue(&producer, record.as_base(output), None).await;
         });
     }
 }
@@ -150,30 +151,38 @@ impl OwnedRecord {
 }
 
 /// Hands one record to librdkafka without waiting for its delivery. Waits only
-/// while the producer's queue is full, which is backpressure, and returns how
-/// long; any other error is a refusal, handled like a failed delivery.
+/// while the producer's queue is full, which is backpressure, counted in
+/// `waiting` if given; any other error is a refusal, handled like a failed
+/// delivery.
 pub(super) async fn enqueue(
     producer: &OutputProducer,
     mut record: BaseRecord<'_, [u8], [u8], Box<Output>>,
-) -> Duration {
+    waiting: Option<&Occupancy>,
+) {
     let started = Instant::now();
-    let mut waited = Duration::ZERO;
-    loop {
+    let mut waited = false;
+    let result = loop {
         match producer.send(record) {
-            Ok(()) => return waited,
+            Ok(()) => break Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                 if started.elapsed() < QUEUE_FULL_PATIENCE =>
             {
                 record = back;
+                if !waited && let Some(w) = waiting {
+                    w.enter();
+                }
+                waited = true;
                 tokio::time::sleep(Duration::from_millis(2)).await;
-                waited = started.elapsed();
             }
-            Err((err, back)) => {
-                let owned = OwnedRecord::from_record(&back);
-                back.delivery_opaque.refused(&err, owned);
-                return waited;
-            }
+            Err((err, back)) => break Err((err, back)),
         }
+    };
+    if waited && let Some(w) = waiting {
+        w.leave();
+    }
+    if let Err((err, back)) = result {
+        let owned = OwnedRecord::from_record(&back);
+        back.delivery_opaque.refused(&err, owned);
     }
 }
 

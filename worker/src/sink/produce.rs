@@ -66,7 +66,7 @@ impl Produce {
             if let Some(key) = &msg.key {
                 record = record.key(key.as_slice());
             }
-            self.count_wait(enqueue(&self.producer, record).await);
+            enqueue(&self.producer, record, Some(&self.shared.waits.queue)).await;
         }
     }
 
@@ -87,18 +87,7 @@ impl Produce {
         if let Some(k) = &msg.key {
             record = record.key(k.as_slice());
         }
-        self.count_wait(enqueue(&self.producer, record).await);
-    }
-
-    /// Time a send waited for room in the producer's queue: the sign of a
-    /// slow broker, told apart from this stage's own work.
-    fn count_wait(&self, waited: std::time::Duration) {
-        if !waited.is_zero() {
-            self.shared
-                .metrics
-                .producer_queue_full
-                .inc_by(waited.as_secs_f64());
-        }
+        enqueue(&self.producer, record, Some(&self.shared.waits.queue)).await;
     }
 }
 

@@ -32,6 +32,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -104,7 +106,8 @@ pub struct Config {
     pub interval: Duration,
     /// Processes the node runs at most (the kubelet's `--max-pods`); pods
     /// past it stay Pending. `None`: as many as the Deployments ask for.
-    pub max_pods: Option<usize>,
+    /// Shared, so a test can make room while it runs.
+    pub max_pods: Option<Arc<AtomicUsize>>,
 }
 
 /// One running process, as others may want to see it.
@@ -389,7 +392,7 @@ impl Runner {
             ip: view.ip,
             ready: false,
         };
-        let child = match self.objects.create(&object, running).await {
+        let child = match self.objects.create(&object, container, running).await {
             Ok(()) => self.spawn(binary, &name, &dir, &args, env),
             Err(e) => Err(e),
         };
@@ -562,7 +565,7 @@ impl Runner {
                     ip: pod.ip,
                     ready: pod.ready,
                 };
-                match self.objects.set(&pod.name, phase).await {
+                match self.objects.set(&pod.name, container, phase).await {
                     Ok(()) => pod.reported_ready = Some(pod.ready),
                     Err(e) => {
                         tracing::warn!(pod = %pod.name, error = format!("{e:#}"), "cannot report readiness")

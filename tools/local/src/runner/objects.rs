@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -45,8 +45,8 @@ pub fn pod_object(name: &str, deployment: &Deployment, template: &PodTemplateSpe
     }
 }
 
-/// The status of a pod in `phase`, as a merge patch.
-pub fn status_patch(phase: Phase) -> serde_json::Value {
+/// The status of a pod of `container` in `phase`, as a merge patch.
+pub fn status_patch(container: &Container, phase: Phase) -> serde_json::Value {
     let now = Timestamp::now().to_string();
     match phase {
         Phase::Unschedulable { max_pods } => serde_json::json!({"status": {
@@ -60,8 +60,18 @@ pub fn status_patch(phase: Phase) -> serde_json::Value {
             }],
         }}),
         Phase::Running { ip, ready } => {
+            let containers = [serde_json::json!({
+                "name": container.name,
+                "image": container.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "ready": ready,
+                "started": true,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": now}},
+            })];
             let ready = if ready { "True" } else { "False" };
             serde_json::json!({"status": {
+                "containerStatuses": containers,
                 "phase": "Running",
                 "podIP": ip.to_string(),
                 "podIPs": [{"ip": ip.to_string()}],
@@ -87,21 +97,26 @@ impl Objects {
         Self { api }
     }
 
-    pub async fn create(&self, pod: &Pod, phase: Phase) -> anyhow::Result<()> {
+    pub async fn create(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        phase: Phase,
+    ) -> anyhow::Result<()> {
         let name = pod.name_any();
         self.api
             .create(&PostParams::default(), pod)
             .await
             .with_context(|| format!("creating Pod {name}"))?;
-        self.set(&name, phase).await
+        self.set(&name, container, phase).await
     }
 
-    pub async fn set(&self, name: &str, phase: Phase) -> anyhow::Result<()> {
+    pub async fn set(&self, name: &str, container: &Container, phase: Phase) -> anyhow::Result<()> {
         self.api
             .patch_status(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(status_patch(phase)),
+                &Patch::Merge(status_patch(container, phase)),
             )
             .await
             .with_context(|| format!("reporting the status of Pod {name}"))?;
@@ -146,7 +161,6 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Container;
     use std::collections::BTreeMap;
 
     #[test]
@@ -180,13 +194,18 @@ mod tests {
             pod.spec.expect("spec").node_name.as_deref(),
             Some(NODE_NAME)
         );
-        let running = status_patch(Phase::Running {
-            ip: Ipv4Addr::new(127, 0, 1, 4),
-            ready: true,
-        });
+        let container = &template.spec.as_ref().expect("spec").containers[0];
+        let running = status_patch(
+            container,
+            Phase::Running {
+                ip: Ipv4Addr::new(127, 0, 1, 4),
+                ready: true,
+            },
+        );
         assert_eq!(running["status"]["podIP"], "127.0.1.4");
         assert_eq!(running["status"]["conditions"][1]["status"], "True");
-        let pending = status_patch(Phase::Unschedulable { max_pods: 3 });
+        assert_eq!(running["status"]["containerStatuses"][0]["ready"], true);
+        let pending = status_patch(container, Phase::Unschedulable { max_pods: 3 });
         assert_eq!(pending["status"]["phase"], "Pending");
     }
 }

@@ -1,6 +1,7 @@
 //! Matching a Deployment's replicas: which pods stop, which start, and which
 //! wait Pending for room on the node.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,8 +34,15 @@ impl Runner {
         self.pods.values().map(Vec::len).sum()
     }
 
+    fn max_pods(&self) -> Option<usize> {
+        self.config
+            .max_pods
+            .as_ref()
+            .map(|m| m.load(Ordering::Relaxed))
+    }
+
     fn room(&self) -> bool {
-        self.config.max_pods.is_none_or(|max| self.running() < max)
+        self.max_pods().is_none_or(|max| self.running() < max)
     }
 
     /// Drops Pending pods of an older template, and those past `want`
@@ -115,10 +123,10 @@ impl Runner {
         }
         let deployment = d.deployment.metadata.name.clone().unwrap_or_default();
         let name = d.pod_name();
-        let max_pods = self.config.max_pods.unwrap_or(0);
+        let max_pods = self.max_pods().unwrap_or(0);
         let object = pod_object(&name, d.deployment, d.template);
         self.objects
-            .create(&object, Phase::Unschedulable { max_pods })
+            .create(&object, d.container, Phase::Unschedulable { max_pods })
             .await?;
         tracing::info!(%deployment, pod = %name, "no room on the node: pod Pending");
         self.pending.entry(deployment).or_default().push(Pending {

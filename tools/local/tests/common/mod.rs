@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 
+// Each test crate uses a part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 
 /// target/debug, where `cargo build --workspace` put the binaries.
@@ -9,4 +12,214 @@ pub fn bin_dir() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("target dir")
         .to_path_buf()
+}
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
+use pixelpipe_loadgen::{Generator, Mix};
+use pixelpipe_local::rig::{self, Env, Stand, StandConfig, Topics};
+use pixelpipe_runtime::KafkaSettings;
+use rdkafka::producer::{BaseRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+/// The namespace the manifests' operator watches (and runs in).
+pub const NAMESPACE: &str = "pixelpipe-system";
+
+/// The real API server and broker tests/run.sh started, and this build.
+pub async fn env(test: &str) -> Env {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG (tests/run.sh sets it)");
+    let bootstrap =
+        std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP (tests/run.sh sets it)");
+    for binary in ["pixelpipe-worker", "pixelpipe-operator"] {
+        assert!(
+            bin_dir().join(binary).exists(),
+            "{binary} is not built in {}; run cargo build --workspace first",
+            bin_dir().display()
+        );
+    }
+    Env {
+        client: kube::Client::try_default().await.expect("client"),
+        kubeconfig: PathBuf::from(kubeconfig),
+        kafka: KafkaSettings {
+            bootstrap_servers: bootstrap,
+            ..KafkaSettings::default()
+        },
+        repo: pixelpipe_local::story::repo_root(),
+        bin_dir: bin_dir(),
+        work_dir: std::env::temp_dir().join(format!("pixelpipe-{test}-{}", std::process::id())),
+    }
+}
+
+/// A pipeline of its own topics, run by the manifests' operator and the
+/// runner, removed when dropped through [`Fixture::finish`].
+pub struct Fixture {
+    pub env: Env,
+    pub name: String,
+    pub topics: Topics,
+    stand: Option<Stand>,
+}
+
+impl Fixture {
+    /// Applies the manifests, creates `topics` (the input with 6
+    /// partitions), applies `pp` (from [`rig::pipeline`], edited) and starts
+    /// the runner with `config`.
+    pub async fn start(env: Env, topics: Topics, pp: PixelPipeline, config: StandConfig) -> Self {
+        let name = pp.metadata.name.clone().expect("name");
+        rig::apply_manifests(&env).await.expect("manifests");
+        rig::remove(&env, NAMESPACE, &name).await.expect("clean");
+        pixelpipe_loadgen::topics::ensure_topics(&env.kafka, &topics.all(6))
+            .await
+            .expect("topics");
+        rig::apply(&env, &pp).await.expect("pipeline");
+        let stand = Some(Stand::start(&env, config, &CancellationToken::new()));
+        Self {
+            env,
+            name,
+            topics,
+            stand,
+        }
+    }
+
+    pub async fn status(&self) -> PixelPipelineStatus {
+        let api: kube::Api<PixelPipeline> =
+            kube::Api::namespaced(self.env.client.clone(), NAMESPACE);
+        api.get(&self.name)
+            .await
+            .ok()
+            .and_then(|pp| pp.status)
+            .unwrap_or_default()
+    }
+
+    /// Polls the status every second until `ok` returns something, for at
+    /// most `timeout`; panics with the last status otherwise.
+    pub async fn until<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut ok: impl FnMut(&PixelPipelineStatus) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status().await;
+            if let Some(v) = ok(&s) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting until {what}; status: {s:#?}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The pipeline's Events: (reason, note).
+    pub async fn events(&self) -> Vec<(String, String)> {
+        let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+            kube::Api::namespaced(self.env.client.clone(), NAMESPACE);
+        let on_pipeline = kube::api::ListParams::default().fields(&format!(
+            "involvedObject.kind=PixelPipeline,involvedObject.name={}",
+            self.name
+        ));
+        api.list(&on_pipeline)
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Stops the processes and removes the pipeline.
+    pub async fn finish(mut self) {
+        if let Some(stand) = self.stand.take() {
+            stand.stop().await.expect("runner");
+        }
+        rig::remove(&self.env, NAMESPACE, &self.name)
+            .await
+            .expect("removed");
+        let _ = std::fs::remove_dir_all(&self.env.work_dir);
+    }
+}
+
+impl Drop for Fixture {
+    /// A failed test still removes its pipeline (its children go by owner
+    /// references), so the tests after it find the namespace as expected.
+    fn drop(&mut self) {
+        if self.stand.is_some() {
+            let _ = std::process::Command::new("kubectl")
+                .args(["delete", "pixelpipeline", &self.name, "-n", NAMESPACE])
+                .args(["--ignore-not-found", "--wait=false"])
+                .env("KUBECONFIG", &self.env.kubeconfig)
+                .status();
+        }
+    }
+}
+
+/// Events produced in the background at a steady rate per partition, each
+/// a valid storefront event from the load generator, shaped per partition.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<u64>,
+}
+
+impl Load {
+    /// `per_partition` events/s to each of `partitions` partitions of
+    /// `topic`; `name_of(partition)` is the event name written there.
+    pub fn start(
+        topic: &str,
+        partitions: i32,
+        per_partition: f64,
+        name_of: fn(i32) -> &'static str,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (topic, flag) = (topic.to_string(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let producer = pixelpipe_testkit::kafka::producer();
+            let mut generator = Generator::new(Mix {
+                seed: 11,
+                run_id: topic.clone(),
+                no_consent_share: 0.0,
+                malformed_share: 0.0,
+                event_bytes: 1024,
+            });
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let due = (started.elapsed().as_secs_f64() * per_partition) as u64;
+                for _ in sent..due {
+                    for p in 0..partitions {
+                        let g = generator.next_message();
+                        let payload = String::from_utf8_lossy(&g.payload).replacen(
+                            &format!("\"name\":\"{}\"", g.name),
+                            &format!("\"name\":\"{}\"", name_of(p)),
+                            1,
+                        );
+                        let mut record = BaseRecord::<str, str>::to(&topic)
+                            .partition(p)
+                            .key(&g.id)
+                            .payload(&payload);
+                        while let Err((_, r)) = producer.send(record) {
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+                sent = due.max(sent);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = producer.flush(Duration::from_secs(30));
+            sent * partitions as u64
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops producing; returns how many events were sent.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("load thread")
+    }
 }

@@ -1,0 +1,137 @@
+//! What stops more replicas from helping: pods that do not become Ready,
+//! and a partner topic or brokers that limit delivery.
+
+use crate::observation::{Bottleneck, Observation};
+use crate::reason::Limit;
+use crate::{Policy, Tuning};
+
+use std::collections::VecDeque;
+
+/// A scale-up made while the workers waited on acknowledgements, to be
+/// judged once it settled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DeliveryCheck {
+    pub at: f64,
+    pub from: i32,
+    pub to: i32,
+    /// Events per second all pods completed before it.
+    pub throughput: f64,
+}
+
+/// Observations of throughput kept at most (an hour at a 10 s interval).
+const MAX_SAMPLES: usize = 360;
+
+/// Events per second all Ready pods completed, observation by observation.
+/// Acknowledgements from a throttled broker come in bursts, so a step is
+/// judged by means over windows, never by one observation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Throughput {
+    samples: VecDeque<(f64, f64)>,
+}
+
+impl Throughput {
+    pub fn record(&mut self, obs: &Observation) {
+        if let Some(e) = obs.evidence {
+            self.samples
+                .push_back((obs.now, e.events_per_second * e.pods as f64));
+        }
+        while self.samples.len() > MAX_SAMPLES {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The mean over samples taken in `(from, to]`; 0 without any.
+    pub fn mean(&self, from: f64, to: f64) -> f64 {
+        let inside: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(t, _)| *t > from && *t <= to)
+            .map(|&(_, x)| x)
+            .collect();
+        if inside.is_empty() {
+            0.0
+        } else {
+            inside.iter().sum::<f64>() / inside.len() as f64
+        }
+    }
+}
+
+impl Policy {
+    /// What, if anything, stops more replicas from helping: pods that do not
+    /// become Ready, or a scale-up that did not raise throughput while the
+    /// workers waited on acknowledgements.
+    pub(crate) fn limit(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        self.not_ready(obs, tuning)
+            .or_else(|| self.delivery(obs, tuning))
+    }
+
+    /// Pods not Ready well past their start, remembered until a pod started
+    /// since becomes Ready: replacing them would only start more that do not
+    /// become Ready either. Meanwhile scale-ups go one pod at a time.
+    pub(crate) fn not_ready(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        let p = obs.pods;
+        if p.ready < p.desired && !starting(obs, tuning) {
+            let limit = Limit::NotReady {
+                ready: p.ready,
+                desired: p.desired,
+                seconds: p.unready_for,
+            };
+            self.not_ready = Some((limit.clone(), p.ready));
+            return Some(limit);
+        }
+        match &self.not_ready {
+            Some((limit, ready)) if p.ready <= *ready => Some(limit.clone()),
+            _ => {
+                self.not_ready = None;
+                None
+            }
+        }
+    }
+
+    /// A scale-up made while the workers waited on acknowledgements that did
+    /// not raise throughput caps the replicas where they were.
+    pub(crate) fn delivery(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
+        let delivery = obs
+            .evidence
+            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
+        // Judged over three intervals once the new pods could have started.
+        let settled = check_settled(tuning);
+        if let Some(check) = self.delivery_check
+            && obs.now - check.at >= settled + 3.0 * tuning.interval
+        {
+            self.delivery_check = None;
+            let now = self.throughput.mean(check.at + settled, obs.now);
+            let added = f64::from(check.to - check.from) / f64::from(check.from.max(1));
+            if delivery && now < check.throughput * (1.0 + 0.5 * added) {
+                self.delivery_cap = Some((check.from, obs.now));
+            }
+        }
+        // The cap lifts once the workers have not waited on the brokers for
+        // as long as a change takes to show: a recovered partner is used at
+        // once, and a limit still there is found again by the next check.
+        self.delivery_cap = match self.delivery_cap {
+            Some((n, _)) if delivery => Some((n, obs.now)),
+            Some((_, since)) if obs.now - since > tuning.settle() + tuning.interval => None,
+            other => other,
+        };
+        self.delivery_cap
+            .map(|(replicas, _)| Limit::Delivery { replicas })
+    }
+}
+
+/// Seconds after a step until its pods could process.
+fn check_settled(tuning: &Tuning) -> f64 {
+    tuning.settle()
+}
+
+/// The throughput a delivery step is judged against: the mean over as long
+/// before it as it is judged over after.
+pub(crate) fn baseline(throughput: &Throughput, now: f64, tuning: &Tuning) -> f64 {
+    throughput.mean(now - 3.0 * tuning.interval - 1e-9, now)
+}
+
+/// Whether the pods not Ready are all still within a pod start (with two
+/// intervals of grace): they are not judged yet.
+pub(crate) fn starting(obs: &Observation, tuning: &Tuning) -> bool {
+    obs.pods.unready_for <= tuning.settle() + 2.0 * tuning.interval
+}
