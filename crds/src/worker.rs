@@ -203,6 +203,14 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// Jobs in flight for a pipeline whose largest stage may grow to
+    /// `max_pool` workers. They bound memory, but a pool worker without a job
+    /// idles: twice the largest pool keeps the pools busy as the operator
+    /// grows them (the benchmark's finding, docs/benchmarks.md).
+    pub fn in_flight_for(max_pool: i32) -> usize {
+        (2 * usize::try_from(max_pool).unwrap_or(1).max(1)).max(8)
+    }
+
     /// The flags a worker pod of `pp` starts with. Pool sizes are the spec's
     /// starting sizes; later resizes reach the workers through the status.
     pub fn for_pipeline(pp: &PixelPipeline) -> Self {
@@ -225,10 +233,7 @@ impl WorkerArgs {
             max_pool_workers: size(max_pool),
             batch_max_events: size(spec.batch.max_events),
             batch_max_wait_ms: u64::try_from(spec.batch.max_wait_ms).unwrap_or(1),
-            // Jobs in flight bound memory, but a pool worker without a job
-            // idles: twice the largest pool keeps the pools busy as the
-            // operator grows them (the benchmark's finding, docs/benchmarks.md).
-            max_in_flight_jobs: (2 * size(max_pool)).max(8),
+            max_in_flight_jobs: Self::in_flight_for(max_pool),
             max_events_per_second: None,
             queue_capacity: None,
             commit_interval_ms: None,

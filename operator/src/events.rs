@@ -92,16 +92,22 @@ fn scaling(pp: &PixelPipeline, step: &Step) -> Option<Event> {
         }
     };
     // The recorder folds Events with the same reason and action into one
-    // series that keeps the first note, so the target sizes go in the action:
-    // each distinct decision stays visible in `kubectl describe`, and only a
-    // repeat of the same target is counted as one.
+    // series that keeps the first note, so the sizes from and to go in the
+    // action: each distinct change stays visible in `kubectl describe`, and
+    // only a repeat of the same change is counted as one.
+    let from = crate::sizes::current(pp);
     let action = step
         .apply
         .as_ref()
         .or(step.recommended.as_ref())
         .map_or_else(
             || "Scale".to_string(),
-            |to| format!("Scale to {} replicas, pools {}", to.replicas, to.pools),
+            |to| {
+                format!(
+                    "Scale from {} to {} replicas, pools {} to {}",
+                    from.replicas, to.replicas, from.pools, to.pools
+                )
+            },
         );
     Some(Event {
         type_: EventType::Normal,
@@ -135,6 +141,41 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sizes::Sizes;
+    use pixelpipe_crds::{AutoscalingMode, PerStage};
+
+    fn running(replicas: i32) -> PixelPipeline {
+        let mut pp: PixelPipeline =
+            pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
+                .expect("sample parses");
+        pp.spec.autoscaling.mode = AutoscalingMode::Enabled;
+        pp.status = Some(PixelPipelineStatus {
+            replicas: Some(replicas),
+            pools: Some(PerStage::splat(1)),
+            ..PixelPipelineStatus::default()
+        });
+        pp
+    }
+
+    #[test]
+    fn different_changes_to_the_same_sizes_are_different_events() {
+        // 2 -> 1 replicas after an earlier 1 -> 1 pool change to the same
+        // sizes: the recorder must not fold the second into the first.
+        let step = Step {
+            summary: Some("fewer replicas carry them".into()),
+            apply: Some(Sizes {
+                replicas: 1,
+                pools: PerStage::splat(1),
+            }),
+            ..Step::default()
+        };
+        let action = |pp: &PixelPipeline| scaling(pp, &step).map(|e| e.action);
+        assert_ne!(action(&running(2)), action(&running(1)));
+        assert_eq!(
+            action(&running(2)).as_deref(),
+            Some("Scale from 2 to 1 replicas, pools 1/1/1/1 to 1/1/1/1")
+        );
+    }
 
     #[test]
     fn notes_are_cut_on_a_character_boundary() {

@@ -275,10 +275,10 @@ fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn part(partition: i32, log_end: i64, committed: i64, head: Head) -> PartitionLag {
+    pub(crate) fn part(partition: i32, log_end: i64, committed: i64, head: Head) -> PartitionLag {
         PartitionLag {
             partition,
             log_end,

@@ -94,16 +94,8 @@ pub fn pods(pods: &[WorkerPod], desired: i32) -> Pods {
 mod tests {
     use super::*;
     use crate::observer::Head;
+    use crate::observer::tests::part;
     use pixelpipe_crds::evidence::PartitionProgress;
-
-    fn part(partition: i32, log_end: i64, committed: i64, head: Head) -> PartitionLag {
-        PartitionLag {
-            partition,
-            log_end,
-            committed,
-            head,
-        }
-    }
 
     fn pod(name: &str, ready: bool, age: f64) -> WorkerPod {
         WorkerPod {

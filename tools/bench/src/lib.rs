@@ -3,4 +3,5 @@
 //! [`suite`]. Results and the command: docs/benchmarks.md.
 
 pub mod designs;
+pub mod pools;
 pub mod suite;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use pixelpipe_crds::PerStage;
+use pixelpipe_crds::evidence::{EVIDENCE_PATH, WorkerEvidence};
 use pixelpipe_loadgen::ledger;
 use pixelpipe_loadgen::{Generator, Kind, Mix};
 use pixelpipe_runtime::KafkaSettings;
@@ -29,6 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::process::{Child, Command};
 
 use crate::designs::FANOUT_HEADER;
+use crate::pools::Window;
 
 const PIPELINE: &str = include_str!("../pipeline.yaml");
 
@@ -54,6 +56,8 @@ pub struct Plan {
     pub extra: Vec<String>,
     /// Stop after the designs table.
     pub designs_only: bool,
+    /// Jobs in flight for the worker; by default twice its largest pool.
+    pub max_in_flight_jobs: Option<usize>,
 }
 
 impl Plan {
@@ -69,6 +73,7 @@ impl Plan {
             backlogs: vec![10_000, 1_000_000],
             extra: TUNED.map(String::from).to_vec(),
             designs_only: false,
+            max_in_flight_jobs: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl Plan {
             backlogs: vec![2_000, 8_000],
             extra: TUNED.map(String::from).to_vec(),
             designs_only: false,
+            max_in_flight_jobs: None,
         }
     }
 }
@@ -95,25 +101,39 @@ fn settings(bootstrap: String) -> KafkaSettings {
     }
 }
 
+/// Workers per stage.
+pub type Pools = PerStage<usize>;
+
+/// `4` when every stage has 4 workers, else `2/2/2/4`.
+pub fn pools_label(pools: Pools) -> String {
+    if pools.values().all(|&n| n == pools.parse) {
+        pools.parse.to_string()
+    } else {
+        pools.to_string()
+    }
+}
+
 /// One design under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     /// Pass-through: the ceiling.
     Ceiling,
-    /// The worker with this many workers per stage.
-    Pixelpipe(usize),
+    /// The worker with these pools.
+    Pixelpipe(Pools),
     /// The same in exactly-once mode (Kafka transactions).
-    ExactlyOnce(usize),
+    ExactlyOnce(Pools),
     /// A task per batch per stage, no bounds.
     Unbounded,
 }
 
 impl Variant {
-    fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             Variant::Ceiling => "ceiling (pass-through)".into(),
-            Variant::Pixelpipe(n) => format!("Pixelpipe, pools {n}"),
-            Variant::ExactlyOnce(n) => format!("Pixelpipe exactly-once, pools {n}"),
+            Variant::Pixelpipe(p) => format!("Pixelpipe, pools {}", pools_label(p)),
+            Variant::ExactlyOnce(p) => {
+                format!("Pixelpipe exactly-once, pools {}", pools_label(p))
+            }
             Variant::Unbounded => "unbounded (task per batch)".into(),
         }
     }
@@ -121,7 +141,7 @@ impl Variant {
 
 /// A preloaded input topic.
 #[derive(Debug)]
-struct Input {
+pub(crate) struct Input {
     topic: String,
     partitions: i32,
     events: usize,
@@ -139,7 +159,7 @@ pub struct Measurement {
     pub peak_rss_mib: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,
@@ -304,12 +324,19 @@ fn committed(consumer: &BaseConsumer, input: &Input) -> anyhow::Result<i64> {
         .sum())
 }
 
+/// What one run of a design gave.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub m: Measurement,
+    /// Seconds each stage spent on batches, per input event, in microseconds.
+    pub stages: HashMap<String, f64>,
+    /// The worker's evidence over the middle of the run, as the operator
+    /// would read it.
+    pub evidence: Window,
+}
+
 /// Runs `variant` over `input` and measures it.
-async fn measure(
-    plan: &Plan,
-    input: &Input,
-    variant: Variant,
-) -> anyhow::Result<(Measurement, HashMap<String, f64>)> {
+pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> anyhow::Result<Run> {
     let run = unique("out");
     let partner_topics: Vec<String> = PARTNERS.iter().map(|p| format!("{run}.{p}")).collect();
     let dead_letter = format!("{run}.dlq");
@@ -327,8 +354,8 @@ async fn measure(
         .port();
     let group = run.clone();
     let pools = match variant {
-        Variant::Pixelpipe(n) | Variant::ExactlyOnce(n) => n,
-        Variant::Ceiling | Variant::Unbounded => 4,
+        Variant::Pixelpipe(p) | Variant::ExactlyOnce(p) => p,
+        Variant::Ceiling | Variant::Unbounded => PerStage::splat(4),
     };
     let bins = bin_dir()?;
     let mut cmd = match variant {
@@ -349,10 +376,14 @@ async fn measure(
             c
         }
     };
-    let pools_text = PerStage::splat(pools).to_string();
+    let pools_text = pools.to_string();
     // More workers than jobs in flight would idle: the in-flight bound grows
-    // with the pools (250-event jobs: 50 workers hold at most 25k events).
-    let in_flight = (2 * pools).max(8).to_string();
+    // with the largest pool unless the plan sets it.
+    let largest = pools.values().copied().max().unwrap_or(1);
+    let in_flight = plan
+        .max_in_flight_jobs
+        .unwrap_or((2 * largest).max(8))
+        .to_string();
     cmd.args([
         "--bootstrap-servers",
         &plan.kafka.bootstrap_servers,
@@ -389,6 +420,8 @@ async fn measure(
     let started = Instant::now();
     let timeout = Duration::from_secs(if plan.smoke { 120 } else { 900 });
     let mut last_check = Instant::now();
+    let is_worker = matches!(variant, Variant::Pixelpipe(_) | Variant::ExactlyOnce(_));
+    let mut window = Window::new(input.events as u64);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(ticks) = proc_cpu_ticks(pid) {
@@ -414,10 +447,13 @@ async fn measure(
             if done >= input.events as i64 {
                 break;
             }
+            if is_worker && let Some(e) = evidence(admin_port).await {
+                window.add(e);
+            }
         }
     }
     let peak_rss_kib = proc_peak_rss_kib(pid).unwrap_or(0);
-    let stages = if matches!(variant, Variant::Pixelpipe(_) | Variant::ExactlyOnce(_)) {
+    let stages = if is_worker {
         stage_seconds(admin_port).await
     } else {
         HashMap::new()
@@ -473,16 +509,29 @@ async fn measure(
         .into_iter()
         .map(|(k, v)| (k, v * 1e6 / input.events as f64))
         .collect();
-    Ok((
-        Measurement {
+    Ok(Run {
+        m: Measurement {
             events_per_second: input.events as f64 / seconds,
             cpu_us_per_event: cpu_seconds * 1e6 / input.events as f64,
             p50_age: pct(50),
             p99_age: pct(99),
             peak_rss_mib: peak_rss_kib as f64 / 1024.0,
         },
-        per_event_stage,
-    ))
+        stages: per_event_stage,
+        evidence: window,
+    })
+}
+
+/// The worker's evidence report, if it answers.
+async fn evidence(port: u16) -> Option<WorkerEvidence> {
+    let url = format!("http://127.0.0.1:{port}{EVIDENCE_PATH}");
+    match Http::default()
+        .get(&url, Duration::from_secs(2), 1 << 20)
+        .await
+    {
+        Ok((200, body)) => serde_json::from_slice(&body).ok(),
+        _ => None,
+    }
 }
 
 /// Seconds the worker's stages spent on batches, from its metrics.
@@ -513,7 +562,7 @@ async fn repeat(
     let mut ms = Vec::new();
     let mut stages = HashMap::new();
     for i in 0..plan.runs {
-        let (m, s) = measure(plan, input, v).await?;
+        let Run { m, stages: s, .. } = measure(plan, input, v).await?;
         eprintln!(
             "  {:<28} run {}: {:>8.0} events/s, {:>5.2} us/event, p99 {:>5.2} s, {:>6.1} MiB",
             v.label(),
@@ -567,25 +616,28 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     );
     let (ceiling, _) = repeat(plan, &input, Variant::Ceiling).await?;
     row(&mut out, &Variant::Ceiling.label(), &ceiling, &ceiling);
-    let mut best = (0usize, Measurement::default(), HashMap::new());
+    let mut best = (PerStage::splat(1), Measurement::default(), HashMap::new());
     for &p in &plan.pools {
-        let (m, stages) = repeat(plan, &input, Variant::Pixelpipe(p)).await?;
-        row(&mut out, &Variant::Pixelpipe(p).label(), &m, &ceiling);
+        let pools = PerStage::splat(p);
+        let (m, stages) = repeat(plan, &input, Variant::Pixelpipe(pools)).await?;
+        row(&mut out, &Variant::Pixelpipe(pools).label(), &m, &ceiling);
         if m.events_per_second > best.1.events_per_second {
-            best = (p, m, stages);
+            best = (pools, m, stages);
         }
     }
     // The price of exactly-once: the best pool size again, in transactions.
-    let (best_pool, best_m) = (best.0, best.1);
-    let (eos, _) = repeat(plan, &input, Variant::ExactlyOnce(best_pool)).await?;
+    let (best_pools, best_m) = (best.0, best.1);
+    let best_pool = pools_label(best_pools);
+    let (eos, _) = repeat(plan, &input, Variant::ExactlyOnce(best_pools)).await?;
     row(
         &mut out,
-        &Variant::ExactlyOnce(best_pool).label(),
+        &Variant::ExactlyOnce(best_pools).label(),
         &eos,
         &ceiling,
     );
     let (unbounded, _) = repeat(plan, &input, Variant::Unbounded).await?;
     row(&mut out, &Variant::Unbounded.label(), &unbounded, &ceiling);
+    crate::pools::section(plan, &input, &mut out).await?;
     delete_topics(&plan.kafka, &[&input.topic]).await;
     let _ = writeln!(
         out,
@@ -617,7 +669,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     );
     for &p in &plan.partitions {
         let input = preload(&plan.kafka, plan.events, 1024, p).await?;
-        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pools)).await?;
         delete_topics(&plan.kafka, &[&input.topic]).await;
         let _ = writeln!(
             out,
@@ -633,7 +685,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     for &size in &plan.sizes {
         let events = plan.events * 1024 / size;
         let input = preload(&plan.kafka, events, size, 6).await?;
-        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pools)).await?;
         delete_topics(&plan.kafka, &[&input.topic]).await;
         let _ = writeln!(
             out,
@@ -652,7 +704,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     let mut backlog_rss = Vec::new();
     for &n in &plan.backlogs {
         let input = preload(&plan.kafka, n, 1024, 6).await?;
-        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pool)).await?;
+        let (m, _) = repeat(plan, &input, Variant::Pixelpipe(best_pools)).await?;
         delete_topics(&plan.kafka, &[&input.topic]).await;
         let _ = writeln!(
             out,

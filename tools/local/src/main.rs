@@ -45,6 +45,10 @@ enum Cmd {
         /// The shorter story the end-to-end test runs.
         #[arg(long)]
         short: bool,
+        /// Events per second one worker takes in (its stand-in CPU limit);
+        /// the story's default when omitted.
+        #[arg(long, env = "DEMO_WORKER_CAPACITY")]
+        worker_capacity: Option<f64>,
     },
 }
 
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         Cmd::Demo {
             bootstrap_servers,
             short,
+            worker_capacity,
         } => {
             let env = Env {
                 client,
@@ -114,11 +119,14 @@ async fn main() -> anyhow::Result<ExitCode> {
                 bin_dir,
                 work_dir,
             };
-            let scenario = if short {
+            let mut scenario = if short {
                 Scenario::test()
             } else {
                 Scenario::demo()
             };
+            if let Some(capacity) = worker_capacity.filter(|c| *c > 0.0) {
+                scenario.worker_capacity = capacity;
+            }
             let report = match story::run(&env, &scenario, stop.clone()).await {
                 Ok(r) => r,
                 Err(_) if stop.is_cancelled() => {

@@ -50,6 +50,18 @@ fn condition(s: &PixelPipelineStatus, type_: ConditionType) -> Option<(String, S
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// The condition, when it is False.
+fn turned_false(s: &PixelPipelineStatus, type_: ConditionType) -> Option<(String, String, String)> {
+    condition(s, type_).filter(|c| c.0 == "False")
+}
+
+async fn until_ready(f: &Fixture) {
+    f.until("Ready", Duration::from_secs(120), |s| {
+        condition_holds(&s.conditions, ConditionType::Ready).then_some(())
+    })
+    .await;
+}
+
 fn admin() -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
         .set("bootstrap.servers", pixelpipe_testkit::kafka::bootstrap())
@@ -102,10 +114,7 @@ async fn a_stuck_partition_is_named_left_out_of_scaling_and_recovers() {
         },
     )
     .await;
-    f.until("Ready", Duration::from_secs(120), |s| {
-        condition_holds(&s.conditions, ConditionType::Ready).then_some(())
-    })
-    .await;
+    until_ready(&f).await;
     // Only partition 0 carries events for the blocked partner.
     let load = Load::start(&input, 6, 40.0, |p| {
         if p == 0 {
@@ -119,8 +128,8 @@ async fn a_stuck_partition_is_named_left_out_of_scaling_and_recovers() {
     // named first or alongside (docs/autoscaling.md); partition 0 must be.
     let (_, reason, message) = f
         .until("partition 0 is stuck", Duration::from_secs(90), |s| {
-            condition(s, ConditionType::PartitionsHealthy)
-                .filter(|c| c.0 == "False" && c.2.contains("partition 0 at offset"))
+            turned_false(s, ConditionType::PartitionsHealthy)
+                .filter(|c| c.2.contains("partition 0 at offset"))
         })
         .await;
     println!("stuck: {message}");
@@ -225,10 +234,7 @@ async fn a_throttled_partner_caps_replicas_where_they_stop_helping() {
         },
     )
     .await;
-    f.until("Ready", Duration::from_secs(120), |s| {
-        condition_holds(&s.conditions, ConditionType::Ready).then_some(())
-    })
-    .await;
+    until_ready(&f).await;
     // The brokers take 60 kB/s from the workers, all of them together (a
     // quota is per client id): under 100 partner messages/s, whatever the
     // replicas. 300 events/s arrive.
@@ -238,7 +244,7 @@ async fn a_throttled_partner_caps_replicas_where_they_stop_helping() {
         .until(
             "scaling is found not to help",
             Duration::from_secs(150),
-            |s| condition(s, ConditionType::ScalingEffective).filter(|c| c.0 == "False"),
+            |s| turned_false(s, ConditionType::ScalingEffective),
         )
         .await;
     assert_eq!(reason, "DeliveryLimited", "{message}");
@@ -289,10 +295,7 @@ async fn pods_that_never_become_ready_are_not_added_to_and_scaling_resumes_with_
         },
     )
     .await;
-    f.until("Ready", Duration::from_secs(120), |s| {
-        condition_holds(&s.conditions, ConditionType::Ready).then_some(())
-    })
-    .await;
+    until_ready(&f).await;
     // 600 events/s for a worker that takes 300: more replicas are needed,
     // and the ones added stay Pending.
     let load = Load::start(&input, 6, 100.0, |_| "page_viewed");
@@ -300,7 +303,7 @@ async fn pods_that_never_become_ready_are_not_added_to_and_scaling_resumes_with_
         .until(
             "pods not becoming Ready are seen",
             Duration::from_secs(150),
-            |s| condition(s, ConditionType::ScalingEffective).filter(|c| c.0 == "False"),
+            |s| turned_false(s, ConditionType::ScalingEffective),
         )
         .await;
     assert_eq!(reason, "PodsNotReady", "{message}");
