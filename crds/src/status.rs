@@ -56,7 +56,7 @@ pub struct PixelPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bottleneck: Option<String>,
     /// The input partitions that are not healthy, or the oldest ones, worst
-    /// first; at most 64.
+    /// first; at most 16.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionStatus>,
 }

@@ -24,22 +24,15 @@ pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
 /// and a Warning when partitions turn unhealthy or scaling ineffective (or
 /// for a new reason).
 pub fn of_step(pp: &PixelPipeline, step: &Step, next: &PixelPipelineStatus) -> Vec<Event> {
-    if let Some(error) = &step.kafka_error {
-        let was_reported = pp
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, ConditionType::LagObserved))
-            .is_some_and(|c| c.status == condition_status(false));
-        return (!was_reported)
-            .then(|| {
-                warning(
-                    EventReason::KafkaUnreachable,
-                    "Observe",
-                    format!("{error}; no scaling on stale data"),
-                )
-            })
-            .into_iter()
-            .collect();
+    if step.kafka_error.is_some() {
+        return turned_false(
+            pp,
+            next,
+            ConditionType::LagObserved,
+            EventReason::KafkaUnreachable,
+        )
+        .into_iter()
+        .collect();
     }
     let warnings = [
         (
@@ -95,20 +88,13 @@ fn scaling(pp: &PixelPipeline, step: &Step) -> Option<Event> {
     // series that keeps the first note, so the sizes from and to go in the
     // action: each distinct change stays visible in `kubectl describe`, and
     // only a repeat of the same change is counted as one.
-    let from = crate::sizes::current(pp);
-    let action = step
-        .apply
-        .as_ref()
-        .or(step.recommended.as_ref())
-        .map_or_else(
-            || "Scale".to_string(),
-            |to| {
-                format!(
-                    "Scale from {} to {} replicas, pools {} to {}",
-                    from.replicas, to.replicas, from.pools, to.pools
-                )
-            },
-        );
+    let action = match (step.from, step.apply.or(step.recommended)) {
+        (Some(from), Some(to)) => format!(
+            "Scale from {} to {} replicas, pools {} to {}",
+            from.replicas, to.replicas, from.pools, to.pools
+        ),
+        _ => "Scale".to_string(),
+    };
     Some(Event {
         type_: EventType::Normal,
         reason: reason.as_str().into(),
@@ -142,37 +128,31 @@ fn truncate(mut s: String, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::sizes::Sizes;
-    use pixelpipe_crds::{AutoscalingMode, PerStage};
-
-    fn running(replicas: i32) -> PixelPipeline {
-        let mut pp: PixelPipeline =
-            pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
-                .expect("sample parses");
-        pp.spec.autoscaling.mode = AutoscalingMode::Enabled;
-        pp.status = Some(PixelPipelineStatus {
-            replicas: Some(replicas),
-            pools: Some(PerStage::splat(1)),
-            ..PixelPipelineStatus::default()
-        });
-        pp
-    }
+    use pixelpipe_crds::PerStage;
 
     #[test]
     fn different_changes_to_the_same_sizes_are_different_events() {
         // 2 -> 1 replicas after an earlier 1 -> 1 pool change to the same
         // sizes: the recorder must not fold the second into the first.
-        let step = Step {
-            summary: Some("fewer replicas carry them".into()),
-            apply: Some(Sizes {
-                replicas: 1,
-                pools: PerStage::splat(1),
-            }),
-            ..Step::default()
+        let pp: PixelPipeline =
+            pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
+                .expect("sample parses");
+        let sizes = |replicas| Sizes {
+            replicas,
+            pools: PerStage::splat(1),
         };
-        let action = |pp: &PixelPipeline| scaling(pp, &step).map(|e| e.action);
-        assert_ne!(action(&running(2)), action(&running(1)));
+        let action = |from: i32| {
+            let step = Step {
+                summary: Some("fewer replicas carry them".into()),
+                from: Some(sizes(from)),
+                apply: Some(sizes(1)),
+                ..Step::default()
+            };
+            scaling(&pp, &step).map(|e| e.action)
+        };
+        assert_ne!(action(2), action(1));
         assert_eq!(
-            action(&running(2)).as_deref(),
+            action(2).as_deref(),
             Some("Scale from 2 to 1 replicas, pools 1/1/1/1 to 1/1/1/1")
         );
     }

@@ -144,11 +144,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The measured capacity per replica, events/s.
-    pub fn per_replica(&self) -> Option<f64> {
-        self.capacity.per_replica()
-    }
-
     pub fn decide(
         &mut self,
         obs: &Observation,

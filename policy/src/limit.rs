@@ -95,7 +95,7 @@ impl Policy {
             .evidence
             .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
         // Judged over three intervals once the new pods could have started.
-        let settled = check_settled(tuning);
+        let settled = tuning.settle();
         if let Some(check) = self.delivery_check
             && obs.now - check.at >= settled + 3.0 * tuning.interval
         {
@@ -117,11 +117,6 @@ impl Policy {
         self.delivery_cap
             .map(|(replicas, _)| Limit::Delivery { replicas })
     }
-}
-
-/// Seconds after a step until its pods could process.
-fn check_settled(tuning: &Tuning) -> f64 {
-    tuning.settle()
 }
 
 /// The throughput a delivery step is judged against: the mean over as long

@@ -190,25 +190,8 @@ pub async fn run_source(
                 Err(_) => break,
             },
         };
-        let mut batch: Vec<(InputMessage, u64)> = Vec::with_capacity(batching.max_events);
-        batch.push(first);
-        let deadline = Instant::now() + batching.max_wait;
-        let mut stopping = false;
-        while batch.len() < batching.max_events {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => { stopping = true; break }
-                _ = tokio::time::sleep_until(deadline) => break,
-                m = next_message(&consumer, &tracker, &metrics) => batch.push(m),
-            }
-        }
-        // Messages read before their partition was revoked belong to the next
-        // owner now: they are neither processed nor committed here.
-        let messages: Vec<InputMessage> = batch
-            .into_iter()
-            .filter(|(m, g)| tracker.generation(m.partition) == Some(*g))
-            .map(|(m, _)| m)
-            .collect();
+        let (messages, mut stopping) =
+            fill_batch(&consumer, &tracker, &metrics, batching, first, &stop).await;
         if let Some(pacer) = pacer.as_mut() {
             let wait = pacer.delay(Instant::now(), messages.len());
             metrics.intake_paced.inc_by(wait.as_secs_f64());
@@ -241,6 +224,38 @@ pub async fn run_source(
         }
     }
     tracing::info!("stopped fetching");
+}
+
+/// A batch begun with `first`, filled until it is full, its wait is over or
+/// `stop` (then also true); without messages of partitions revoked meanwhile.
+async fn fill_batch(
+    consumer: &InputConsumer,
+    tracker: &OffsetTracker,
+    metrics: &Metrics,
+    batching: Batching,
+    first: (InputMessage, u64),
+    stop: &CancellationToken,
+) -> (Vec<InputMessage>, bool) {
+    let mut batch: Vec<(InputMessage, u64)> = Vec::with_capacity(batching.max_events);
+    batch.push(first);
+    let deadline = Instant::now() + batching.max_wait;
+    let mut stopping = false;
+    while batch.len() < batching.max_events {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => { stopping = true; break }
+            _ = tokio::time::sleep_until(deadline) => break,
+            m = next_message(consumer, tracker, metrics) => batch.push(m),
+        }
+    }
+    // Messages read before their partition was revoked belong to the next
+    // owner now: they are neither processed nor committed here.
+    let messages = batch
+        .into_iter()
+        .filter(|(m, g)| tracker.generation(m.partition) == Some(*g))
+        .map(|(m, _)| m)
+        .collect();
+    (messages, stopping)
 }
 
 /// The next message of a partition this worker holds, with its generation.

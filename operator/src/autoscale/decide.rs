@@ -47,6 +47,8 @@ pub struct Step {
     pub decision: Option<Decision>,
     /// The sizes to run now (Enabled mode): what autoscaling last applied.
     pub run: Option<Sizes>,
+    /// The sizes running before this step's change, when it has one.
+    pub from: Option<Sizes>,
     /// New sizes this step applies (Enabled mode, something changed).
     pub apply: Option<Sizes>,
     /// A recommendation that differs from what runs (DryRun: not applied).
@@ -64,9 +66,7 @@ pub struct Step {
 /// spec's current bounds, else what the status says.
 pub fn running(pp: &PixelPipeline, state: &State) -> Sizes {
     match state.applied {
-        Some(applied) if pp.spec.autoscaling.mode == AutoscalingMode::Enabled => {
-            sizes::within_bounds(pp, applied)
-        }
+        Some(applied) if enabled(pp) => sizes::within_bounds(pp, applied),
         _ => sizes::current(pp),
     }
 }
@@ -121,6 +121,7 @@ pub fn decide(
         pools: decision.pools,
     };
     if decided != run {
+        step.from = Some(run);
         report_change(pp, &mut step, &decision, run, decided);
         if enabled(pp) {
             state.applied = Some(decided);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use pixelpipe_crds::PerStage;
 use pixelpipe_crds::evidence::{EVIDENCE_PATH, WorkerEvidence};
+use pixelpipe_crds::worker::WorkerArgs;
 use pixelpipe_loadgen::ledger;
 use pixelpipe_loadgen::{Generator, Kind, Mix};
 use pixelpipe_runtime::KafkaSettings;
@@ -382,7 +383,7 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     let largest = pools.values().copied().max().unwrap_or(1);
     let in_flight = plan
         .max_in_flight_jobs
-        .unwrap_or((2 * largest).max(8))
+        .unwrap_or_else(|| WorkerArgs::in_flight_for(i32::try_from(largest).unwrap_or(i32::MAX)))
         .to_string();
     cmd.args([
         "--bootstrap-servers",
@@ -421,6 +422,8 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     let timeout = Duration::from_secs(if plan.smoke { 120 } else { 900 });
     let mut last_check = Instant::now();
     let is_worker = matches!(variant, Variant::Pixelpipe(_) | Variant::ExactlyOnce(_));
+    // One client for the run's polls: one connection, not one per poll.
+    let http = Http::default();
     let mut window = Window::new(input.events as u64);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -447,14 +450,14 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
             if done >= input.events as i64 {
                 break;
             }
-            if is_worker && let Some(e) = evidence(admin_port).await {
+            if is_worker && let Some(e) = evidence(&http, admin_port).await {
                 window.add(e);
             }
         }
     }
     let peak_rss_kib = proc_peak_rss_kib(pid).unwrap_or(0);
     let stages = if is_worker {
-        stage_seconds(admin_port).await
+        stage_seconds(&http, admin_port).await
     } else {
         HashMap::new()
     };
@@ -523,24 +526,18 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
 }
 
 /// The worker's evidence report, if it answers.
-async fn evidence(port: u16) -> Option<WorkerEvidence> {
+async fn evidence(http: &Http, port: u16) -> Option<WorkerEvidence> {
     let url = format!("http://127.0.0.1:{port}{EVIDENCE_PATH}");
-    match Http::default()
-        .get(&url, Duration::from_secs(2), 1 << 20)
-        .await
-    {
+    match http.get(&url, Duration::from_secs(2), 1 << 20).await {
         Ok((200, body)) => serde_json::from_slice(&body).ok(),
         _ => None,
     }
 }
 
 /// Seconds the worker's stages spent on batches, from its metrics.
-async fn stage_seconds(port: u16) -> HashMap<String, f64> {
+async fn stage_seconds(http: &Http, port: u16) -> HashMap<String, f64> {
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let text = match Http::default()
-        .get(&url, Duration::from_secs(5), 1 << 20)
-        .await
-    {
+    let text = match http.get(&url, Duration::from_secs(5), 1 << 20).await {
         Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
         _ => String::new(),
     };

@@ -15,9 +15,6 @@ use common::{Fixture, Load, NAMESPACE, env};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_holds, find_condition};
 use pixelpipe_crds::{PartitionState, PartnerSpec, PixelPipeline, PixelPipelineStatus, Purpose};
 use pixelpipe_local::rig::{self, Env, StandConfig, Topics};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 
 /// A pipeline observed every second, with short delays and windows.
 fn pipeline(env: &Env, name: &str, topics: &Topics) -> PixelPipeline {
@@ -60,13 +57,6 @@ async fn until_ready(f: &Fixture) {
         condition_holds(&s.conditions, ConditionType::Ready).then_some(())
     })
     .await;
-}
-
-fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", pixelpipe_testkit::kafka::bootstrap())
-        .create()
-        .expect("admin")
 }
 
 /// The replica count the status shows each second, for `seconds`.
@@ -157,9 +147,7 @@ async fn a_stuck_partition_is_named_left_out_of_scaling_and_recovers() {
     );
 
     // The partner's topic is created: the waiting events get through.
-    let topic = NewTopic::new(&blocked, 3, TopicReplication::Fixed(1));
-    admin()
-        .create_topics(&[topic], &AdminOptions::new())
+    pixelpipe_loadgen::topics::ensure_topics(&f.env.kafka, &[(&blocked, 3)])
         .await
         .expect("create");
     f.until(

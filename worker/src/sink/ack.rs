@@ -115,9 +115,6 @@ pub(super) struct JobAck {
     pub(super) retrying: AtomicBool,
     summary: Mutex<Summary>,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
-    /// Whether every output was sent: from then on the job only waits for
-    /// acknowledgements.
-    sealed: AtomicBool,
     pub(super) shared: Arc<AckShared>,
 }
 
@@ -137,7 +134,6 @@ impl JobAck {
             retrying: AtomicBool::new(false),
             summary: Mutex::new(summary),
             permit: Mutex::new(Some(permit)),
-            sealed: AtomicBool::new(false),
             shared,
         }
     }
@@ -148,7 +144,6 @@ impl JobAck {
 
     /// Every output is sent: releases the hold taken at creation.
     pub(super) fn seal(&self) {
-        self.sealed.store(true, Ordering::Release);
         self.shared.waits.acknowledgements.enter();
         self.settle();
     }
@@ -179,9 +174,9 @@ impl JobAck {
             shared.tracker.complete(self.job, &self.claims);
             self.count();
         }
-        if self.sealed.load(Ordering::Acquire) {
-            shared.waits.acknowledgements.leave();
-        }
+        // Only the seal's release can bring the count to zero, so the job
+        // entered the wait above.
+        shared.waits.acknowledgements.leave();
         shared.metrics.jobs_in_flight.dec();
         // Frees the job's in-flight slot: the source may read another batch.
         drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());

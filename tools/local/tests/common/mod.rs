@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 use pixelpipe_loadgen::{Generator, Mix};
 use pixelpipe_local::rig::{self, Env, Stand, StandConfig, Topics};
-use pixelpipe_runtime::KafkaSettings;
 use rdkafka::producer::{BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +30,6 @@ pub const NAMESPACE: &str = "pixelpipe-system";
 
 /// The real API server and broker tests/run.sh started, and this build.
 pub async fn env(test: &str) -> Env {
-    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG (tests/run.sh sets it)");
-    let bootstrap =
-        std::env::var("KAFKA_BOOTSTRAP").expect("KAFKA_BOOTSTRAP (tests/run.sh sets it)");
     for binary in ["pixelpipe-worker", "pixelpipe-operator"] {
         assert!(
             bin_dir().join(binary).exists(),
@@ -42,12 +38,9 @@ pub async fn env(test: &str) -> Env {
         );
     }
     Env {
-        client: kube::Client::try_default().await.expect("client"),
-        kubeconfig: PathBuf::from(kubeconfig),
-        kafka: KafkaSettings {
-            bootstrap_servers: bootstrap,
-            ..KafkaSettings::default()
-        },
+        client: pixelpipe_testkit::kube::client().await,
+        kubeconfig: PathBuf::from(pixelpipe_testkit::kube::kubeconfig()),
+        kafka: pixelpipe_testkit::kafka::settings(),
         repo: pixelpipe_local::story::repo_root(),
         bin_dir: bin_dir(),
         work_dir: std::env::temp_dir().join(format!("pixelpipe-{test}-{}", std::process::id())),
