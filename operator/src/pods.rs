@@ -21,8 +21,11 @@ pub struct WorkerPod {
     pub ip: Option<String>,
     /// Its Ready condition is True.
     pub ready: bool,
-    /// Seconds since it was created.
-    pub age: f64,
+    /// Seconds its readiness has been what it is: since its Ready condition
+    /// last changed, or since it was created when it has none. A pod that
+    /// was Ready for an hour and turned not Ready a second ago has not been
+    /// failing for an hour.
+    pub unchanged_for: f64,
     /// Being deleted: neither capacity nor a pod that failed to start.
     pub terminating: bool,
 }
@@ -30,21 +33,20 @@ pub struct WorkerPod {
 impl WorkerPod {
     pub fn of(pod: &Pod, now: Timestamp) -> Self {
         let status = pod.status.as_ref();
-        let ready = status
+        let condition = status
             .and_then(|s| s.conditions.as_ref())
             .into_iter()
             .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let age = pod
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(0.0, |t| (now - t.0).get_seconds() as f64);
+            .find(|c| c.type_ == "Ready");
+        let since = condition
+            .and_then(|c| c.last_transition_time.as_ref())
+            .or(pod.metadata.creation_timestamp.as_ref());
+        let unchanged_for = since.map_or(0.0, |t| (now - t.0).get_seconds() as f64);
         Self {
             name: pod.metadata.name.clone().unwrap_or_default(),
             ip: status.and_then(|s| s.pod_ip.clone()),
-            ready,
-            age: age.max(0.0),
+            ready: condition.is_some_and(|c| c.status == "True"),
+            unchanged_for: unchanged_for.max(0.0),
             terminating: pod.metadata.deletion_timestamp.is_some(),
         }
     }
@@ -115,27 +117,34 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
-    fn a_pod_is_ready_by_its_condition_and_aged_from_its_creation() {
-        let created = Timestamp::from_second(1_000).expect("time");
+    fn a_pod_is_ready_by_its_condition_and_timed_from_its_last_change() {
+        let at = |s| Some(Time(Timestamp::from_second(s).expect("time")));
         let mut pod = Pod::default();
         pod.metadata.name = Some("w-1".into());
-        pod.metadata.creation_timestamp = Some(Time(created));
-        pod.status = Some(PodStatus {
+        pod.metadata.creation_timestamp = at(1_000);
+        let ready = |status: &str, since| PodStatus {
             pod_ip: Some("127.0.1.3".into()),
             conditions: Some(vec![PodCondition {
                 type_: "Ready".into(),
-                status: "True".into(),
+                status: status.into(),
+                last_transition_time: since,
                 ..PodCondition::default()
             }]),
             ..PodStatus::default()
-        });
+        };
         let now = Timestamp::from_second(1_042).expect("time");
+        pod.status = Some(ready("True", at(1_010)));
         let w = WorkerPod::of(&pod, now);
         assert_eq!(
-            (w.ready, w.age, w.ip.as_deref(), w.terminating),
-            (true, 42.0, Some("127.0.1.3"), false)
+            (w.ready, w.unchanged_for, w.ip.as_deref(), w.terminating),
+            (true, 32.0, Some("127.0.1.3"), false)
         );
+        // Ready for a while, then not: not Ready for 2 s, not 42.
+        pod.status = Some(ready("False", at(1_040)));
+        let w = WorkerPod::of(&pod, now);
+        assert_eq!((w.ready, w.unchanged_for), (false, 2.0));
         pod.status = None;
-        assert!(!WorkerPod::of(&pod, now).ready, "no status, not ready");
+        let w = WorkerPod::of(&pod, now);
+        assert_eq!((w.ready, w.unchanged_for), (false, 42.0), "no status");
     }
 }

@@ -286,8 +286,12 @@ impl Policy {
         limit: Option<&Limit>,
     ) -> (i32, Why) {
         if stalled(obs) {
-            self.remember(obs.now, s.current, tuning);
-            return (s.current, Why::Stalled);
+            // Nothing committed: hold, except where a limit already says
+            // replicas are of no use (a throttled partner stalls them all).
+            return self.trim(obs, s, tuning, demand, limit).unwrap_or_else(|| {
+                self.remember(obs.now, s.current, tuning);
+                (s.current, Why::Stalled)
+            });
         }
         if let Some(up) = replicas::scale_up(demand, s, tuning) {
             return self.up(obs, s, tuning, demand, up, limit);

@@ -18,8 +18,21 @@ pub(crate) struct DeliveryCheck {
     pub throughput: f64,
 }
 
-/// Observations of throughput kept at most (an hour at a 10 s interval).
+/// Observations of throughput kept at most: an hour at a 10 s interval, six
+/// minutes at 1 s, longer than a pod start plus a judgement.
 const MAX_SAMPLES: usize = 360;
+/// Seconds a delivery step is judged over, at least. A broker throttling a
+/// quota holds a client's responses back until its rate over the quota
+/// window (11 one-second samples by default) is back under the quota, so
+/// acknowledgements come in bursts up to tens of seconds apart (about 20 s
+/// in the throttled-partner test), and shorter means mostly sample where
+/// the bursts fell.
+const MIN_JUDGED: f64 = 60.0;
+
+/// Seconds a delivery step is judged over, and its baseline taken over.
+pub(crate) fn judged(tuning: &Tuning) -> f64 {
+    (3.0 * tuning.interval).max(MIN_JUDGED)
+}
 
 /// Events per second all Ready pods completed, observation by observation.
 /// Acknowledgements from a throttled broker come in bursts, so a step is
@@ -94,15 +107,15 @@ impl Policy {
         let delivery = obs
             .evidence
             .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
-        // Judged over three intervals once the new pods could have started.
+        // Judged once the new pods could have started.
         let settled = tuning.settle();
         if let Some(check) = self.delivery_check
-            && obs.now - check.at >= settled + 3.0 * tuning.interval
+            && obs.now - check.at >= settled + judged(tuning)
         {
             self.delivery_check = None;
             let now = self.throughput.mean(check.at + settled, obs.now);
             let added = f64::from(check.to - check.from) / f64::from(check.from.max(1));
-            if delivery && now < check.throughput * (1.0 + 0.5 * added) {
+            if delivery && now <= check.throughput * (1.0 + 0.5 * added) {
                 self.delivery_cap = Some((check.from, obs.now));
             }
         }
@@ -122,11 +135,96 @@ impl Policy {
 /// The throughput a delivery step is judged against: the mean over as long
 /// before it as it is judged over after.
 pub(crate) fn baseline(throughput: &Throughput, now: f64, tuning: &Tuning) -> f64 {
-    throughput.mean(now - 3.0 * tuning.interval - 1e-9, now)
+    throughput.mean(now - judged(tuning) - 1e-9, now)
 }
 
 /// Whether the pods not Ready are all still within a pod start (with two
 /// intervals of grace): they are not judged yet.
 pub(crate) fn starting(obs: &Observation, tuning: &Tuning) -> bool {
     obs.pods.unready_for <= tuning.settle() + 2.0 * tuning.interval
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::observation::{Bottleneck, Evidence, Observation, PartitionView, Pods, StageLoad};
+    use crate::reason::Limit;
+    use crate::{Current, Limits, Policy, Tuning};
+    use pixelpipe_crds::PerStage;
+
+    /// Six partitions 300 events/s behind a throttled broker that takes
+    /// `total` events/s from the workers whatever their number; nothing
+    /// committed unless `committing`.
+    fn throttled(now: f64, replicas: i32, total: f64, committing: bool) -> Observation {
+        let partition = |partition| PartitionView {
+            partition,
+            lag: 3_000.0 + 40.0 * now,
+            head_age: Some(40.0 + now),
+            committed: 0,
+            arrival_rate: 50.0,
+            progress_rate: if committing { total / 6.0 } else { 0.0 },
+            still_for: 0.0,
+            owned: true,
+            in_flight: 0.0,
+        };
+        Observation {
+            now,
+            partitions: (0..6).map(partition).collect(),
+            pods: Pods {
+                desired: replicas,
+                ready: replicas,
+                unready_for: 0.0,
+            },
+            evidence: Some(Evidence {
+                pods: replicas as usize,
+                events_per_second: total / f64::from(replicas),
+                utilization: 1.0,
+                bottleneck: Bottleneck::Delivery,
+                stages: PerStage::splat(StageLoad::default()),
+                cores: 2.0,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_step_that_does_not_raise_throughput_caps_and_a_stall_still_trims() {
+        let tuning = Tuning {
+            interval: 1.0,
+            pod_start: 2.0,
+            rebalance: 3.0,
+            scale_down_window: 20.0,
+            ..Tuning::default()
+        };
+        let limits = Limits {
+            min_replicas: 1,
+            max_replicas: 6,
+            slo_seconds: 60.0,
+            pools: PerStage::splat((1, 4)),
+        };
+        let mut policy = Policy::default();
+        let mut replicas = 1;
+        let mut steps = Vec::new();
+        for t in 0..=150 {
+            let now = f64::from(t);
+            // Acknowledgements come in bursts: none committed once the
+            // step is made, until after it is judged.
+            let obs = throttled(now, replicas, 90.0, t < 5);
+            let current = Current {
+                replicas,
+                pools: PerStage::splat(1),
+            };
+            let d = policy.decide(&obs, current, &limits, &tuning);
+            if d.replicas != replicas {
+                steps.push((t, replicas, d.replicas));
+            }
+            replicas = d.replicas;
+            if t >= 130 {
+                assert_eq!(d.limit, Some(Limit::Delivery { replicas: 1 }), "at {t}");
+            }
+        }
+        // One step up, judged over 60 s once it settled, then back to where
+        // it was: not one step per interval to the maximum.
+        assert_eq!(steps.first().map(|s| (s.1, s.2)), Some((1, 2)), "{steps:?}");
+        assert_eq!(replicas, 1, "{steps:?}");
+        assert!(steps.len() == 2 && steps[1].0 >= 65, "{steps:?}");
+    }
 }

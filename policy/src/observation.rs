@@ -71,7 +71,8 @@ pub struct Pods {
     pub desired: i32,
     /// Pods that are Ready.
     pub ready: i32,
-    /// Seconds the longest-waiting pod has existed without being Ready.
+    /// Seconds the longest-waiting pod has been not Ready: since it was
+    /// created, or since it turned not Ready.
     pub unready_for: f64,
 }
 

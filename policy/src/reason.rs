@@ -79,7 +79,7 @@ impl fmt::Display for Limit {
                 seconds,
             } => write!(
                 f,
-                "{ready} of {desired} worker pods Ready, the others not for {seconds:.0} s: more pods would not start either"
+                "{ready} of {desired} worker pods Ready, the others not for {seconds:.0} s: more pods would not become Ready either"
             ),
             Limit::Delivery { replicas } => write!(
                 f,

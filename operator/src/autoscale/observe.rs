@@ -77,12 +77,15 @@ fn owned(reports: &[(String, WorkerEvidence)], partition: i32) -> bool {
 }
 
 /// The pods as the policy counts them: Ready ones, and how long the
-/// longest-waiting other one has existed. Pods being deleted count for
-/// neither.
+/// longest-waiting other one has been not Ready. Pods being deleted count
+/// for neither.
 pub fn pods(pods: &[WorkerPod], desired: i32) -> Pods {
     let live = pods.iter().filter(|p| !p.terminating);
     let ready = live.clone().filter(|p| p.ready).count();
-    let unready_for = live.filter(|p| !p.ready).map(|p| p.age).fold(0.0, f64::max);
+    let unready_for = live
+        .filter(|p| !p.ready)
+        .map(|p| p.unchanged_for)
+        .fold(0.0, f64::max);
     Pods {
         desired,
         ready: i32::try_from(ready).unwrap_or(i32::MAX),
@@ -97,12 +100,12 @@ mod tests {
     use crate::observer::tests::part;
     use pixelpipe_crds::evidence::PartitionProgress;
 
-    fn pod(name: &str, ready: bool, age: f64) -> WorkerPod {
+    fn pod(name: &str, ready: bool, unchanged_for: f64) -> WorkerPod {
         WorkerPod {
             name: name.into(),
             ip: Some("127.0.1.2".into()),
             ready,
-            age,
+            unchanged_for,
             terminating: false,
         }
     }

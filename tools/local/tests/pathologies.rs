@@ -204,7 +204,15 @@ async fn a_throttled_partner_caps_replicas_where_they_stop_helping() {
     let env = env("throttled").await;
     let name = unique("throttled");
     let topics = Topics::with_partners(&name, &["insights"]);
-    let pp = pipeline(&env, &name, &topics);
+    let mut pp = pipeline(&env, &name, &topics);
+    // Outputs wait behind the quota for minutes. With the default message
+    // timeout (120 s) they would start to time out and be retried, turning
+    // the workers not Ready (PodsNotReady, a signal of its own) while this
+    // test waits for the delivery limit to be judged.
+    pp.spec
+        .kafka
+        .options
+        .insert("message.timeout.ms".into(), "600000".into());
     let input = topics.input.clone();
     let f = Fixture::start(
         env,
@@ -231,7 +239,9 @@ async fn a_throttled_partner_caps_replicas_where_they_stop_helping() {
     let (_, reason, message) = f
         .until(
             "scaling is found not to help",
-            Duration::from_secs(150),
+            // Half the SLO's slack, one step, its start and a minute to
+            // judge it (throttled acknowledgements come in bursts).
+            Duration::from_secs(240),
             |s| turned_false(s, ConditionType::ScalingEffective),
         )
         .await;
