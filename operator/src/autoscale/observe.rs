@@ -1,6 +1,8 @@
 //! The policy's view of one observation, from Kafka's snapshots over the
 //! window, the worker pods and what the Ready ones report. Pure.
 
+use std::collections::BTreeMap;
+
 use pixelpipe_crds::evidence::WorkerEvidence;
 use pixelpipe_policy::{Evidence, Observation, PartitionView, Pods};
 
@@ -27,11 +29,12 @@ pub struct Inputs<'a> {
 
 pub fn observation(i: &Inputs<'_>) -> Observation {
     let span = ((i.last.at_ms - i.first.at_ms) as f64 / 1000.0).max(1e-3);
+    let assigned = assigned(i.reports);
     let partitions = i
         .last
         .partitions
         .iter()
-        .map(|p| view(i, p, i.first.partition(p.partition), span))
+        .map(|p| view(i, &assigned, p, i.first.partition(p.partition), span))
         .collect();
     Observation {
         now: i.now,
@@ -41,22 +44,27 @@ pub fn observation(i: &Inputs<'_>) -> Observation {
     }
 }
 
+/// The partitions Ready workers report assigned to them, each with the
+/// furthest any of them has read (read, not yet committed).
+fn assigned(reports: &[(String, WorkerEvidence)]) -> BTreeMap<i32, Option<i64>> {
+    let mut assigned = BTreeMap::new();
+    for x in reports.iter().flat_map(|(_, r)| &r.partitions) {
+        let read: &mut Option<i64> = assigned.entry(x.partition).or_default();
+        *read = (*read).max(x.read);
+    }
+    assigned
+}
+
 fn view(
     i: &Inputs<'_>,
+    assigned: &BTreeMap<i32, Option<i64>>,
     p: &PartitionLag,
     before: Option<&PartitionLag>,
     span: f64,
 ) -> PartitionView {
     let rate = |now: i64, then: Option<i64>| then.map_or(0.0, |t| (now - t).max(0) as f64 / span);
     let lag = p.lag();
-    // The furthest any Ready worker has read: read, not yet committed.
-    let read = i
-        .reports
-        .iter()
-        .flat_map(|(_, r)| &r.partitions)
-        .filter(|x| x.partition == p.partition)
-        .filter_map(|x| x.read)
-        .max();
+    let read = assigned.get(&p.partition).copied().flatten();
     PartitionView {
         partition: p.partition,
         lag: lag as f64,
@@ -65,15 +73,9 @@ fn view(
         arrival_rate: rate(p.log_end, before.map(|b| b.log_end)),
         progress_rate: rate(p.committed, before.map(|b| b.committed)),
         still_for: i.still.still_for(p.partition, i.last.at_ms),
-        owned: owned(i.reports, p.partition),
+        owned: assigned.contains_key(&p.partition),
         in_flight: read.map_or(0, |r| (r - p.committed).clamp(0, lag)) as f64,
     }
-}
-
-fn owned(reports: &[(String, WorkerEvidence)], partition: i32) -> bool {
-    reports
-        .iter()
-        .any(|(_, r)| r.partitions.iter().any(|x| x.partition == partition))
 }
 
 /// The pods as the policy counts them: Ready ones, and how long the
