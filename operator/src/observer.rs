@@ -22,7 +22,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use pixelpipe_runtime::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use pixelpipe_runtime::kafka::{ReadsToEnd, ToEndConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -139,7 +140,7 @@ impl History {
 
 /// Reads one pipeline's topic and group.
 pub struct Observer {
-    consumer: BaseConsumer,
+    consumer: ToEndConsumer,
     topic: String,
 }
 
@@ -170,7 +171,7 @@ impl Observer {
                 .set("queued.max.messages.kbytes", "1024");
         });
         Ok(Self {
-            consumer: config.create()?,
+            consumer: config.create_with_context(ReadsToEnd)?,
             topic: topic.to_string(),
         })
     }

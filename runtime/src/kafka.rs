@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use pixelpipe_crds::SaslMechanism;
 pub use pixelpipe_crds::worker::{CA_FILE, CERT_FILE, KEY_FILE, PASSWORD_FILE, USERNAME_FILE};
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientConfig, ClientContext};
 
 /// Connection settings shared by every client.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,31 @@ impl KafkaSettings {
         c
     }
 }
+
+/// The context of consumers that read to the end of partitions
+/// (`enable.partition.eof`). rust-rdkafka also hands each end-of-partition
+/// event to the context's error handler as a global error, which by default
+/// logs it at ERROR (fede1024/rust-rdkafka#820): a clean run would print
+/// failures. Reaching the end is what these clients wait for, so it is
+/// logged at debug; every other error as before.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadsToEnd;
+
+impl ClientContext for ReadsToEnd {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!(target: "librdkafka", reason, "reached the end of a partition");
+            }
+            error => tracing::error!(target: "librdkafka", %error, reason, "librdkafka error"),
+        }
+    }
+}
+
+impl ConsumerContext for ReadsToEnd {}
+
+/// A consumer that reads to the end of partitions.
+pub type ToEndConsumer = BaseConsumer<ReadsToEnd>;
 
 #[cfg(test)]
 mod tests {

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use pixelpipe_runtime::KafkaSettings;
+use pixelpipe_runtime::kafka::{ReadsToEnd, ToEndConsumer};
 
 #[derive(Debug, Error)]
 pub enum LedgerError {
@@ -34,7 +35,7 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, See
         topic: topic.to_string(),
         source,
     };
-    let consumer: BaseConsumer = settings
+    let consumer: ToEndConsumer = settings
         .client("pixelpipe-ledger", |c| {
             c.set(
                 "group.id",
@@ -46,7 +47,7 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, See
             // end-of-partition event.
             .set("enable.partition.eof", "true");
         })
-        .create()
+        .create_with_context(ReadsToEnd)
         .map_err(kafka)?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer
