@@ -34,15 +34,21 @@ cleanup() {
   if [ "$started_kube" = 1 ]; then tests/env/kube.sh stop || true; fi
 }
 trap cleanup EXIT
-# A broker or control plane that already runs (tests/env/*.sh start) is reused
-# and left running.
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+# The tests install a CRD, ClusterRoles and namespaces, and delete what they
+# made: never in a cluster or on brokers the shell happens to select through
+# KUBECONFIG or KAFKA_BOOTSTRAP. They use their own (a broker or control plane
+# that already runs from tests/env/*.sh start is reused and left running), or
+# ones named on purpose in PIXELPIPE_TEST_KUBECONFIG and
+# PIXELPIPE_TEST_KAFKA_BOOTSTRAP.
+KUBECONFIG=${PIXELPIPE_TEST_KUBECONFIG:-}
+KAFKA_BOOTSTRAP=${PIXELPIPE_TEST_KAFKA_BOOTSTRAP:-}
+if [ -z "$KAFKA_BOOTSTRAP" ]; then
   if ! tests/env/kafka.sh status >/dev/null 2>&1; then tests/env/kafka.sh start; started_kafka=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kafka.env"
 fi
 export KAFKA_BOOTSTRAP
-if [ -z "${KUBECONFIG:-}" ]; then
+if [ -z "$KUBECONFIG" ]; then
   if ! tests/env/kube.sh status >/dev/null 2>&1; then tests/env/kube.sh start; started_kube=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kube.env"
