@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Bounds on worker pods. Never more replicas than input partitions are used.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = Rule::new("self.min <= self.max").message("replicas.min must not exceed replicas.max"))]
-#[x_kube(validation = Rule::new("!has(self.initial) || (self.min <= self.initial && self.initial <= self.max)").message("replicas.initial must lie between replicas.min and replicas.max"))]
+#[x_kube(validation = Rule::new("!has(self.initial) || self.initial <= self.max").message("replicas.initial must not exceed replicas.max"))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicasSpec {
     /// Fewest worker pods.
@@ -17,11 +17,14 @@ pub struct ReplicasSpec {
     /// Most worker pods.
     #[schemars(range(min = 1))]
     pub max: i32,
-    /// Pods to start with; `min` when omitted. The scale subresource
-    /// (`kubectl scale`) sets it. With autoscaling Enabled the operator moves
-    /// the count from here within min and max; with DryRun or Disabled this is
-    /// the count.
+    /// Pods to start with, at least `min` (the API server fills in 1 when it
+    /// is omitted, which means `min`: the scale subresource needs a value
+    /// here). `kubectl scale` sets it. With autoscaling Enabled the operator
+    /// moves the count from here within min and max, and a change of it sets
+    /// the count at once, held for a stabilization window unless the
+    /// evidence calls for more; with DryRun or Disabled this is the count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), extend("default" = 1))]
     pub initial: Option<i32>,
 }
 

@@ -20,6 +20,11 @@ pub struct PixelPipelineStatus {
     /// Worker pods the operator asks for now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// The worker pods' label selector, e.g.
+    /// `app.kubernetes.io/instance=storefront,...`: the scale subresource's
+    /// (`kubectl get --subresource scale`, a HorizontalPodAutoscaler's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Workers per stage the workers should run now; workers follow this live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pools: Option<PerStage<i32>>,

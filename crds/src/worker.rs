@@ -31,6 +31,11 @@ pub const KAFKA_SASL_DIR: &str = "/etc/pixelpipe-kafka/sasl";
 pub const ADMIN_PORT: u16 = 9090;
 /// The pod's name, from the downward API; the transactional id refers to it.
 pub const POD_NAME_ENV: &str = "POD_NAME";
+/// The variable that raises the worker's drain grace on SIGTERM, which the
+/// pod's termination grace period must outlast.
+pub const SHUTDOWN_GRACE_ENV: &str = "PIXELPIPE_SHUTDOWN_GRACE_SECONDS";
+/// Seconds a worker drains on SIGTERM unless told otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 25;
 
 /// File names inside the mounted Secrets, the same as Kubernetes' TLS and
 /// basic-auth Secret types use.
@@ -143,7 +148,7 @@ pub struct WorkerArgs {
     pub commit_interval_ms: Option<u64>,
     /// Seconds to drain on SIGTERM before giving up (uncommitted events are
     /// read again) [default: 25].
-    #[arg(long, env = "PIXELPIPE_SHUTDOWN_GRACE_SECONDS")]
+    #[arg(long, env = SHUTDOWN_GRACE_ENV)]
     pub shutdown_grace_seconds: Option<u64>,
     /// Compression codec for partner topics [default: lz4].
     #[arg(long, env = "PIXELPIPE_COMPRESSION", value_enum)]

@@ -53,7 +53,12 @@ fn rejected(args: &[&str], stdin: &str) -> String {
 
 fn install_crd() {
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/pixelpipeline.yaml");
-    ok(&["apply", "--server-side", "-f", crd], None);
+    // Forced: other suites install the CRD on the same API server under
+    // their own field manager, and this one must install the file as it is.
+    ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", crd],
+        None,
+    );
     ok(
         &[
             "wait",
@@ -134,6 +139,34 @@ fn a_valid_pipeline_is_stored_with_defaults_and_shown_with_columns() {
     assert_eq!(
         v["spec"]["autoscaling"]["scaleDownStabilizationSeconds"],
         300
+    );
+    // The scale subresource needs a count in the spec: 1, meaning `min`.
+    assert_eq!(v["spec"]["replicas"]["initial"], 1);
+    let scale = ok(
+        &[
+            "get",
+            "-n",
+            &ns,
+            "pxp",
+            "storefront",
+            "--subresource",
+            "scale",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("json");
+    assert_eq!(scale["spec"]["replicas"], 1, "{scale}");
+    let out = kubectl(
+        &["scale", "-n", &ns, "pxp", "storefront", "--replicas=13"],
+        None,
+    );
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "13 is above replicas.max");
+    assert!(
+        message.contains("replicas.initial must not exceed replicas.max"),
+        "{message}"
     );
     let table = ok(&["get", "-n", &ns, "pxp"], None);
     let header = table.lines().next().unwrap_or_default();

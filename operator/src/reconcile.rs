@@ -249,6 +249,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role_binding(pp)?).await?;
+    apply_child(ctx, pp, &namespace, children::disruption_budget(pp)?).await?;
     let deployment: Deployment = apply_child(
         ctx,
         pp,

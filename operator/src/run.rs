@@ -12,6 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
@@ -216,6 +217,7 @@ async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: Cancel
     c = owned::<ServiceAccount>(c, &client, ns);
     c = owned::<Role>(c, &client, ns);
     c = owned::<RoleBinding>(c, &client, ns);
+    c = owned::<PodDisruptionBudget>(c, &client, ns);
     let reaper = tokio::spawn(reap_deleted(
         scoped::<PixelPipeline>(&client, ns),
         ctx.clone(),

@@ -25,10 +25,20 @@ pub fn next(
         observed_generation: pp.metadata.generation,
         conditions: conditions(obs, &previous.conditions, now),
         replicas: sizes.map(|s| s.replicas).or(previous.replicas),
+        selector: Some(selector(pp)),
         pools,
         pool_summary: pools.as_ref().map(ToString::to_string),
         ..previous
     }
+}
+
+/// The worker pods' labels as a selector string, the scale subresource's.
+fn selector(pp: &PixelPipeline) -> String {
+    crate::children::labels(pp)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Adds what an autoscaling step observed and decided to a status.
@@ -73,6 +83,10 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
     if let Some(d) = &step.decision {
         decision(status, d, step, &condition);
     }
+    // A decision's, or a change made by hand (`kubectl scale`).
+    if let Some(summary) = &step.summary {
+        status.last_decision = Some(summary.clone());
+    }
 }
 
 /// The SLO, partition and scaling conditions, and the decision's fields.
@@ -114,9 +128,6 @@ fn decision(
         status.bottleneck = Some(b.to_string());
     }
     status.partitions = step.partitions.clone();
-    if let Some(summary) = &step.summary {
-        status.last_decision = Some(summary.clone());
-    }
 }
 
 fn partitions_condition(

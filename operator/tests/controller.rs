@@ -10,9 +10,11 @@ use common::{
     Operator, client, create, events, eventually, image_of, install_crd, namespace, sample,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::reasons::EventReason;
 use pixelpipe_crds::{PixelPipeline, Stage};
@@ -100,7 +102,58 @@ async fn resource_versions(client: &Client, ns: &str) -> Vec<String> {
             .await
             .expect("rb")
             .resource_version()),
+        rv(Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .expect("pdb")
+            .resource_version()),
     ]
+}
+
+/// `kubectl scale` with autoscaling Enabled: the Deployment follows at
+/// once, the status says so, and a ScaledUp Event says why.
+async fn scaling_by_hand_takes_effect(client: &Client, ns: &str) {
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "scale",
+            "pixelpipeline",
+            "storefront",
+            "--replicas=3",
+            "-n",
+            ns,
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    eventually("the Deployment follows kubectl scale", WAIT, || async {
+        let d = deployments.get("storefront-worker").await.ok()?;
+        (d.spec.and_then(|s| s.replicas) == Some(3)).then_some(())
+    })
+    .await;
+    let api: Api<PixelPipeline> = Api::namespaced(client.clone(), ns);
+    let decision = eventually("the status says so", WAIT, || async {
+        let status = api.get("storefront").await.ok()?.status?;
+        (status.replicas == Some(3)).then_some(status.last_decision)
+    })
+    .await;
+    assert!(
+        decision
+            .as_deref()
+            .is_some_and(|d| d.contains("kubectl scale") && d.contains("replicas 1 -> 3")),
+        "{decision:?}"
+    );
+    eventually("a ScaledUp Event", WAIT, || async {
+        events(client, ns)
+            .await
+            .into_iter()
+            .find(|e| e.0 == EventReason::ScaledUp.as_str() && e.1.contains("kubectl scale"))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -175,12 +228,33 @@ async fn a_pipeline_gets_its_owned_children_and_a_status() {
             .expect("RoleBinding")
             .meta(),
     );
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get(name)
+        .await
+        .expect("PodDisruptionBudget");
+    owners(pdb.meta());
+    assert_eq!(
+        pdb.spec.and_then(|s| s.max_unavailable),
+        Some(IntOrString::Int(1)),
+        "one worker evicted at a time"
+    );
 
     let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
     let pp = reconciled(&api, "storefront").await;
     let status = pp.status.clone().expect("status");
     assert_eq!(status.replicas, Some(1));
     assert_eq!(status.pool_summary.as_deref(), Some("2/2/2/2"));
+    // The scale subresource names the worker pods, as an HPA needs.
+    let scale = api.get_scale("storefront").await.expect("scale");
+    let selector = scale.status.and_then(|s| s.selector).unwrap_or_default();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    assert!(
+        selector.contains("app.kubernetes.io/instance=storefront"),
+        "{selector}"
+    );
+    pods.list(&ListParams::default().labels(&selector))
+        .await
+        .expect("the selector is one the API server parses");
     // No kubelet runs here, so the Deployment never gets pods.
     let ready = condition(&pp, "Ready").expect("Ready");
     assert_eq!(
@@ -200,7 +274,7 @@ async fn a_pipeline_gets_its_owned_children_and_a_status() {
 
     let evs = eventually("an Event per created child", WAIT, || async {
         let evs = events(&client, &ns).await;
-        (evs.iter().filter(|e| e.0 == "Created").count() >= 5).then_some(evs)
+        (evs.iter().filter(|e| e.0 == "Created").count() >= 6).then_some(evs)
     })
     .await;
     for kind in [
@@ -209,6 +283,7 @@ async fn a_pipeline_gets_its_owned_children_and_a_status() {
         "ServiceAccount",
         "Role",
         "RoleBinding",
+        "PodDisruptionBudget",
     ] {
         let note = format!("{kind} storefront-worker created");
         assert!(
@@ -217,7 +292,8 @@ async fn a_pipeline_gets_its_owned_children_and_a_status() {
         );
     }
     assert!(op.metric("pixelpipe_operator_reconciles_total", "outcome=\"ok\"") >= 1.0);
-    assert_eq!(op.metric("pixelpipe_operator_child_writes_total", ""), 5.0);
+    assert_eq!(op.metric("pixelpipe_operator_child_writes_total", ""), 6.0);
+    scaling_by_hand_takes_effect(&client, &ns).await;
     assert!(op.metric("pixelpipe_operator_reconcile_duration_seconds_count", "") >= 1.0);
     assert_eq!(op.get("/readyz").map(|r| r.0), Some(200));
 }

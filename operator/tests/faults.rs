@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Operator, client, create, eventually, install_crd, namespace, sample};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -248,7 +249,8 @@ async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() 
                 && absent::<ConfigMap>(&client, &ns).await?
                 && absent::<ServiceAccount>(&client, &ns).await?
                 && absent::<Role>(&client, &ns).await?
-                && absent::<RoleBinding>(&client, &ns).await?;
+                && absent::<RoleBinding>(&client, &ns).await?
+                && absent::<PodDisruptionBudget>(&client, &ns).await?;
             gone.then_some(())
         },
     )

@@ -84,6 +84,7 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         "customresourcedefinition.apiextensions.k8s.io/pixelpipelines.pixelpipe.dev",
         "clusterrole.rbac.authorization.k8s.io/pixelpipe-operator",
         "deployment.apps/pixelpipe-operator",
+        "poddisruptionbudget.policy/pixelpipe-operator",
     ] {
         assert!(out.contains(what), "{what} not applied:\n{out}");
     }
@@ -115,6 +116,7 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         ["patch", "deployments", "-A"],
         ["create", "events.events.k8s.io", "-A"],
         ["watch", "pods", "-A"],
+        ["patch", "poddisruptionbudgets.policy", "-A"],
     ] {
         assert!(
             can_i(OPERATOR, &allowed),
@@ -130,6 +132,7 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
         ["create", "pods", "-A"],
         ["patch", "pods", "-A"],
         ["delete", "pods", "-A"],
+        ["delete", "poddisruptionbudgets.policy", "-A"],
     ] {
         assert!(!can_i(OPERATOR, &denied), "the operator may {denied:?}");
     }

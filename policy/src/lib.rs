@@ -319,6 +319,14 @@ impl Policy {
         }
     }
 
+    /// Replicas set from outside (`kubectl scale`), remembered as a change
+    /// and a recommendation: the count holds for a stabilization window
+    /// unless the evidence calls for more.
+    pub fn adopt(&mut self, now: f64, replicas: i32, tuning: &Tuning) {
+        self.last_change = Some(now);
+        self.remember(now, replicas, tuning);
+    }
+
     fn remember(&mut self, now: f64, n: i32, tuning: &Tuning) {
         self.recommendations.push_back((now, n));
         while self

@@ -48,7 +48,8 @@ pub struct Settings {
 /// Defaults of the flags the operator leaves to the worker.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration =
+    Duration::from_secs(pixelpipe_crds::worker::DEFAULT_SHUTDOWN_GRACE_SECONDS);
 pub const DEFAULT_COMPRESSION: Compression = Compression::Lz4;
 
 impl Settings {

@@ -71,6 +71,49 @@ pub fn running(pp: &PixelPipeline, state: &State) -> Sizes {
     }
 }
 
+/// A `kubectl scale` (a new `spec.replicas.initial`) with autoscaling
+/// Enabled: that many replicas now, within the bounds. Autoscaling goes on
+/// from there and holds the count for a stabilization window unless the
+/// evidence calls for more. The first look at a pipeline is not a change.
+pub fn scaled_by_hand(
+    pp: &PixelPipeline,
+    state: &mut State,
+    tuning: &Tuning,
+    now: f64,
+) -> Option<Step> {
+    let asked = pp.spec.replicas.initial;
+    let before = state.initial.replace(asked)?;
+    if !enabled(pp) || before == asked {
+        return None;
+    }
+    let asked = asked?;
+    let run = running(pp, state);
+    let to = sizes::within_bounds(
+        pp,
+        Sizes {
+            replicas: asked,
+            ..run
+        },
+    );
+    if to == run {
+        return None;
+    }
+    state.applied = Some(to);
+    state.policy.adopt(now, to.replicas, tuning);
+    let change = Change { from: run, to };
+    Some(Step {
+        seen: state.history.latest().map(Seen::of),
+        run: Some(to),
+        from: Some(run),
+        apply: Some(to),
+        up: to.replicas > run.replicas,
+        summary: Some(format!(
+            "replicas set by hand (kubectl scale, spec.replicas.initial {asked}) ({change})"
+        )),
+        ..Step::default()
+    })
+}
+
 /// Records the snapshot and the workers' reports, and runs the policy.
 pub fn decide(
     pp: &PixelPipeline,

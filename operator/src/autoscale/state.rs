@@ -36,6 +36,9 @@ pub struct State {
     /// show its own status write yet, and deciding again from the older
     /// sizes would repeat the decision (and its Event).
     pub applied: Option<Sizes>,
+    /// `spec.replicas.initial` as last seen (`None` before the first look):
+    /// a change is a `kubectl scale`.
+    pub initial: Option<Option<i32>>,
     pub next_observation: Instant,
 }
 
@@ -51,6 +54,7 @@ impl State {
             short_since: None,
             policy: Policy::default(),
             applied: None,
+            initial: None,
             next_observation: now,
         }
     }

@@ -16,7 +16,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use pixelpipe_crds::PixelPipeline;
 use pixelpipe_crds::worker::{
-    ADMIN_PORT, CONFIG_DIR, KAFKA_SASL_DIR, KAFKA_TLS_DIR, POD_NAME_ENV, WorkerArgs,
+    ADMIN_PORT, CONFIG_DIR, DEFAULT_SHUTDOWN_GRACE_SECONDS, KAFKA_SASL_DIR, KAFKA_TLS_DIR,
+    POD_NAME_ENV, SHUTDOWN_GRACE_ENV, WorkerArgs,
 };
 use sha2::{Digest, Sha256};
 
@@ -36,10 +37,11 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
     let hash = config_hash(&pipeline_file(pp)?, &args, &env);
     let (volumes, mounts) = volumes(pp);
     let selector = labels(pp);
+    let worker = &pp.spec.worker;
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(selector.clone()),
-            annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+            labels: Some(merged(&worker.pod_labels, selector.clone())),
+            annotations: Some(merged(&worker.pod_annotations, annotations(hash))),
             ..ObjectMeta::default()
         }),
         spec: Some(pod(pp, container(pp, args, env, mounts), volumes)),
@@ -192,11 +194,58 @@ fn container(
     }
 }
 
+/// The user's `extra` entries with `own` over them: the operator's labels
+/// select the pods, and its annotations roll them.
+fn merged(
+    extra: &BTreeMap<String, String>,
+    own: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    extra.clone().into_iter().chain(own).collect()
+}
+
+/// The config checksum that rolls the pods, and the conventional scrape hints
+/// for a Prometheus that discovers pods by annotation.
+fn annotations(hash: String) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CONFIG_HASH_ANNOTATION.to_string(), hash),
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), ADMIN_PORT.to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ])
+}
+
+/// Seconds the kubelet waits after SIGTERM before it kills a worker: the
+/// worker's drain grace (its default, or what `spec.worker.env` raises it to)
+/// and 5 s to flush its producer and exit. A shorter period would kill a
+/// draining worker and its uncommitted events would be processed twice.
+fn termination_grace(pp: &PixelPipeline) -> i64 {
+    let drain = pp
+        .spec
+        .worker
+        .env
+        .iter()
+        .find(|e| e.name == SHUTDOWN_GRACE_ENV)
+        .and_then(|e| e.value.as_deref()?.trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECONDS);
+    i64::try_from(drain).unwrap_or(i64::MAX / 2) + 5
+}
+
+/// `None` for an empty list, so the pod spec omits what the user did not set.
+fn listed<T: Clone>(items: &[T]) -> Option<Vec<T>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
 fn pod(pp: &PixelPipeline, container: Container, volumes: Vec<Volume>) -> PodSpec {
+    let worker = &pp.spec.worker;
     PodSpec {
+        image_pull_secrets: listed(&worker.image_pull_secrets),
+        node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
+        tolerations: listed(&worker.tolerations),
+        affinity: worker.affinity.clone(),
+        topology_spread_constraints: listed(&worker.topology_spread_constraints),
+        priority_class_name: worker.priority_class_name.clone(),
         service_account_name: Some(worker_name(pp)),
-        // The worker drains within 25 s by default.
-        termination_grace_period_seconds: Some(30),
+        termination_grace_period_seconds: Some(termination_grace(pp)),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(WORKER_UID),

@@ -8,8 +8,10 @@ mod deployment;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 use pixelpipe_crds::worker::PIPELINE_FILE;
 use pixelpipe_crds::{PipelineFile, PixelPipeline};
@@ -123,6 +125,25 @@ pub fn role_binding(pp: &PixelPipeline) -> Result<RoleBinding, ChildError> {
     })
 }
 
+/// At most one worker pod evicted at a time (a node drain, a cluster
+/// upgrade): each eviction moves its partitions through a rebalance, and
+/// losing several pods at once would stall the pipeline for a pod start.
+/// A single worker may still be evicted, so a drain never blocks.
+pub fn disruption_budget(pp: &PixelPipeline) -> Result<PodDisruptionBudget, ChildError> {
+    Ok(PodDisruptionBudget {
+        metadata: meta(pp)?,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels(pp)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +216,70 @@ mod tests {
             pod.service_account_name.as_deref(),
             Some("storefront-worker")
         );
+    }
+
+    #[test]
+    fn placement_reaches_the_pods_and_the_operators_labels_win() {
+        use k8s_openapi::api::core::v1::{LocalObjectReference, Toleration};
+        let mut pp = sample();
+        let w = &mut pp.spec.worker;
+        w.image_pull_secrets = vec![LocalObjectReference {
+            name: "registry".into(),
+        }];
+        w.node_selector = BTreeMap::from([("pool".into(), "pipelines".into())]);
+        w.tolerations = vec![Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        }];
+        w.priority_class_name = Some("pipelines".into());
+        w.pod_labels = BTreeMap::from([
+            ("team".into(), "growth".into()),
+            ("app.kubernetes.io/name".into(), "mine".into()),
+        ]);
+        w.pod_annotations = BTreeMap::from([("owner".into(), "growth".into())]);
+        let d = deployment(&pp, 1).expect("deployment");
+        let spec = pod(&d);
+        assert_eq!(
+            spec.image_pull_secrets,
+            Some(pp.spec.worker.image_pull_secrets.clone())
+        );
+        assert_eq!(
+            spec.node_selector,
+            Some(pp.spec.worker.node_selector.clone())
+        );
+        assert_eq!(spec.tolerations, Some(pp.spec.worker.tolerations.clone()));
+        assert_eq!(spec.priority_class_name.as_deref(), Some("pipelines"));
+        let meta = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.clone())
+            .expect("template metadata");
+        let labels = meta.labels.expect("labels");
+        assert_eq!(labels["team"], "growth");
+        assert_eq!(labels["app.kubernetes.io/name"], "pixelpipe-worker");
+        let annotations = meta.annotations.expect("annotations");
+        assert_eq!(annotations["owner"], "growth");
+        assert_eq!(annotations["prometheus.io/port"], "9090");
+        assert!(annotations.contains_key(CONFIG_HASH_ANNOTATION));
+        // Nothing set, nothing written.
+        let plain = pod(&deployment(&sample(), 1).expect("deployment"));
+        assert_eq!((plain.tolerations, plain.node_selector), (None, None));
+    }
+
+    #[test]
+    fn the_grace_period_outlasts_the_workers_drain() {
+        let grace = |pp: &PixelPipeline| {
+            pod(&deployment(pp, 1).expect("deployment")).termination_grace_period_seconds
+        };
+        let mut pp = sample();
+        assert_eq!(grace(&pp), Some(30), "25 s of drain and 5 to exit");
+        pp.spec.worker.env.push(k8s_openapi::api::core::v1::EnvVar {
+            name: pixelpipe_crds::worker::SHUTDOWN_GRACE_ENV.into(),
+            value: Some("120".into()),
+            value_from: None,
+        });
+        assert_eq!(grace(&pp), Some(125));
     }
 
     #[test]
