@@ -266,9 +266,11 @@ pub struct WorkerSpec {
     /// Node affinity and pod (anti-)affinity of the worker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
-    /// How the worker pods spread over zones or nodes. A pipeline's pods
-    /// carry the labels `app.kubernetes.io/name: pixelpipe-worker` and
-    /// `app.kubernetes.io/instance: <pipeline name>` to select them by.
+    /// How the worker pods spread over zones or nodes; by default as evenly
+    /// as possible over both without refusing a pod (`ScheduleAnyway`). A
+    /// pipeline's pods carry the labels `app.kubernetes.io/name:
+    /// pixelpipe-worker` and `app.kubernetes.io/instance: <pipeline name>` to
+    /// select them by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// PriorityClass of the worker pods.

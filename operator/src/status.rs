@@ -51,6 +51,11 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
         observed_generation: pp.metadata.generation,
         last_transition_time: now.clone(),
     };
+    // A decision's, or a change made by hand (`kubectl scale`); whatever
+    // else this step found, since the status is applied whole.
+    if let Some(last) = &step.last_decision {
+        status.last_decision = Some(last.clone());
+    }
     if let Some(error) = &step.kafka_error {
         set(
             &mut status.conditions,
@@ -82,10 +87,6 @@ pub fn autoscaling(status: &mut PixelPipelineStatus, pp: &PixelPipeline, step: &
     }
     if let Some(d) = &step.decision {
         decision(status, d, step, &condition);
-    }
-    // A decision's, or a change made by hand (`kubectl scale`).
-    if let Some(summary) = &step.summary {
-        status.last_decision = Some(summary.clone());
     }
 }
 
@@ -229,6 +230,24 @@ mod tests {
         assert_eq!(s.lag, Some(1234));
         assert_eq!(s.oldest_event_age.as_deref(), Some("42s"));
         assert_eq!(s.conditions.len(), 3);
+    }
+
+    #[test]
+    fn the_last_decision_comes_from_the_step_even_when_kafka_is_unreachable() {
+        // The cached pipeline may not show the last status write yet, and the
+        // status is applied whole: the step's memory is what keeps it.
+        let pp = sample();
+        let mut status = PixelPipelineStatus::default();
+        let step = Step {
+            kafka_error: Some("cannot read lag".into()),
+            last_decision: Some("replicas set by hand".into()),
+            ..Step::default()
+        };
+        autoscaling(&mut status, &pp, &step, &now());
+        assert_eq!(
+            status.last_decision.as_deref(),
+            Some("replicas set by hand")
+        );
     }
 
     #[test]

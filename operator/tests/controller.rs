@@ -314,9 +314,15 @@ async fn spec_changes_flow_down_hand_edits_are_undone_and_restarts_change_nothin
         .await
         .expect("deployment");
 
-    // A spec change: new image, a partner wants one more event, bigger batches.
+    // A spec change: new image and placement, a partner wants one more
+    // event, bigger batches.
     let change = json!({"spec": {
-        "worker": {"image": "ghcr.io/pixelpipe/pixelpipe-worker:0.2.0"},
+        "worker": {
+            "image": "ghcr.io/pixelpipe/pixelpipe-worker:0.2.0",
+            "nodeSelector": {"pool": "pipelines"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "podLabels": {"team": "growth"}
+        },
         "batch": {"maxEvents": 500},
         "partners": [
             {"name": "ads", "topic": "partner.ads", "events": ["product_added_to_cart", "checkout_started", "checkout_completed", "search_submitted"], "requiredConsent": ["marketing"]},
@@ -340,6 +346,29 @@ async fn spec_changes_flow_down_hand_edits_are_undone_and_restarts_change_nothin
         hash_of(&after),
         hash_of(&before),
         "a config change rolls the pods"
+    );
+    let template = after
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .expect("template");
+    let pod = template.spec.expect("pod spec");
+    assert_eq!(
+        pod.node_selector.and_then(|n| n.get("pool").cloned()),
+        Some("pipelines".to_string())
+    );
+    assert_eq!(
+        pod.tolerations.map(|t| t[0].key.clone()),
+        Some(Some("dedicated".to_string()))
+    );
+    let spread = pod.topology_spread_constraints.unwrap_or_default();
+    assert_eq!(spread.len(), 2, "zones and nodes by default: {spread:?}");
+    assert_eq!(
+        template
+            .metadata
+            .and_then(|m| m.labels)
+            .map(|l| l["team"].clone()),
+        Some("growth".to_string())
     );
     let cm = maps.get("storefront-worker").await.expect("ConfigMap");
     assert!(cm.data.expect("data")["pipeline.yaml"].contains("search_submitted"));

@@ -55,9 +55,12 @@ pub struct Step {
     pub recommended: Option<Sizes>,
     /// Whether the change (applied or recommended) adds capacity.
     pub up: bool,
-    /// The decision and what it changes, in words: the status's lastDecision
-    /// and the scale Event's note.
+    /// This step's decision and what it changes, in words: the scale
+    /// Event's note.
     pub summary: Option<String>,
+    /// The last decision that changed something, in words, this step's or
+    /// an earlier one's: the status's lastDecision.
+    pub last_decision: Option<String>,
     /// The partitions the status lists, worst first.
     pub partitions: Vec<PartitionStatus>,
 }

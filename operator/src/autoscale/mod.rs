@@ -152,6 +152,25 @@ impl Autoscalers {
         let slot = self.slot(pp, now)?;
         let mut guard = slot.lock().await;
         let state = &mut *guard;
+        let mut step = self.run(pp, state, now, epoch, pods, security).await;
+        // The controller's cache may not show the last status write yet: the
+        // last decision in words comes from here, not from the cached status.
+        if let Some(summary) = &step.summary {
+            state.last_decision = Some(summary.clone());
+        }
+        step.last_decision = state.last_decision.clone();
+        Some(step)
+    }
+
+    async fn run(
+        &self,
+        pp: &PixelPipeline,
+        state: &mut State,
+        now: Instant,
+        epoch: Instant,
+        pods: &[WorkerPod],
+        security: impl Future<Output = Result<(Security, String), String>>,
+    ) -> Step {
         let source = source_of(pp);
         if state.source != source {
             *state = State::fresh(source, now);
@@ -159,16 +178,16 @@ impl Autoscalers {
         let tuning = tuning(pp);
         let clock = now.duration_since(epoch).as_secs_f64();
         if let Some(step) = decide::scaled_by_hand(pp, state, &tuning, clock) {
-            return Some(step);
+            return step;
         }
         if now < state.next_observation {
             // Between observations: report the last one, decide nothing.
             let run = decide::running(pp, state);
-            return Some(Step {
+            return Step {
                 seen: state.history.latest().map(Seen::of),
                 run: (pp.spec.autoscaling.mode == AutoscalingMode::Enabled).then_some(run),
                 ..Step::default()
-            });
+            };
         }
         state.next_observation = now + Duration::from_secs_f64(tuning.interval);
         let (snapshot, reports) =
@@ -176,10 +195,10 @@ impl Autoscalers {
         let snapshot = match snapshot {
             Ok(s) => s,
             Err(reason) => {
-                return Some(Step {
+                return Step {
                     kafka_error: Some(reason),
                     ..Step::default()
-                });
+                };
             }
         };
         let at_ms = snapshot.at_ms;
@@ -187,7 +206,7 @@ impl Autoscalers {
         if let Some((arrivals, _)) = step.seen.and_then(|s| s.rates) {
             self.arrivals.record(&key_of(pp), at_ms, arrivals);
         }
-        Some(step)
+        step
     }
 }
 

@@ -39,6 +39,8 @@ pub struct State {
     /// `spec.replicas.initial` as last seen (`None` before the first look):
     /// a change is a `kubectl scale`.
     pub initial: Option<Option<i32>>,
+    /// The last decision that changed something, in words (for the status).
+    pub last_decision: Option<String>,
     pub next_observation: Instant,
 }
 
@@ -55,6 +57,7 @@ impl State {
             policy: Policy::default(),
             applied: None,
             initial: None,
+            last_decision: None,
             next_observation: now,
         }
     }

@@ -10,7 +10,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -230,6 +231,29 @@ fn termination_grace(pp: &PixelPipeline) -> i64 {
     i64::try_from(drain).unwrap_or(i64::MAX / 2) + 5
 }
 
+/// The user's spread, or by default the workers spread over zones and
+/// nodes as evenly as the scheduler can without refusing a pod: a zone or
+/// node lost takes as few of a pipeline's workers as possible.
+fn spread(pp: &PixelPipeline) -> Vec<TopologySpreadConstraint> {
+    let own = &pp.spec.worker.topology_spread_constraints;
+    if !own.is_empty() {
+        return own.clone();
+    }
+    ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+        .into_iter()
+        .map(|key| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.to_string(),
+            when_unsatisfiable: "ScheduleAnyway".to_string(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(labels(pp)),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        })
+        .collect()
+}
+
 /// `None` for an empty list, so the pod spec omits what the user did not set.
 fn listed<T: Clone>(items: &[T]) -> Option<Vec<T>> {
     (!items.is_empty()).then(|| items.to_vec())
@@ -242,7 +266,7 @@ fn pod(pp: &PixelPipeline, container: Container, volumes: Vec<Volume>) -> PodSpe
         node_selector: (!worker.node_selector.is_empty()).then(|| worker.node_selector.clone()),
         tolerations: listed(&worker.tolerations),
         affinity: worker.affinity.clone(),
-        topology_spread_constraints: listed(&worker.topology_spread_constraints),
+        topology_spread_constraints: Some(spread(pp)),
         priority_class_name: worker.priority_class_name.clone(),
         service_account_name: Some(worker_name(pp)),
         termination_grace_period_seconds: Some(termination_grace(pp)),

@@ -262,9 +262,20 @@ mod tests {
         assert_eq!(annotations["owner"], "growth");
         assert_eq!(annotations["prometheus.io/port"], "9090");
         assert!(annotations.contains_key(CONFIG_HASH_ANNOTATION));
-        // Nothing set, nothing written.
+        // Nothing set, nothing written but the default spread.
         let plain = pod(&deployment(&sample(), 1).expect("deployment"));
         assert_eq!((plain.tolerations, plain.node_selector), (None, None));
+        let spread = plain.topology_spread_constraints.unwrap_or_default();
+        assert_eq!(
+            spread
+                .iter()
+                .map(|c| (c.topology_key.as_str(), c.when_unsatisfiable.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+                ("kubernetes.io/hostname", "ScheduleAnyway")
+            ]
+        );
     }
 
     #[test]
