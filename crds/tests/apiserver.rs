@@ -59,17 +59,21 @@ fn install_crd() {
         &["apply", "--server-side", "--force-conflicts", "-f", crd],
         None,
     );
-    ok(
-        &[
-            "wait",
-            "--for",
-            "condition=Established",
-            "--timeout",
-            "60s",
-            "crd/pixelpipelines.pixelpipe.dev",
-        ],
+    // Polled, not `kubectl wait`: that fails outright ("accessor error:
+    // <nil>") when it reads the CRD before the API server wrote a condition.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+    while ok(
+        &["get", "crd/pixelpipelines.pixelpipe.dev", "-o", established],
         None,
-    );
+    ) != "True"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CRD was not established within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// The sample pipeline, without its namespace: each test applies it to its own.

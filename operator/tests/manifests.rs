@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Operator, client, eventually, kubeconfig};
+use common::{Operator, client, crd_established, eventually, kubeconfig};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use pixelpipe_crds::PixelPipeline;
@@ -88,14 +88,7 @@ async fn the_manifests_install_an_operator_that_runs_on_least_privilege() {
     ] {
         assert!(out.contains(what), "{what} not applied:\n{out}");
     }
-    ok(&[
-        "wait",
-        "--for",
-        "condition=Established",
-        "crd/pixelpipelines.pixelpipe.dev",
-        "--timeout",
-        "30s",
-    ]);
+    crd_established(&client().await).await;
     ok(&["apply", "-k", &repo("manifests/samples")]);
     let table = ok(&["get", "pixelpipelines", "-n", NS]);
     let header: Vec<&str> = table

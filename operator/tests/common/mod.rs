@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 pub use pixelpipe_testkit::kube::{
-    client, create, events, install_crd, kubeconfig, namespace, sample,
+    client, crd_established, create, events, install_crd, kubeconfig, namespace, sample,
 };
 use pixelpipe_testkit::process::{Process, free_port};
 pub use pixelpipe_testkit::wait::eventually;

@@ -107,17 +107,24 @@ pub async fn kubectl(env: &Env, args: &[&str]) -> anyhow::Result<String> {
 pub async fn apply_manifests(env: &Env) -> anyhow::Result<()> {
     let manifests = env.repo.join("manifests").display().to_string();
     kubectl(env, &["apply", "-k", &manifests]).await?;
-    kubectl(
-        env,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/pixelpipelines.pixelpipe.dev",
-        ],
-    )
-    .await?;
-    Ok(())
+    // Polled, not `kubectl wait`: that fails outright ("accessor error:
+    // <nil>") when it reads the CRD before the API server wrote a condition.
+    let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = kubectl(
+            env,
+            &["get", "crd/pixelpipelines.pixelpipe.dev", "-o", established],
+        )
+        .await?;
+        if status == "True" {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the PixelPipeline CRD was not established within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The sample PixelPipeline as `name` in `namespace`, pointed at the local

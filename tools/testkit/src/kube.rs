@@ -34,11 +34,20 @@ pub async fn install_crd(client: &Client) {
     )
     .await
     .expect("CRD applied");
+    crd_established(client).await;
+}
+
+/// Waits until the PixelPipeline CRD is served. Polled through the API, not
+/// `kubectl wait`: that fails outright ("accessor error: <nil>") when it reads
+/// the CRD before the API server has written any condition.
+pub async fn crd_established(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = PixelPipeline::crd_name();
     crate::wait::eventually(
         "the CRD is established",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
-            let c = crds.get(&name).await.ok()?;
+            let c = crds.get(name).await.ok()?;
             c.status?
                 .conditions?
                 .iter()
