@@ -36,6 +36,12 @@ pub const POD_NAME_ENV: &str = "POD_NAME";
 pub const SHUTDOWN_GRACE_ENV: &str = "PIXELPIPE_SHUTDOWN_GRACE_SECONDS";
 /// Seconds a worker drains on SIGTERM unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 25;
+/// Worker pod annotation whose change rolls the workers when their
+/// configuration (pipeline file, flags, environment) changes.
+pub const CONFIG_HASH_ANNOTATION: &str = "pixelpipe.dev/config-sha256";
+/// Worker pod annotation whose change rolls the workers when a Kafka Secret
+/// they mount is written: they read credentials once, at start.
+pub const CREDENTIALS_ANNOTATION: &str = "pixelpipe.dev/kafka-credentials";
 
 /// File names inside the mounted Secrets, the same as Kubernetes' TLS and
 /// basic-auth Secret types use.

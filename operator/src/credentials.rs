@@ -7,11 +7,12 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
-use pixelpipe_crds::PixelPipeline;
+use pixelpipe_crds::{PixelPipeline, SaslMechanism};
 use pixelpipe_runtime::kafka::{
     CA_FILE, CERT_FILE, KEY_FILE, PASSWORD_FILE, Pem, Sasl, Security, Tls, USERNAME_FILE,
     secret_text,
 };
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -30,40 +31,93 @@ pub enum CredentialsError {
     Api(String, String),
 }
 
-/// The pipeline's Kafka security, and a fingerprint (Secret versions) that
-/// changes when the Secrets do.
-pub async fn kafka_security(
-    client: &Client,
-    pp: &PixelPipeline,
-) -> Result<(Security, String), CredentialsError> {
-    let namespace = pp.namespace().unwrap_or_default();
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut security = Security::default();
-    let mut fingerprint = String::new();
-    let k = &pp.spec.kafka;
-    if let Some(name) = &k.tls_secret_ref {
-        let secret = get(&api, &namespace, name).await?;
-        fingerprint.push_str(&version(&secret));
-        let id = format!("{namespace}/{name}");
-        let optional = |key| text(&secret, &id, key).ok();
-        security.tls = Some(Tls {
-            ca: optional(CA_FILE).map(Pem::Inline),
-            client: optional(CERT_FILE)
-                .zip(optional(KEY_FILE))
-                .map(|(c, k)| (Pem::Inline(c), Pem::Inline(k))),
-        });
+impl CredentialsError {
+    /// Whether reading again soon can help (the API server was away or
+    /// busy); the others hold until someone changes a Secret or a grant.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CredentialsError::Api(..))
     }
-    if let Some(sasl) = &k.sasl {
-        let secret = get(&api, &namespace, &sasl.secret_ref).await?;
-        fingerprint.push_str(&version(&secret));
-        let id = format!("{namespace}/{}", sasl.secret_ref);
-        security.sasl = Some(Sasl {
-            mechanism: sasl.mechanism,
-            username: text(&secret, &id, USERNAME_FILE)?,
-            password: text(&secret, &id, PASSWORD_FILE)?,
-        });
+}
+
+/// The Kafka Secrets a pipeline names, as read.
+#[derive(Debug, Default)]
+pub struct KafkaSecrets {
+    tls: Option<(String, Secret)>,
+    sasl: Option<(String, Secret, SaslMechanism)>,
+}
+
+impl KafkaSecrets {
+    /// Reads the Secrets `spec.kafka` names (none: no request).
+    pub async fn read(client: &Client, pp: &PixelPipeline) -> Result<Self, CredentialsError> {
+        let namespace = pp.namespace().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let k = &pp.spec.kafka;
+        let mut out = KafkaSecrets::default();
+        if let Some(name) = &k.tls_secret_ref {
+            out.tls = Some((
+                format!("{namespace}/{name}"),
+                get(&api, &namespace, name).await?,
+            ));
+        }
+        if let Some(sasl) = &k.sasl {
+            let name = &sasl.secret_ref;
+            let secret = get(&api, &namespace, name).await?;
+            out.sasl = Some((format!("{namespace}/{name}"), secret, sasl.mechanism));
+        }
+        Ok(out)
     }
-    Ok((security, fingerprint))
+
+    /// Changes whenever a Secret is written (or deleted and made again);
+    /// empty when the pipeline names none. Built from each Secret's uid and
+    /// resourceVersion, never its contents: the fingerprint lands in the pod
+    /// template, and a hash of a short password could be guessed back.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        let mut any = false;
+        let sasl = self.sasl.as_ref().map(|(id, s, _)| (id, s));
+        for (id, secret) in self
+            .tls
+            .as_ref()
+            .map(|(id, s)| (id, s))
+            .into_iter()
+            .chain(sasl)
+        {
+            any = true;
+            h.update(id.as_bytes());
+            h.update([0]);
+            h.update(secret.uid().unwrap_or_default().as_bytes());
+            h.update([0]);
+            h.update(secret.resource_version().unwrap_or_default().as_bytes());
+            h.update([0]);
+        }
+        if any {
+            hex::encode(h.finalize())
+        } else {
+            String::new()
+        }
+    }
+
+    /// The client security settings these Secrets make.
+    pub fn security(&self) -> Result<Security, CredentialsError> {
+        let mut security = Security::default();
+        if let Some((id, secret)) = &self.tls {
+            let optional = |key| text(secret, id, key).ok();
+            security.tls = Some(Tls {
+                ca: optional(CA_FILE).map(Pem::Inline),
+                client: optional(CERT_FILE)
+                    .zip(optional(KEY_FILE))
+                    .map(|(c, k)| (Pem::Inline(c), Pem::Inline(k))),
+            });
+        }
+        if let Some((id, secret, mechanism)) = &self.sasl {
+            security.sasl = Some(Sasl {
+                mechanism: *mechanism,
+                username: text(secret, id, USERNAME_FILE)?,
+                password: text(secret, id, PASSWORD_FILE)?,
+            });
+        }
+        Ok(security)
+    }
 }
 
 async fn get(api: &Api<Secret>, namespace: &str, name: &str) -> Result<Secret, CredentialsError> {
@@ -74,14 +128,6 @@ async fn get(api: &Api<Secret>, namespace: &str, name: &str) -> Result<Secret, C
         Err(kube::Error::Api(e)) if e.code == 404 => Err(CredentialsError::Missing(id)),
         Err(e) => Err(CredentialsError::Api(id, e.to_string())),
     }
-}
-
-fn version(s: &Secret) -> String {
-    format!(
-        "{}@{};",
-        s.name_any(),
-        s.resource_version().unwrap_or_default()
-    )
 }
 
 fn text(secret: &Secret, id: &str, key: &'static str) -> Result<String, CredentialsError> {
@@ -128,5 +174,26 @@ mod tests {
             .expect_err("fails")
             .to_string();
         assert_eq!(e, "Secret ns/creds has no `ca.crt` key");
+    }
+
+    fn stored(name: &str, uid: &str, version: &str) -> (String, Secret) {
+        let mut s = secret(&[("password", b"hunter2")]);
+        s.metadata.uid = Some(uid.into());
+        s.metadata.resource_version = Some(version.into());
+        (format!("ns/{name}"), s)
+    }
+
+    #[test]
+    fn the_fingerprint_follows_writes_and_never_the_contents() {
+        let of = |tls: Option<(String, Secret)>| KafkaSecrets { tls, sasl: None }.fingerprint();
+        assert_eq!(of(None), "", "no Secret, no fingerprint");
+        let first = of(Some(stored("tls", "u1", "10")));
+        assert_eq!(first, of(Some(stored("tls", "u1", "10"))));
+        assert_ne!(first, of(Some(stored("tls", "u1", "11"))), "a write");
+        assert_ne!(first, of(Some(stored("tls", "u2", "10"))), "made again");
+        let mut other_contents = stored("tls", "u1", "10");
+        other_contents.1 = secret(&[("password", b"other")]);
+        other_contents.1.metadata = stored("tls", "u1", "10").1.metadata;
+        assert_eq!(first, of(Some(other_contents)));
     }
 }

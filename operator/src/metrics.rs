@@ -27,6 +27,7 @@ pub enum Step {
     build,
     apply,
     status,
+    credentials,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

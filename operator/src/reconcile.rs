@@ -26,7 +26,7 @@ use crate::arrivals::ArrivalBook;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
-use crate::credentials;
+use crate::credentials::{CredentialsError, KafkaSecrets};
 use crate::events;
 use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
 use crate::pods::WorkerPods;
@@ -115,6 +115,8 @@ pub enum Error {
     },
     #[error("cannot write the status: {0}")]
     Status(#[source] kube::Error),
+    #[error("cannot read the Kafka credentials: {0}")]
+    Credentials(#[source] CredentialsError),
 }
 
 impl Error {
@@ -123,6 +125,7 @@ impl Error {
             Error::Build(_) => Step::build,
             Error::Apply { .. } => Step::apply,
             Error::Status(_) => Step::status,
+            Error::Credentials(_) => Step::credentials,
         }
     }
 
@@ -133,6 +136,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Build(_) => false,
+            Error::Credentials(e) => e.is_transient(),
             Error::Apply { source, .. } | Error::Status(source) => match source {
                 kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
                 _ => true,
@@ -237,11 +241,18 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     }
 
     let running = sizes::current(pp);
-    let security = async {
-        credentials::kafka_security(&ctx.client, pp)
-            .await
-            .map_err(|e| e.to_string())
+    let secrets = match KafkaSecrets::read(&ctx.client, pp).await {
+        Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
+        read => read,
     };
+    // A Secret the operator may not read (or that is missing) leaves the
+    // workers as they are: only a read Secret's change rolls them.
+    let credentials = secrets.as_ref().map(KafkaSecrets::fingerprint).ok();
+    let security = std::future::ready(
+        secrets
+            .and_then(|s| Ok((s.security()?, s.fingerprint())))
+            .map_err(|e| e.to_string()),
+    );
     let pods = ctx.pods.of(&namespace, &pp.name_any());
     let step = ctx.autoscalers.step(pp, ctx.epoch, &pods, security).await;
     let sizes = step.as_ref().and_then(|s| s.run).unwrap_or(running);
@@ -254,7 +265,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         ctx,
         pp,
         &namespace,
-        children::deployment(pp, sizes.replicas)?,
+        children::deployment(pp, sizes.replicas, credentials.as_deref())?,
     )
     .await?;
 

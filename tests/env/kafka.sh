@@ -16,6 +16,9 @@
 #   tests/env/kafka.sh lag G   Kafka's own consumer-group tool: group G's offsets and lag
 #   tests/env/kafka.sh quota C B   throttle what clients with client.id C produce to
 #                              B bytes/s (a broker quota); B=none removes it
+#   tests/env/kafka.sh scram-user U P   create (or change the password of) the
+#                              SCRAM-SHA-512 user U with password P, as a
+#                              credential rotation does
 #
 # The node has two client listeners on 127.0.0.1:
 #   PLAINTEXT  no TLS, no authentication; what the tests use by default
@@ -281,14 +284,23 @@ quota() {
     --alter "${change[@]}" --entity-type clients --entity-name "$1" >/dev/null
 }
 
+scram_user() {
+  [ -n "${1:-}" ] && [ -n "${2:-}" ] || die "usage: $0 scram-user USER PASSWORD"
+  local bootstrap
+  bootstrap=${KAFKA_BOOTSTRAP:-$(status | sed -n 's/^KAFKA_BOOTSTRAP=//p')}
+  "$JAVA" -cp "$LIB/*" -Dlog4j2.level=error kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" \
+    --alter --add-config "SCRAM-SHA-512=[password=$2]" --entity-type users --entity-name "$1" >/dev/null
+}
+
 case "${1:-}" in
   fetch) fetch ;;
   lag) lag "${2:-}" ;;
   quota) quota "${2:-}" "${3:-}" ;;
+  scram-user) scram_user "${2:-}" "${3:-}" ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   halt) halt ;;
   resume) resume ;;
-  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP|quota CLIENT BYTES" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP|quota CLIENT BYTES|scram-user USER PASSWORD" >&2; exit 2 ;;
 esac

@@ -17,22 +17,26 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use pixelpipe_crds::PixelPipeline;
 use pixelpipe_crds::worker::{
-    ADMIN_PORT, CONFIG_DIR, DEFAULT_SHUTDOWN_GRACE_SECONDS, KAFKA_SASL_DIR, KAFKA_TLS_DIR,
-    POD_NAME_ENV, SHUTDOWN_GRACE_ENV, WorkerArgs,
+    ADMIN_PORT, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CREDENTIALS_ANNOTATION,
+    DEFAULT_SHUTDOWN_GRACE_SECONDS, KAFKA_SASL_DIR, KAFKA_TLS_DIR, POD_NAME_ENV,
+    SHUTDOWN_GRACE_ENV, WorkerArgs,
 };
 use sha2::{Digest, Sha256};
 
 use super::{ChildError, labels, meta, pipeline_file, worker_name};
 
-/// Pod annotation whose change rolls the workers when their configuration changes.
-pub const CONFIG_HASH_ANNOTATION: &str = "pixelpipe.dev/config-sha256";
 /// Unprivileged user of the distroless worker image.
 const WORKER_UID: i64 = 65532;
 
 /// The worker Deployment with `replicas` pods. Pool sizes in the pod's flags
 /// are the spec's starting sizes; later resizes reach the workers through the
-/// PixelPipeline's status, without a rollout.
-pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, ChildError> {
+/// PixelPipeline's status, without a rollout. `credentials` fingerprints the
+/// Kafka Secrets as last read ([`crate::credentials::KafkaSecrets`]).
+pub fn deployment(
+    pp: &PixelPipeline,
+    replicas: i32,
+    credentials: Option<&str>,
+) -> Result<Deployment, ChildError> {
     let args = WorkerArgs::for_pipeline(pp).to_args();
     let env = environment(pp);
     let hash = config_hash(&pipeline_file(pp)?, &args, &env);
@@ -42,7 +46,10 @@ pub fn deployment(pp: &PixelPipeline, replicas: i32) -> Result<Deployment, Child
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(merged(&worker.pod_labels, selector.clone())),
-            annotations: Some(merged(&worker.pod_annotations, annotations(hash))),
+            annotations: Some(merged(
+                &worker.pod_annotations,
+                annotations(hash, credentials),
+            )),
             ..ObjectMeta::default()
         }),
         spec: Some(pod(pp, container(pp, args, env, mounts), volumes)),
@@ -204,15 +211,21 @@ fn merged(
     extra.clone().into_iter().chain(own).collect()
 }
 
-/// The config checksum that rolls the pods, and the conventional scrape hints
+/// The config checksum and credentials fingerprint that roll the pods, and the conventional scrape hints
 /// for a Prometheus that discovers pods by annotation.
-fn annotations(hash: String) -> BTreeMap<String, String> {
+fn annotations(hash: String, credentials: Option<&str>) -> BTreeMap<String, String> {
+    let credentials = credentials
+        .filter(|c| !c.is_empty())
+        .map(|c| (CREDENTIALS_ANNOTATION.to_string(), c.to_string()));
     BTreeMap::from([
         (CONFIG_HASH_ANNOTATION.to_string(), hash),
         ("prometheus.io/scrape".to_string(), "true".to_string()),
         ("prometheus.io/port".to_string(), ADMIN_PORT.to_string()),
         ("prometheus.io/path".to_string(), "/metrics".to_string()),
     ])
+    .into_iter()
+    .chain(credentials)
+    .collect()
 }
 
 /// Seconds the kubelet waits after SIGTERM before it kills a worker: the

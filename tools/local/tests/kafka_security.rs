@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline, SaslMechanism, SaslSpec};
 mod common;
 
 use common::bin_dir;
 use pixelpipe_crds::reasons::{ConditionType, condition_status, find_condition};
+use pixelpipe_crds::worker::CREDENTIALS_ANNOTATION;
 use pixelpipe_loadgen::topics::ensure_topics;
 use pixelpipe_loadgen::{Generator, Mix};
 use pixelpipe_local::runner::{Config, Runner};
@@ -326,6 +327,18 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
         "after the grant: LagObserved=True: {message}; {EVENTS} events committed over SASL_SSL"
     );
 
+    rotate_credentials(&client, &ns, &producer, &names[0], &mut generator).await;
+    let group_ref = &group;
+    wait_for(
+        "the rolled workers consumed over SASL_SSL as the new user",
+        Duration::from_secs(120),
+        || async move {
+            (committed(plain_ref, group_ref, input) >= 2 * EVENTS as i64).then_some(())
+        },
+    )
+    .await;
+    println!("after the rotation: {EVENTS} more events committed by the new pods");
+
     // The password is nowhere but in its Secret and the pods' secret volumes.
     for what in [
         "pixelpipeline/storefront",
@@ -345,4 +358,107 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
     let _ = operators.await;
     let _ = workers.await;
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+fn worker_pods(ns: &str) -> Vec<String> {
+    let (ok, out) = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app.kubernetes.io/name=pixelpipe-worker",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert!(ok, "{out}");
+    out.split_whitespace().map(str::to_string).collect()
+}
+
+fn credentials_annotation(ns: &str) -> String {
+    let path = format!(
+        "jsonpath={{.spec.template.metadata.annotations.{}}}",
+        CREDENTIALS_ANNOTATION.replace('.', "\\.")
+    );
+    let (ok, out) = kubectl(&["get", "deployment/storefront-worker", "-n", ns, "-o", &path]);
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
+/// A credential rotation as a platform team does it: a new SCRAM user on the
+/// broker, the Secret rewritten to name it. The operator notices the write,
+/// rolls the workers (they read credentials once, at start), and the new pods
+/// work with the new credentials; `EVENTS` more events follow for them.
+async fn rotate_credentials(
+    client: &Client,
+    ns: &str,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    input: &str,
+    generator: &mut Generator,
+) {
+    let before_pods = worker_pods(ns);
+    let before = credentials_annotation(ns);
+    assert!(
+        !before.is_empty(),
+        "the workers carry no credentials fingerprint"
+    );
+
+    let user = format!("rotated-{ns}");
+    let password = format!("{:x}", std::process::id() as u64 * 7919 + 17);
+    let status = Command::new(story::repo_root().join("tests/env/kafka.sh"))
+        .args(["scram-user", &user, &password])
+        .status()
+        .expect("kafka.sh runs");
+    assert!(status.success(), "creating the SCRAM user failed");
+    let rotated = secret(
+        ns,
+        "kafka-scram",
+        &[
+            ("username", user.clone().into_bytes()),
+            ("password", password.into_bytes()),
+        ],
+    );
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "kafka-scram",
+            &PatchParams::apply("pixelpipe-tests").force(),
+            &Patch::Apply(&rotated),
+        )
+        .await
+        .expect("secret rotated");
+
+    let after = wait_for(
+        "the operator fingerprints the rewritten Secret",
+        Duration::from_secs(60),
+        || async {
+            let now = credentials_annotation(ns);
+            (now != before).then_some(now)
+        },
+    )
+    .await;
+    wait_for(
+        "every worker pod replaced",
+        Duration::from_secs(120),
+        || async {
+            let pods = worker_pods(ns);
+            (!pods.is_empty() && pods.iter().all(|p| !before_pods.contains(p))).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "rotation: fingerprint {before} -> {after}; pods {before_pods:?} -> {:?}",
+        worker_pods(ns)
+    );
+    for _ in 0..EVENTS {
+        let g = generator.next_message();
+        producer
+            .send(
+                BaseRecord::to(input)
+                    .key(g.id.as_bytes())
+                    .payload(&g.payload),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
 }
