@@ -8,6 +8,7 @@
 //! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`pods`] and
 //! [`scrape`] (the worker pods and their evidence), [`autoscale`]
 //! (observations to decisions), [`arrivals`] (the record users replay),
+//! [`pipeline_metrics`] (each pipeline's numbers for Prometheus),
 //! [`leader`] (the Lease), [`admin`], and [`run`].
 
 mod admin;
@@ -22,6 +23,7 @@ mod events;
 mod leader;
 mod metrics;
 mod observer;
+mod pipeline_metrics;
 mod pods;
 mod reconcile;
 pub mod run;

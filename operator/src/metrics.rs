@@ -1,5 +1,8 @@
-//! The operator's Prometheus metrics. Labels are closed sets (outcome, step),
-//! never a pipeline's name, so cardinality does not grow with the cluster.
+//! The operator's Prometheus metrics. The operator's own carry closed label
+//! sets (outcome, step); each pipeline's numbers come from
+//! [`PipelineMetrics`], one series set per pipeline that exists.
+
+use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::pipeline_metrics::PipelineMetrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are lower case by convention
@@ -45,6 +50,7 @@ pub struct Metrics {
     pub child_writes: Counter,
     pub leader: Gauge,
     pub lag_observers: Gauge,
+    pub pipelines: Arc<PipelineMetrics>,
 }
 
 impl Default for Metrics {
@@ -93,7 +99,10 @@ impl Default for Metrics {
             "Pipelines whose consumer lag this process watches (one Kafka client each)",
             lag_observers.clone(),
         );
+        let pipelines = Arc::new(PipelineMetrics::default());
+        registry.register_collector(Box::new(pipelines.clone()));
         Self {
+            pipelines,
             registry,
             lag_observers,
             reconciles,

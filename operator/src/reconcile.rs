@@ -275,6 +275,11 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         rollout: Some(Rollout::of(&deployment)),
     };
     let next = write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
+    let ready = obs.rollout.as_ref().map_or(0, |r| r.available);
+    let slo = f64::from(pp.spec.slo.max_event_age_seconds);
+    ctx.metrics.pipelines.update(Context::key(pp), |last| {
+        last.next(&next, slo, ready, step.as_ref())
+    });
     if let Some(step) = &step {
         autoscaling_events(ctx, pp, step, &next).await;
     }

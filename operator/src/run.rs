@@ -260,6 +260,7 @@ async fn reap_deleted(api: Api<PixelPipeline>, ctx: Arc<Context>, stop: Cancella
                     .iter()
                     .map(|m| (m.namespace().unwrap_or_default(), m.name_any()))
                     .collect();
+                ctx.metrics.pipelines.retain(|key| live.contains(key));
                 for (namespace, name) in ctx
                     .autoscalers
                     .forget_missing(|key| live.contains(key), listed_at)

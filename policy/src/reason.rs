@@ -17,8 +17,9 @@ pub struct Reason {
     pub why: Why,
 }
 
-/// The rule that decided the replica count.
-#[derive(Debug, Clone, PartialEq)]
+/// The rule that decided the replica count; [`Why::kind`] names it.
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Why {
     /// No evidence of capacity yet and no backlog building: nothing to decide.
     Learning,
@@ -54,6 +55,13 @@ pub enum Why {
     },
     /// Within capacity.
     Within { arrivals: f64, capacity: f64 },
+}
+
+impl Why {
+    /// The rule's name without its numbers: a metric label value.
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
 }
 
 /// What stops more replicas from helping.

@@ -1,0 +1,431 @@
+//! Per-pipeline metrics: what the operator last saw and decided for each
+//! PixelPipeline, labelled `namespace` and `pipeline`. Encoded at scrape time
+//! from one bounded map, so a deleted pipeline's series go with it (the
+//! reaper in `run.rs` forgets it) and cardinality follows the number of
+//! pipelines, never the number of reconciles.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use pixelpipe_crds::{PartitionState, PerStage, PixelPipelineStatus, SloState};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::autoscale::Step;
+
+/// Pipelines exported at most; past it the least recently reconciled goes.
+/// Matches the autoscaler's own bound on pipelines it remembers.
+const MAX_PIPELINES: usize = 4096;
+
+type Key = (String, String);
+
+/// Which way a scaling decision moved capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
+}
+
+/// One pipeline's numbers as of its last reconcile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineView {
+    /// `None` until Kafka has been observed (autoscaling Disabled: never).
+    pub oldest_age_seconds: Option<f64>,
+    pub lag: Option<i64>,
+    pub arrivals_per_second: Option<f64>,
+    pub processed_per_second: Option<f64>,
+    pub slo_seconds: f64,
+    pub slo_state: Option<SloState>,
+    /// 1 while the last observation of Kafka succeeded.
+    pub lag_observed: Option<bool>,
+    pub replicas_desired: i32,
+    pub replicas_ready: i32,
+    pub pools: Option<PerStage<i32>>,
+    pub unhealthy_partitions: BTreeMap<&'static str, i64>,
+    /// Changes applied (Enabled) or recommended (DryRun), by direction and
+    /// the policy's rule; counted since this operator process started.
+    pub decisions: BTreeMap<(Direction, &'static str), u64>,
+    pub observation_failures: u64,
+}
+
+impl PipelineView {
+    /// The view after one reconcile: `status` as written, the Deployment's
+    /// ready pods, and the autoscaling step (counters carried over from
+    /// `self`).
+    pub fn next(
+        &self,
+        status: &PixelPipelineStatus,
+        slo_seconds: f64,
+        ready: i32,
+        step: Option<&Step>,
+    ) -> Self {
+        let seen = step.and_then(|s| s.seen.as_ref());
+        let mut next = PipelineView {
+            oldest_age_seconds: seen.and_then(|s| s.oldest_age).or(self.oldest_age_seconds),
+            lag: status.lag,
+            arrivals_per_second: seen
+                .and_then(|s| s.rates)
+                .map(|r| r.0)
+                .or(self.arrivals_per_second),
+            processed_per_second: seen
+                .and_then(|s| s.rates)
+                .map(|r| r.1)
+                .or(self.processed_per_second),
+            slo_seconds,
+            slo_state: status.slo_state,
+            lag_observed: step.map(|s| s.kafka_error.is_none()).or(self.lag_observed),
+            replicas_desired: status.replicas.unwrap_or_default(),
+            replicas_ready: ready,
+            pools: status.pools,
+            unhealthy_partitions: BTreeMap::new(),
+            decisions: self.decisions.clone(),
+            observation_failures: self.observation_failures,
+        };
+        for p in &status.partitions {
+            if p.state != PartitionState::Healthy {
+                *next.unhealthy_partitions.entry(p.state.into()).or_default() += 1;
+            }
+        }
+        let Some(step) = step else {
+            return next;
+        };
+        if step.kafka_error.is_some() {
+            next.observation_failures += 1;
+        }
+        if step.apply.is_some() || step.recommended.is_some() {
+            let direction = if step.up {
+                Direction::Up
+            } else {
+                Direction::Down
+            };
+            let rule = step
+                .decision
+                .as_ref()
+                .map_or("manual", |d| d.reason.why.kind());
+            *next.decisions.entry((direction, rule)).or_default() += 1;
+        }
+        next
+    }
+}
+
+/// Every pipeline's view, encoded on each scrape.
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    views: Mutex<HashMap<Key, PipelineView>>,
+}
+
+impl PipelineMetrics {
+    /// Replaces `key`'s view with `f` of the previous one.
+    pub fn update(&self, key: Key, f: impl FnOnce(&PipelineView) -> PipelineView) {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        if views.len() >= MAX_PIPELINES && !views.contains_key(&key) {
+            // Without a last-seen time, any one: the bound matters, not which.
+            if let Some(k) = views.keys().next().cloned() {
+                views.remove(&k);
+            }
+        }
+        let next = f(views.get(&key).unwrap_or(&PipelineView::default()));
+        views.insert(key, next);
+    }
+
+    /// Drops every pipeline `exists` says is gone.
+    pub fn retain(&self, exists: impl Fn(&Key) -> bool) {
+        let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        views.retain(|k, _| exists(k));
+    }
+
+    fn snapshot(&self) -> Vec<(Key, PipelineView)> {
+        let views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = views.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+/// One metric family: its name, help and each pipeline's series.
+struct Family<'a> {
+    name: &'static str,
+    help: &'static str,
+    series: Vec<(Vec<(&'static str, &'a str)>, f64)>,
+}
+
+impl<'a> Family<'a> {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            series: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, key: &'a Key, extra: &[(&'static str, &'a str)], value: f64) {
+        let mut labels = vec![("namespace", key.0.as_str()), ("pipeline", key.1.as_str())];
+        labels.extend_from_slice(extra);
+        self.series.push((labels, value));
+    }
+
+    fn encode_gauges(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            self.name,
+            self.help,
+            None,
+            ConstGauge::new(0.0).metric_type(),
+        )?;
+        for (labels, value) in &self.series {
+            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn encode_counters(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            self.name,
+            self.help,
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (labels, value) in &self.series {
+            // Counters are whole counts kept as u64; the f64 is exact below 2^53.
+            ConstCounter::new(*value as u64).encode(metric.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for PipelineMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let all = self.snapshot();
+        let mut age = Family::new(
+            "pipeline_oldest_event_age_seconds",
+            "Age of the oldest unprocessed event in the input topic",
+        );
+        let mut lag = Family::new(
+            "pipeline_lag_events",
+            "Events in the input topic not yet committed by the pipeline's consumer group",
+        );
+        let mut arrivals = Family::new(
+            "pipeline_arrivals_per_second",
+            "Events per second arriving in the input topic",
+        );
+        let mut processed = Family::new(
+            "pipeline_processed_per_second",
+            "Events per second the workers commit",
+        );
+        let mut slo = Family::new(
+            "pipeline_slo_seconds",
+            "The SLO: the oldest unprocessed event's age must stay under it",
+        );
+        let mut slo_state = Family::new(
+            "pipeline_slo_state",
+            "1 for the SLO's current state (Met, AtRisk, Breached), 0 for the others",
+        );
+        let mut observed = Family::new(
+            "pipeline_lag_observed",
+            "1 while the operator's last read of the pipeline's lag from Kafka succeeded",
+        );
+        let mut desired = Family::new(
+            "pipeline_replicas_desired",
+            "Worker replicas the operator runs the pipeline at",
+        );
+        let mut ready = Family::new(
+            "pipeline_replicas_ready",
+            "Worker pods available (the Deployment's availableReplicas)",
+        );
+        let mut pools = Family::new(
+            "pipeline_pool_workers",
+            "Pool size per stage in each worker replica",
+        );
+        let mut unhealthy = Family::new(
+            "pipeline_partitions_unhealthy",
+            "Input partitions scaling leaves out, by state (stuck, hot, recovering)",
+        );
+        let mut decisions = Family::new(
+            "pipeline_scaling_decisions",
+            "Scaling changes applied (Enabled) or recommended (DryRun), by direction and the policy's rule",
+        );
+        let mut failures = Family::new(
+            "pipeline_observation_failures",
+            "Observations of the pipeline's lag that failed",
+        );
+        for (key, v) in &all {
+            if let Some(x) = v.oldest_age_seconds {
+                age.add(key, &[], x)
+            }
+            if let Some(x) = v.lag {
+                lag.add(key, &[], x as f64)
+            }
+            if let Some(x) = v.arrivals_per_second {
+                arrivals.add(key, &[], x)
+            }
+            if let Some(x) = v.processed_per_second {
+                processed.add(key, &[], x)
+            }
+            slo.add(key, &[], v.slo_seconds);
+            if let Some(state) = v.slo_state {
+                for s in [SloState::Met, SloState::AtRisk, SloState::Breached] {
+                    slo_state.add(
+                        key,
+                        &[("state", s.as_str())],
+                        f64::from(u8::from(s == state)),
+                    );
+                }
+            }
+            if let Some(x) = v.lag_observed {
+                observed.add(key, &[], f64::from(u8::from(x)))
+            }
+            desired.add(key, &[], f64::from(v.replicas_desired));
+            ready.add(key, &[], f64::from(v.replicas_ready));
+            if let Some(p) = &v.pools {
+                for (stage, workers) in p.iter() {
+                    pools.add(key, &[("stage", stage.as_str())], f64::from(*workers));
+                }
+            }
+            for (state, n) in &v.unhealthy_partitions {
+                unhealthy.add(key, &[("state", state)], *n as f64);
+            }
+            for ((direction, rule), n) in &v.decisions {
+                decisions.add(
+                    key,
+                    &[("direction", direction.as_str()), ("rule", rule)],
+                    *n as f64,
+                );
+            }
+            failures.add(key, &[], v.observation_failures as f64);
+        }
+        for family in [
+            &age, &lag, &arrivals, &processed, &slo, &slo_state, &observed, &desired, &ready,
+            &pools, &unhealthy,
+        ] {
+            family.encode_gauges(&mut encoder)?;
+        }
+        decisions.encode_counters(&mut encoder)?;
+        failures.encode_counters(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoscale::Seen;
+    use crate::sizes::Sizes;
+    use pixelpipe_crds::PartitionStatus;
+    use prometheus_client::registry::Registry;
+
+    fn status() -> PixelPipelineStatus {
+        PixelPipelineStatus {
+            replicas: Some(3),
+            lag: Some(1200),
+            slo_state: Some(SloState::AtRisk),
+            pools: Some(PerStage::splat(4)),
+            partitions: vec![
+                PartitionStatus {
+                    partition: 2,
+                    state: PartitionState::Stuck,
+                    ..PartitionStatus::default()
+                },
+                PartitionStatus {
+                    partition: 5,
+                    state: PartitionState::Stuck,
+                    ..PartitionStatus::default()
+                },
+            ],
+            ..PixelPipelineStatus::default()
+        }
+    }
+
+    fn scraped(metrics: &PipelineMetrics) -> String {
+        let mut registry = Registry::with_prefix("pixelpipe_operator");
+        let shared = std::sync::Arc::new(PipelineMetrics::default());
+        *shared.views.lock().expect("lock") = metrics.views.lock().expect("lock").clone();
+        registry.register_collector(Box::new(shared));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn a_view_takes_the_status_the_observation_and_counts_decisions_and_failures() {
+        let up = Step {
+            seen: Some(Seen {
+                lag: 1200,
+                oldest_age: Some(42.0),
+                rates: Some((900.0, 700.0)),
+            }),
+            apply: Some(Sizes {
+                replicas: 3,
+                pools: PerStage::splat(4),
+            }),
+            up: true,
+            ..Step::default()
+        };
+        let v = PipelineView::default().next(&status(), 300.0, 2, Some(&up));
+        assert_eq!(v.oldest_age_seconds, Some(42.0));
+        assert_eq!(
+            (v.arrivals_per_second, v.processed_per_second),
+            (Some(900.0), Some(700.0))
+        );
+        assert_eq!((v.replicas_desired, v.replicas_ready), (3, 2));
+        assert_eq!(v.unhealthy_partitions[&"Stuck"], 2);
+        assert_eq!(v.decisions[&(Direction::Up, "manual")], 1);
+        assert_eq!(v.lag_observed, Some(true));
+
+        let failed = Step {
+            kafka_error: Some("cannot read lag".into()),
+            ..Step::default()
+        };
+        let v = v.next(&status(), 300.0, 2, Some(&failed));
+        assert_eq!(v.observation_failures, 1);
+        assert_eq!(v.lag_observed, Some(false));
+        assert_eq!(v.oldest_age_seconds, Some(42.0), "the last age seen stays");
+        assert_eq!(
+            v.decisions[&(Direction::Up, "manual")],
+            1,
+            "counters carry over"
+        );
+    }
+
+    #[test]
+    fn every_pipeline_is_scraped_with_its_labels_and_a_deleted_one_goes() {
+        let metrics = PipelineMetrics::default();
+        for (ns, name) in [("shop", "storefront"), ("ads", "clicks")] {
+            metrics.update((ns.into(), name.into()), |last| {
+                last.next(&status(), 300.0, 3, None)
+            });
+        }
+        let text = scraped(&metrics);
+        for line in [
+            r#"pixelpipe_operator_pipeline_lag_events{namespace="shop",pipeline="storefront"} 1200"#,
+            r#"pixelpipe_operator_pipeline_replicas_desired{namespace="ads",pipeline="clicks"} 3"#,
+            r#"pixelpipe_operator_pipeline_slo_state{namespace="shop",pipeline="storefront",state="AtRisk"} 1"#,
+            r#"pixelpipe_operator_pipeline_slo_state{namespace="shop",pipeline="storefront",state="Met"} 0"#,
+            r#"pixelpipe_operator_pipeline_pool_workers{namespace="shop",pipeline="storefront",stage="augment"} 4"#,
+            r#"pixelpipe_operator_pipeline_partitions_unhealthy{namespace="ads",pipeline="clicks",state="Stuck"} 2"#,
+            r#"pixelpipe_operator_pipeline_observation_failures_total{namespace="ads",pipeline="clicks"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("pipeline_oldest_event_age_seconds{"),
+            "never observed: no age"
+        );
+
+        metrics.retain(|(ns, _)| ns == "shop");
+        let text = scraped(&metrics);
+        assert!(text.contains(r#"pipeline="storefront""#));
+        assert!(
+            !text.contains(r#"pipeline="clicks""#),
+            "a deleted pipeline's series remain:\n{text}"
+        );
+    }
+}
