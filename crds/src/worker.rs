@@ -169,6 +169,14 @@ pub struct WorkerArgs {
     /// double from half a second [default: 30].
     #[arg(long, env = "PIXELPIPE_DELIVERY_MAX_BACKOFF_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_max_backoff_seconds: Option<u64>,
+    /// Seconds fetched events may go without progress (a stage finishing a job,
+    /// a delivery report, a job finishing) before `/healthz` fails and the
+    /// kubelet restarts the worker. Idle and draining workers are never
+    /// judged. Must exceed the longest a healthy worker goes without progress:
+    /// [default: twice the producer's message timeout plus the longest
+    /// delivery backoff, 300 (180 in exactly-once mode)].
+    #[arg(long, env = "PIXELPIPE_LIVENESS_BOUND_SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub liveness_bound_seconds: Option<u64>,
     /// Extra librdkafka property for every client, as key=value; repeatable.
     #[arg(long = "kafka-option", env = "PIXELPIPE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_option)]
     pub kafka_options: Vec<(String, String)>,
@@ -252,6 +260,7 @@ impl WorkerArgs {
             compression: None,
             delivery_attempts: None,
             delivery_max_backoff_seconds: None,
+            liveness_bound_seconds: None,
             kafka_options: spec
                 .kafka
                 .options
@@ -303,6 +312,7 @@ impl WorkerArgs {
             "delivery-max-backoff-seconds",
             self.delivery_max_backoff_seconds,
         );
+        a.opt("liveness-bound-seconds", self.liveness_bound_seconds);
         for (k, v) in &self.kafka_options {
             a.set("kafka-option", format!("{k}={v}"));
         }
@@ -428,6 +438,7 @@ mod tests {
             compression: Some(Compression::Zstd),
             delivery_attempts: Some(15),
             delivery_max_backoff_seconds: Some(16),
+            liveness_bound_seconds: Some(17),
             kafka_options: vec![("a".into(), "1".into()), ("b".into(), "x=y".into())],
             exactly_once: true,
             transactional_id: Some("t".into()),

@@ -13,6 +13,12 @@
 #                              KILL) but keep its data, config, ports and kafka.env
 #   tests/env/kafka.sh resume  start the halted node again (same data, config and
 #                              ports) and wait until it answers
+#   tests/env/kafka.sh freeze  fault injection: SIGSTOP the broker process. Its sockets
+#                              stay open and nothing is answered: clients see a
+#                              broker that hangs, not one that is gone. Refuses
+#                              when KAFKA_BOOTSTRAP is set and names another node
+#                              (so a test never freezes a broker someone else uses)
+#   tests/env/kafka.sh thaw    SIGCONT it again (a no-op if it is not frozen)
 #   tests/env/kafka.sh lag G   Kafka's own consumer-group tool: group G's offsets and lag
 #   tests/env/kafka.sh quota C B   throttle what clients with client.id C produce to
 #                              B bytes/s (a broker quota); B=none removes it
@@ -210,6 +216,8 @@ started() {
 
 stop() {
   if [ -f "$DIR/pid" ]; then log "stopping Kafka"; fi
+  # A frozen node takes no TERM until it runs again.
+  if [ -f "$DIR/pid" ]; then kill -CONT "$(cat "$DIR/pid")" 2>/dev/null || true; fi
   stop_pid "$DIR/pid"
   rm -rf "$DIR" "$PIXELPIPE_RUN/kafka.env"
 }
@@ -251,6 +259,29 @@ resume() {
   if [ -z "$bport" ] || [ -z "$sport" ]; then die "$PIXELPIPE_RUN/kafka.env lacks the listener ports"; fi
   launch "$bport" "$sport"
   log "Kafka is up again: KAFKA_BOOTSTRAP=127.0.0.1:$bport, KAFKA_SASL_BOOTSTRAP=127.0.0.1:$sport"
+}
+
+# this_node: refuses to act on this node when KAFKA_BOOTSTRAP names another.
+this_node() {
+  local mine
+  mine=$(sed -n 's/^export KAFKA_BOOTSTRAP=//p' "$PIXELPIPE_RUN/kafka.env")
+  if [ -n "${KAFKA_BOOTSTRAP:-}" ] && [ "$KAFKA_BOOTSTRAP" != "$mine" ]; then
+    die "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP is not this node ($mine in $PIXELPIPE_RUN): refusing"
+  fi
+}
+
+freeze() {
+  exists && running || die "no running Kafka to freeze (run $0 start first)"
+  this_node
+  log "freezing Kafka (SIGSTOP; $0 thaw resumes it)"
+  kill -STOP "$(cat "$DIR/pid")"
+}
+
+thaw() {
+  exists && running || die "no Kafka to thaw"
+  this_node
+  log "thawing Kafka (SIGCONT)"
+  kill -CONT "$(cat "$DIR/pid")"
 }
 
 status() {
@@ -302,5 +333,7 @@ case "${1:-}" in
   status) status ;;
   halt) halt ;;
   resume) resume ;;
-  *) echo "usage: $0 fetch|start|stop|status|halt|resume|lag GROUP|quota CLIENT BYTES|scram-user USER PASSWORD" >&2; exit 2 ;;
+  freeze) freeze ;;
+  thaw) thaw ;;
+  *) echo "usage: $0 fetch|start|stop|status|halt|resume|freeze|thaw|lag GROUP|quota CLIENT BYTES|scram-user USER PASSWORD" >&2; exit 2 ;;
 esac

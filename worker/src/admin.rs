@@ -1,11 +1,16 @@
 //! The admin HTTP endpoint: probes, metrics, and live pool sizes.
 //!
+//! `GET /healthz` is liveness judged on progress ([`crate::liveness`]): 503
+//! with the reason once fetched events have not moved for longer than the
+//! bound, 200 otherwise (idle and draining included).
 //! `GET /pools` reports each stage's pool; `PUT /pools` with a JSON body such as
 //! `{"produce": 8}` resizes the named stages without a restart. `GET /evidence`
 //! is what the autoscaler reads ([`pixelpipe_crds::evidence`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -27,11 +32,16 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub evidence: Arc<Reporter>,
+    /// How long pending events may go without progress.
+    pub liveness_bound: Duration,
+    /// Whether the last `/healthz` found a wedge: logged when that changes,
+    /// not at every probe.
+    pub wedged: Arc<AtomicBool>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/pools", get(get_pools).put(put_pools))
@@ -80,6 +90,24 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
     }
 }
 
+async fn healthz(State(s): State<AdminState>) -> Response {
+    let verdict = s.metrics.progress.judge(Instant::now(), s.liveness_bound);
+    let live = verdict.is_live();
+    if s.wedged.swap(!live, Ordering::AcqRel) == live {
+        if live {
+            tracing::info!(%verdict, "progress resumed");
+        } else {
+            tracing::error!(%verdict, "wedged: liveness fails until pending work moves");
+        }
+    }
+    let code = if live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{verdict}\n")).into_response()
+}
+
 async fn readyz(State(s): State<AdminState>) -> Response {
     match s.health.not_ready() {
         None => (StatusCode::OK, "ready\n").into_response(),
@@ -93,6 +121,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     s.pools.export(&s.metrics);
+    s.metrics.export_progress(Instant::now());
     (
         [(
             header::CONTENT_TYPE,

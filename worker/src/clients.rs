@@ -2,6 +2,8 @@
 //! tuned here, in one place, so the benchmark's pass-through baseline uses
 //! exactly the same settings.
 
+use std::time::Duration;
+
 use pixelpipe_crds::worker::Compression;
 use pixelpipe_runtime::KafkaSettings;
 use rdkafka::ClientConfig;
@@ -72,4 +74,16 @@ pub fn transactional_producer(
             .set("transaction.timeout.ms", "60000")
             .set("message.timeout.ms", "60000");
     })
+}
+
+/// How long librdkafka may hold an output before it reports it refused, as
+/// `config` sets it (`delivery.timeout.ms` is its alias; the longer of the two
+/// counts, since which one librdkafka applies last is not ours to know).
+pub fn message_timeout(config: &ClientConfig) -> Duration {
+    ["message.timeout.ms", "delivery.timeout.ms"]
+        .iter()
+        .filter_map(|k| config.get(k)?.parse::<u64>().ok())
+        .max()
+        // librdkafka's own default, for a config that does not say.
+        .map_or(Duration::from_secs(300), Duration::from_millis)
 }

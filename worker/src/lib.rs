@@ -15,6 +15,7 @@ mod evidence;
 pub mod fatal;
 mod follow;
 pub mod job;
+pub mod liveness;
 pub mod metrics;
 pub mod occupancy;
 pub mod offsets;

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use pixelpipe_crds::Stage;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
@@ -13,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::event::DeadReason;
+use crate::liveness::{Liveness, Progress};
 use crate::routing::DropReason;
 
 /// A stage label; a stage is a closed set.
@@ -72,6 +74,9 @@ type StageHistograms = Family<StageLabel, Histogram, fn() -> Histogram>;
 /// A counter of seconds.
 pub type Seconds = Counter<f64, AtomicU64>;
 
+/// A gauge of seconds.
+pub type SecondsGauge = Gauge<f64, AtomicU64>;
+
 /// Every metric the worker exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -98,6 +103,10 @@ pub struct Metrics {
     pub pool_busy: Family<StageLabel, Gauge>,
     pub jobs_in_flight: Gauge,
     pub uncommitted_runs: Gauge,
+    /// What liveness is judged on; exported as the two gauges below.
+    pub progress: Progress,
+    pub pending_events: Gauge,
+    pub seconds_since_progress: SecondsGauge,
 }
 
 fn batch_histogram() -> Histogram {
@@ -141,6 +150,9 @@ impl Metrics {
             pool_busy: add(&mut r, "pool_busy", "Workers in a stage's pool processing a job", Family::default()),
             jobs_in_flight: add(&mut r, "jobs_in_flight", "Batch jobs consumed whose outputs are not all acknowledged", Gauge::default()),
             uncommitted_runs: add(&mut r, "uncommitted_runs", "Per-partition offset runs waiting for their outputs before a commit", Gauge::default()),
+            progress: Progress::default(),
+            pending_events: add(&mut r, "pending_events", "Events fetched into jobs and not yet finished (delivered, dropped, dead-lettered or given up on)", Gauge::default()),
+            seconds_since_progress: add(&mut r, "seconds_since_progress", "Seconds pending events have gone without progress; 0 while none are pending. /healthz fails past the liveness bound", SecondsGauge::default()),
             registry: Registry::default(),
         };
         m.precreate(partners);
@@ -170,6 +182,20 @@ impl Metrics {
                 .partner_messages
                 .get_or_create(&PartnerLabel { partner: p.clone() });
         }
+    }
+
+    /// Sets the progress gauges to what liveness sees at `now`.
+    pub fn export_progress(&self, now: Instant) {
+        let pending = self.progress.pending();
+        self.pending_events
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        // Judged against no bound: only the stall's length is wanted here.
+        let last = self.progress.last_progress();
+        let stalled = match Liveness::judge(pending, last, now, Duration::MAX) {
+            Liveness::Progressing { stalled, .. } | Liveness::Wedged { stalled, .. } => stalled,
+            Liveness::Idle | Liveness::Draining { .. } => Duration::ZERO,
+        };
+        self.seconds_since_progress.set(stalled.as_secs_f64());
     }
 
     /// The text exposition format.

@@ -33,6 +33,8 @@ pub struct Meter {
     pub duration: Histogram,
     pub busy: crate::metrics::Seconds,
     pub jobs: Counter,
+    /// A finished job is progress on pending work.
+    pub progress: crate::liveness::Progress,
 }
 
 impl Meter {
@@ -43,6 +45,7 @@ impl Meter {
             duration: metrics.batch_duration.get_or_create(&label).clone(),
             busy: metrics.stage_busy.get_or_create(&label).clone(),
             jobs: metrics.stage_jobs.get_or_create(&label).clone(),
+            progress: metrics.progress.clone(),
         }
     }
 
@@ -50,6 +53,7 @@ impl Meter {
         self.duration.observe(seconds);
         self.busy.inc_by(seconds);
         self.jobs.inc();
+        self.progress.moved();
     }
 }
 
@@ -274,6 +278,7 @@ mod tests {
             duration: Histogram::new([0.001, 0.01]),
             busy: Default::default(),
             jobs: Default::default(),
+            progress: Default::default(),
         }
     }
 

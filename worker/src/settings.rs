@@ -38,6 +38,8 @@ pub struct Settings {
     pub compression: Compression,
     /// How often, and how patiently, a refused output is sent again.
     pub delivery_retry: RetryPolicy,
+    /// How long fetched events may go without progress before liveness fails.
+    pub liveness_bound: Duration,
     /// Exactly-once mode's transactional id; at-least-once when `None`.
     pub transactional_id: Option<String>,
     pub admin_addr: Option<SocketAddr>,
@@ -61,12 +63,38 @@ impl Settings {
                 .zip(args.kafka_sasl_dir.as_deref()),
         )?;
         let defaults = RetryPolicy::default();
-        Ok(Self {
-            kafka: KafkaSettings {
-                bootstrap_servers: args.bootstrap_servers.clone(),
-                options: args.kafka_options.clone(),
-                security,
+        let kafka = KafkaSettings {
+            bootstrap_servers: args.bootstrap_servers.clone(),
+            options: args.kafka_options.clone(),
+            security,
+        };
+        let compression = args.compression.unwrap_or(DEFAULT_COMPRESSION);
+        let delivery_retry = RetryPolicy {
+            max_attempts: args.delivery_attempts.unwrap_or(defaults.max_attempts),
+            max_backoff: args
+                .delivery_max_backoff_seconds
+                .map_or(defaults.max_backoff, Duration::from_secs),
+            ..defaults
+        };
+        let transactional_id = args
+            .exactly_once
+            .then(|| transactional_id(args.transactional_id.as_deref(), &args.group));
+        // The producer this worker will run, to read its timeout as set.
+        let producer = match &transactional_id {
+            Some(id) => crate::clients::transactional_producer(&kafka, compression, id),
+            None => crate::clients::producer(&kafka, compression),
+        };
+        let liveness_bound = args.liveness_bound_seconds.map_or_else(
+            || {
+                default_liveness_bound(
+                    crate::clients::message_timeout(&producer),
+                    delivery_retry.max_backoff,
+                )
             },
+            Duration::from_secs,
+        );
+        Ok(Self {
+            kafka,
             input_topic: args.input_topic.clone(),
             group: args.group.clone(),
             dead_letter_topic: args.dead_letter_topic.clone(),
@@ -85,21 +113,26 @@ impl Settings {
             shutdown_grace: args
                 .shutdown_grace_seconds
                 .map_or(DEFAULT_SHUTDOWN_GRACE, Duration::from_secs),
-            compression: args.compression.unwrap_or(DEFAULT_COMPRESSION),
-            delivery_retry: RetryPolicy {
-                max_attempts: args.delivery_attempts.unwrap_or(defaults.max_attempts),
-                max_backoff: args
-                    .delivery_max_backoff_seconds
-                    .map_or(defaults.max_backoff, Duration::from_secs),
-                ..defaults
-            },
-            transactional_id: args
-                .exactly_once
-                .then(|| transactional_id(args.transactional_id.as_deref(), &args.group)),
+            compression,
+            delivery_retry,
+            liveness_bound,
+            transactional_id,
             admin_addr: Some(args.admin_addr),
             follow: args.pipeline.clone(),
         })
     }
+}
+
+/// The liveness bound unless one is given: twice the longest a healthy worker
+/// with pending events goes without progress. That longest silence is one
+/// output in librdkafka's hands until it reports it (at most
+/// `message_timeout`, then refused), plus the backoff before it is sent
+/// again (at most `max_backoff`); every other wait (a stage's job, room in the
+/// producer's queue) ends sooner or moves something meanwhile. Twice, because
+/// a restart costs every uncommitted event read again, and a starved node
+/// stretches everything.
+pub fn default_liveness_bound(message_timeout: Duration, max_backoff: Duration) -> Duration {
+    (message_timeout + max_backoff) * 2
 }
 
 /// The given id, or `<group>.<host name>`: unique per running worker, and the
@@ -111,4 +144,49 @@ fn transactional_id(given: Option<&str>, group: &str) -> String {
             .unwrap_or_else(|_| std::process::id().to_string());
         format!("{group}.{host}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(extra: &[&str]) -> Settings {
+        let argv = [
+            "pixelpipe-worker",
+            "--bootstrap-servers=b:9092",
+            "--input-topic=in",
+            "--dead-letter-topic=dlq",
+            "--config=/p.yaml",
+        ]
+        .iter()
+        .chain(extra);
+        let args = WorkerArgs::try_parse_from(argv).expect("flags parse");
+        Settings::from_args(&args).expect("settings")
+    }
+
+    #[test]
+    fn the_liveness_bound_follows_the_producer_timeout_and_the_backoff_unless_given() {
+        // 2 x (120 s message timeout + 30 s backoff).
+        assert_eq!(settings(&[]).liveness_bound, Duration::from_secs(300));
+        // 2 x (60 s transactional message timeout + 30 s).
+        assert_eq!(
+            settings(&["--exactly-once", "--transactional-id=t"]).liveness_bound,
+            Duration::from_secs(180)
+        );
+        // A longer timeout or backoff set by hand lengthens the bound with it.
+        assert_eq!(
+            settings(&[
+                "--kafka-option=message.timeout.ms=600000",
+                "--delivery-max-backoff-seconds=60"
+            ])
+            .liveness_bound,
+            Duration::from_secs(1_320)
+        );
+        assert_eq!(
+            settings(&["--liveness-bound-seconds=5"]).liveness_bound,
+            Duration::from_secs(5)
+        );
+    }
 }

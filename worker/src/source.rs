@@ -207,6 +207,7 @@ pub async fn run_source(
             next_id += 1;
             let claims = tracker.register(id, &Job::runs(&messages));
             metrics.events_in.inc_by(messages.len() as u64);
+            metrics.progress.admitted(messages.len() as u64);
             metrics.jobs_in_flight.inc();
             let job = Job {
                 id,

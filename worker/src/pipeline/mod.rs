@@ -167,7 +167,7 @@ impl Worker {
             &stops,
         );
         health.set_running(true);
-        tracing::info!(topic = %settings.input_topic, group = %settings.group, pools = %settings.pools, "worker running");
+        tracing::info!(topic = %settings.input_topic, group = %settings.group, pools = %settings.pools, liveness_bound = ?settings.liveness_bound, "worker running");
         Ok(Self {
             settings,
             metrics,
@@ -191,6 +191,7 @@ impl Worker {
     /// shutdown grace, commits what was delivered, and says how it ended.
     async fn drain(self) -> Exit {
         self.health.set_running(false);
+        self.metrics.progress.drain();
         self.stops.intake.cancel();
         if let Some(f) = self.follower {
             let _ = f.await;

@@ -48,6 +48,8 @@ pub(super) fn spawn_admin(
         metrics: w.metrics.clone(),
         health: w.health.clone(),
         evidence: Arc::new(evidence),
+        liveness_bound: settings.liveness_bound,
+        wedged: Arc::default(),
     };
     crate::admin::spawn(listener, state, stops.admin.clone())
         .map(Some)

@@ -107,6 +107,8 @@ pub(super) struct Summary {
 #[derive(Debug)]
 pub(super) struct JobAck {
     pub(super) job: u64,
+    /// Input messages in the job: pending until it finishes, however it does.
+    events: u64,
     claims: Vec<Claim>,
     /// Outputs not yet acknowledged, plus one held until every output is sent.
     outstanding: AtomicUsize,
@@ -128,6 +130,7 @@ impl JobAck {
     ) -> Self {
         Self {
             job,
+            events: summary.events,
             claims,
             outstanding: AtomicUsize::new(1),
             failed: AtomicBool::new(false),
@@ -178,6 +181,7 @@ impl JobAck {
         // entered the wait above.
         shared.waits.acknowledgements.leave();
         shared.metrics.jobs_in_flight.dec();
+        shared.metrics.progress.finished(self.events);
         // Frees the job's in-flight slot: the source may read another batch.
         drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
     }

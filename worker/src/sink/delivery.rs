@@ -32,6 +32,9 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Output>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, output: Box<Output>) {
+        // A refusal is progress too: the attempt ended, and the retry policy
+        // bounds how often that may repeat before the worker stops itself.
+        output.ack.shared.metrics.progress.moved();
         match result {
             Ok(_) => output.delivered(),
             Err((err, msg)) => output.refused(err, OwnedRecord::from_message(msg)),
