@@ -54,6 +54,17 @@ if [ -z "$KUBECONFIG" ]; then
   . "$PIXELPIPE_RUN/kube.env"
 fi
 export KUBECONFIG
+# The chart's test (operator/tests/helm.rs) runs helm, built from the Go module
+# proxy like the control plane and cached with it.
+tests/env/helm.sh build
+HELM=$(tests/env/helm.sh path)
+export HELM
+
+# The monitoring tests run promtool and a Prometheus server, built from the Go
+# module proxy and cached likewise.
+tests/env/prometheus.sh build
+PIXELPIPE_PROMETHEUS_DIR=$(tests/env/prometheus.sh path)
+export PIXELPIPE_PROMETHEUS_DIR
 
 log "running tests against Kafka at $KAFKA_BOOTSTRAP and the API server in $KUBECONFIG"
 # One test at a time: each one runs workers and a broker on a 2-core machine,

@@ -23,6 +23,9 @@ pub enum ConditionType {
     /// More replicas would add capacity: no pods that fail to become Ready,
     /// no partner topic or brokers limiting delivery.
     ScalingEffective,
+    /// Another autoscaler (a HorizontalPodAutoscaler) scales the workers or
+    /// the pipeline; the message says what the operator leaves to it.
+    ForeignScaler,
 }
 
 impl ConditionType {

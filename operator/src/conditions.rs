@@ -5,7 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use pixelpipe_crds::reasons::{ConditionType, condition_status, find_condition};
 
-use ConditionType::{Degraded, Progressing, Ready};
+use crate::scalers::ForeignScaler as Foreign;
+use ConditionType::{Degraded, ForeignScaler, Progressing, Ready};
 
 /// Why a pipeline cannot be run as declared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct Observation {
     pub generation: Option<i64>,
     pub problem: Option<Problem>,
     pub rollout: Option<Rollout>,
+    /// An HPA that scales the workers too (looked for only when there is no
+    /// problem).
+    pub foreign: Option<Foreign>,
 }
 
 /// The three conditions, plus any other condition (the SLO's) carried over.
@@ -77,14 +81,47 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
         }
     })
     .collect();
+    let foreign = foreign_condition(obs, previous, now);
     let own = [Ready, Progressing, Degraded].map(ConditionType::as_str);
     out.extend(
         previous
             .iter()
             .filter(|c| !own.contains(&c.type_.as_str()))
+            .filter(|c| foreign.is_none() || c.type_ != ForeignScaler.as_str())
             .cloned(),
     );
+    out.extend(foreign);
     out
+}
+
+/// `ForeignScaler`: True while an HPA scales the workers too; False once it
+/// is gone; absent on a pipeline that never had one. Left as it was when the
+/// reconcile stopped at a problem before looking.
+fn foreign_condition(obs: &Observation, previous: &[Condition], now: &Time) -> Option<Condition> {
+    let before = find_condition(previous, ForeignScaler);
+    if obs.problem.is_some() || (obs.foreign.is_none() && before.is_none()) {
+        return None;
+    }
+    let (holds, reason, message) = match &obs.foreign {
+        Some(f) => (true, f.reason(), f.to_string()),
+        None => (
+            false,
+            "None",
+            "no HorizontalPodAutoscaler scales the workers or the pipeline".to_string(),
+        ),
+    };
+    let status = condition_status(holds);
+    let since = before
+        .filter(|c| c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Some(Condition {
+        type_: ForeignScaler.as_str().to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: obs.generation,
+        last_transition_time: since,
+    })
 }
 
 /// One condition's verdict: whether it holds, its reason, its message.
@@ -159,6 +196,7 @@ mod tests {
             generation: Some(3),
             problem,
             rollout,
+            foreign: None,
         }
     }
 

@@ -6,10 +6,12 @@
 //! sizes), [`conditions`] and [`status`]; the policy itself is the
 //! `pixelpipe-policy` crate. I/O at the edges: [`apply`] (server-side apply),
 //! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`pods`] and
-//! [`scrape`] (the worker pods and their evidence), [`autoscale`]
+//! [`scrape`] (the worker pods and their evidence), [`scalers`] (HPAs that
+//! scale the workers too), [`mirror`] (the watches behind both), [`autoscale`]
 //! (observations to decisions), [`arrivals`] (the record users replay),
 //! [`pipeline_metrics`] (each pipeline's numbers for Prometheus),
-//! [`leader`] (the Lease), [`admin`], and [`run`].
+//! [`leader`] (the Lease), [`failure`] (errors and backoff), [`admin`], and
+//! [`run`].
 
 mod admin;
 mod apply;
@@ -20,13 +22,16 @@ pub mod cli;
 mod conditions;
 mod credentials;
 mod events;
+mod failure;
 mod leader;
 mod metrics;
+mod mirror;
 mod observer;
 mod pipeline_metrics;
 mod pods;
 mod reconcile;
 pub mod run;
+mod scalers;
 mod scrape;
 mod sizes;
 mod status;

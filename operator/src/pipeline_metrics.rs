@@ -21,6 +21,14 @@ const MAX_PIPELINES: usize = 4096;
 
 type Key = (String, String);
 
+/// Every partition state but Healthy.
+const UNHEALTHY: [PartitionState; 4] = [
+    PartitionState::Stuck,
+    PartitionState::Hot,
+    PartitionState::Recovering,
+    PartitionState::Unknown,
+];
+
 /// Which way a scaling decision moved capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
@@ -153,164 +161,170 @@ impl PipelineMetrics {
     }
 }
 
-/// One metric family: its name, help and each pipeline's series.
-struct Family<'a> {
-    name: &'static str,
-    help: &'static str,
-    series: Vec<(Vec<(&'static str, &'a str)>, f64)>,
+/// One pipeline's series of a family: labels beyond `namespace` and
+/// `pipeline` (closed sets), and a value.
+type Series = Vec<(Vec<(&'static str, &'static str)>, f64)>;
+
+/// A family's only series, if the pipeline has a value.
+fn single(value: Option<f64>) -> Series {
+    value.map(|v| vec![(Vec::new(), v)]).unwrap_or_default()
 }
 
-impl<'a> Family<'a> {
-    fn new(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            help,
-            series: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, key: &'a Key, extra: &[(&'static str, &'a str)], value: f64) {
-        let mut labels = vec![("namespace", key.0.as_str()), ("pipeline", key.1.as_str())];
-        labels.extend_from_slice(extra);
-        self.series.push((labels, value));
-    }
-
-    fn encode_gauges(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let mut metric = encoder.encode_descriptor(
-            self.name,
-            self.help,
-            None,
-            ConstGauge::new(0.0).metric_type(),
-        )?;
-        for (labels, value) in &self.series {
-            ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
-
-    fn encode_counters(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let mut metric = encoder.encode_descriptor(
-            self.name,
-            self.help,
-            None,
-            ConstCounter::new(0u64).metric_type(),
-        )?;
-        for (labels, value) in &self.series {
-            // Counters are whole counts kept as u64; the f64 is exact below 2^53.
-            ConstCounter::new(*value as u64).encode(metric.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
+fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
 }
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// A metric family: name, help, kind, and each pipeline's series.
+type FamilyDef = (
+    &'static str,
+    &'static str,
+    Kind,
+    fn(&PipelineView) -> Series,
+);
+
+/// Every family.
+const FAMILIES: [FamilyDef; 13] = [
+    (
+        "pipeline_oldest_event_age_seconds",
+        "Age of the oldest unprocessed event in the input topic",
+        Kind::Gauge,
+        |v| single(v.oldest_age_seconds),
+    ),
+    (
+        "pipeline_lag_events",
+        "Events in the input topic not yet committed by the pipeline's consumer group",
+        Kind::Gauge,
+        |v| single(v.lag.map(|l| l as f64)),
+    ),
+    (
+        "pipeline_arrivals_per_second",
+        "Events per second arriving in the input topic",
+        Kind::Gauge,
+        |v| single(v.arrivals_per_second),
+    ),
+    (
+        "pipeline_processed_per_second",
+        "Events per second the workers commit",
+        Kind::Gauge,
+        |v| single(v.processed_per_second),
+    ),
+    (
+        "pipeline_slo_seconds",
+        "The SLO: the oldest unprocessed event's age must stay under it",
+        Kind::Gauge,
+        |v| single(Some(v.slo_seconds)),
+    ),
+    (
+        "pipeline_slo_state",
+        "1 for the SLO's current state (Met, AtRisk, Breached), 0 for the others",
+        Kind::Gauge,
+        |v| {
+            let Some(now) = v.slo_state else {
+                return Vec::new();
+            };
+            [SloState::Met, SloState::AtRisk, SloState::Breached]
+                .map(|s| (vec![("state", s.as_str())], flag(s == now)))
+                .to_vec()
+        },
+    ),
+    (
+        "pipeline_lag_observed",
+        "1 while the operator's last read of the pipeline's lag from Kafka succeeded",
+        Kind::Gauge,
+        |v| single(v.lag_observed.map(flag)),
+    ),
+    (
+        "pipeline_replicas_desired",
+        "Worker replicas the operator runs the pipeline at",
+        Kind::Gauge,
+        |v| single(Some(f64::from(v.replicas_desired))),
+    ),
+    (
+        "pipeline_replicas_ready",
+        "Worker pods available (the Deployment's availableReplicas)",
+        Kind::Gauge,
+        |v| single(Some(f64::from(v.replicas_ready))),
+    ),
+    (
+        "pipeline_pool_workers",
+        "Pool size per stage in each worker replica",
+        Kind::Gauge,
+        |v| {
+            v.pools
+                .iter()
+                .flat_map(|p| {
+                    p.iter()
+                        .map(|(stage, n)| (vec![("stage", stage.as_str())], f64::from(*n)))
+                })
+                .collect()
+        },
+    ),
+    // Every state, zeros included: a dashboard shows 0, not a gap.
+    (
+        "pipeline_partitions_unhealthy",
+        "Input partitions not healthy, by state (Stuck, Hot, Recovering, Unknown)",
+        Kind::Gauge,
+        |v| {
+            UNHEALTHY
+                .map(|state| {
+                    let state: &'static str = state.into();
+                    let n = v.unhealthy_partitions.get(state).copied().unwrap_or(0);
+                    (vec![("state", state)], n as f64)
+                })
+                .to_vec()
+        },
+    ),
+    (
+        "pipeline_scaling_decisions",
+        "Scaling changes applied (Enabled) or recommended (DryRun), by direction and the policy's rule",
+        Kind::Counter,
+        |v| {
+            v.decisions
+                .iter()
+                .map(|((d, rule), n)| (vec![("direction", d.as_str()), ("rule", *rule)], *n as f64))
+                .collect()
+        },
+    ),
+    (
+        "pipeline_observation_failures",
+        "Observations of the pipeline's lag that failed",
+        Kind::Counter,
+        |v| single(Some(v.observation_failures as f64)),
+    ),
+];
 
 impl Collector for PipelineMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let all = self.snapshot();
-        let mut age = Family::new(
-            "pipeline_oldest_event_age_seconds",
-            "Age of the oldest unprocessed event in the input topic",
-        );
-        let mut lag = Family::new(
-            "pipeline_lag_events",
-            "Events in the input topic not yet committed by the pipeline's consumer group",
-        );
-        let mut arrivals = Family::new(
-            "pipeline_arrivals_per_second",
-            "Events per second arriving in the input topic",
-        );
-        let mut processed = Family::new(
-            "pipeline_processed_per_second",
-            "Events per second the workers commit",
-        );
-        let mut slo = Family::new(
-            "pipeline_slo_seconds",
-            "The SLO: the oldest unprocessed event's age must stay under it",
-        );
-        let mut slo_state = Family::new(
-            "pipeline_slo_state",
-            "1 for the SLO's current state (Met, AtRisk, Breached), 0 for the others",
-        );
-        let mut observed = Family::new(
-            "pipeline_lag_observed",
-            "1 while the operator's last read of the pipeline's lag from Kafka succeeded",
-        );
-        let mut desired = Family::new(
-            "pipeline_replicas_desired",
-            "Worker replicas the operator runs the pipeline at",
-        );
-        let mut ready = Family::new(
-            "pipeline_replicas_ready",
-            "Worker pods available (the Deployment's availableReplicas)",
-        );
-        let mut pools = Family::new(
-            "pipeline_pool_workers",
-            "Pool size per stage in each worker replica",
-        );
-        let mut unhealthy = Family::new(
-            "pipeline_partitions_unhealthy",
-            "Input partitions scaling leaves out, by state (stuck, hot, recovering)",
-        );
-        let mut decisions = Family::new(
-            "pipeline_scaling_decisions",
-            "Scaling changes applied (Enabled) or recommended (DryRun), by direction and the policy's rule",
-        );
-        let mut failures = Family::new(
-            "pipeline_observation_failures",
-            "Observations of the pipeline's lag that failed",
-        );
-        for (key, v) in &all {
-            if let Some(x) = v.oldest_age_seconds {
-                age.add(key, &[], x)
-            }
-            if let Some(x) = v.lag {
-                lag.add(key, &[], x as f64)
-            }
-            if let Some(x) = v.arrivals_per_second {
-                arrivals.add(key, &[], x)
-            }
-            if let Some(x) = v.processed_per_second {
-                processed.add(key, &[], x)
-            }
-            slo.add(key, &[], v.slo_seconds);
-            if let Some(state) = v.slo_state {
-                for s in [SloState::Met, SloState::AtRisk, SloState::Breached] {
-                    slo_state.add(
-                        key,
-                        &[("state", s.as_str())],
-                        f64::from(u8::from(s == state)),
-                    );
+        for (name, help, kind, series) in FAMILIES {
+            let metric_type = match kind {
+                Kind::Gauge => ConstGauge::new(0.0).metric_type(),
+                Kind::Counter => ConstCounter::new(0u64).metric_type(),
+            };
+            let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for ((namespace, pipeline), view) in &all {
+                for (extra, value) in series(view) {
+                    let mut labels = vec![
+                        ("namespace", namespace.as_str()),
+                        ("pipeline", pipeline.as_str()),
+                    ];
+                    labels.extend(extra);
+                    let family = metric.encode_family(&labels)?;
+                    match kind {
+                        Kind::Gauge => ConstGauge::new(value).encode(family)?,
+                        // Whole counts kept as u64; the f64 is exact below 2^53.
+                        Kind::Counter => ConstCounter::new(value as u64).encode(family)?,
+                    }
                 }
             }
-            if let Some(x) = v.lag_observed {
-                observed.add(key, &[], f64::from(u8::from(x)))
-            }
-            desired.add(key, &[], f64::from(v.replicas_desired));
-            ready.add(key, &[], f64::from(v.replicas_ready));
-            if let Some(p) = &v.pools {
-                for (stage, workers) in p.iter() {
-                    pools.add(key, &[("stage", stage.as_str())], f64::from(*workers));
-                }
-            }
-            for (state, n) in &v.unhealthy_partitions {
-                unhealthy.add(key, &[("state", state)], *n as f64);
-            }
-            for ((direction, rule), n) in &v.decisions {
-                decisions.add(
-                    key,
-                    &[("direction", direction.as_str()), ("rule", rule)],
-                    *n as f64,
-                );
-            }
-            failures.add(key, &[], v.observation_failures as f64);
         }
-        for family in [
-            &age, &lag, &arrivals, &processed, &slo, &slo_state, &observed, &desired, &ready,
-            &pools, &unhealthy,
-        ] {
-            family.encode_gauges(&mut encoder)?;
-        }
-        decisions.encode_counters(&mut encoder)?;
-        failures.encode_counters(&mut encoder)
+        Ok(())
     }
 }
 
@@ -411,6 +425,7 @@ mod tests {
             r#"pixelpipe_operator_pipeline_slo_state{namespace="shop",pipeline="storefront",state="Met"} 0"#,
             r#"pixelpipe_operator_pipeline_pool_workers{namespace="shop",pipeline="storefront",stage="augment"} 4"#,
             r#"pixelpipe_operator_pipeline_partitions_unhealthy{namespace="ads",pipeline="clicks",state="Stuck"} 2"#,
+            r#"pixelpipe_operator_pipeline_partitions_unhealthy{namespace="ads",pipeline="clicks",state="Hot"} 0"#,
             r#"pixelpipe_operator_pipeline_observation_failures_total{namespace="ads",pipeline="clicks"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

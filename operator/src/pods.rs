@@ -5,14 +5,14 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 
 use crate::children::{FIELD_MANAGER, PIPELINE_LABEL};
+use crate::mirror::mirror;
 
 /// One worker pod, as autoscaling sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,23 +68,10 @@ impl std::fmt::Debug for WorkerPods {
 
 /// The pods' store, and the watch that fills it (run it until shutdown).
 pub fn watch(api: Api<Pod>) -> (WorkerPods, impl Future<Output = ()>) {
-    let (reader, writer) = reflector::store();
     let config =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let stream = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    let run = async move {
-        stream
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "watching worker pods");
-                }
-            })
-            .await;
-    };
-    (WorkerPods { store: reader }, run)
+    let (store, run) = mirror(api, config, "worker pods");
+    (WorkerPods { store }, run)
 }
 
 impl WorkerPods {

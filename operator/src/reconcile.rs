@@ -16,9 +16,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use thiserror::Error;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
 
 use crate::apply::{Change, apply};
@@ -26,11 +24,14 @@ use crate::arrivals::ArrivalBook;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
-use crate::credentials::{CredentialsError, KafkaSecrets};
+use crate::credentials::KafkaSecrets;
 use crate::events;
-use crate::metrics::{Metrics, Outcome, OutcomeLabel, Step, StepLabel};
+pub use crate::failure::{Error, PERMANENT_RETRY, backoff};
+use crate::metrics::{Metrics, Outcome, OutcomeLabel, StepLabel};
 use crate::pods::WorkerPods;
+use crate::scalers::Scalers;
 use crate::sizes;
+use pixelpipe_runtime::Security;
 
 /// Most pipelines whose failure count is remembered for backoff; beyond it the
 /// counts restart, which only shortens some delays.
@@ -48,6 +49,8 @@ pub struct Context {
     pub autoscalers: Autoscalers,
     /// The worker pods, for the evidence autoscaling reads.
     pub pods: WorkerPods,
+    /// HorizontalPodAutoscalers, to yield to one that scales the workers.
+    pub scalers: Scalers,
     /// The policy's clock starts here.
     epoch: Instant,
 }
@@ -67,6 +70,7 @@ impl Context {
         metrics: Arc<Metrics>,
         resync: Duration,
         pods: WorkerPods,
+        scalers: Scalers,
         arrivals: Arc<ArrivalBook>,
     ) -> Self {
         Self {
@@ -77,6 +81,7 @@ impl Context {
             failures: Mutex::default(),
             autoscalers: Autoscalers::new(arrivals),
             pods,
+            scalers,
             epoch: Instant::now(),
         }
     }
@@ -101,66 +106,6 @@ impl Context {
         f.remove(&Self::key(pp));
     }
 }
-
-#[derive(Debug, Error)]
-pub enum Error {
-    #[error("cannot build the children: {0}")]
-    Build(#[from] ChildError),
-    #[error("cannot apply {kind} {name}: {source}")]
-    Apply {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("cannot write the status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("cannot read the Kafka credentials: {0}")]
-    Credentials(#[source] CredentialsError),
-}
-
-impl Error {
-    fn step(&self) -> Step {
-        match self {
-            Error::Build(_) => Step::build,
-            Error::Apply { .. } => Step::apply,
-            Error::Status(_) => Step::status,
-            Error::Credentials(_) => Step::credentials,
-        }
-    }
-
-    /// Whether retrying soon can help: the API server was away, busy or lost
-    /// a race. A request it refused for what it is (invalid, forbidden) or a
-    /// pipeline the children cannot be built from fails the same way until
-    /// something changes.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Build(_) => false,
-            Error::Credentials(e) => e.is_transient(),
-            Error::Apply { source, .. } | Error::Status(source) => match source {
-                kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
-                _ => true,
-            },
-        }
-    }
-}
-
-/// Delay before retry `attempt` (1-based) of a transient failure: 1 s
-/// doubling to at most 5 minutes.
-pub fn backoff(attempt: u32) -> Duration {
-    let max = Duration::from_secs(300);
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(max)
-        .without_max_times()
-        .build()
-        .nth(attempt.saturating_sub(1).min(16) as usize)
-        .unwrap_or(max)
-}
-
-/// A permanent failure is looked at again after this long, or at the next
-/// change of the pipeline or its children, whichever comes first.
-pub const PERMANENT_RETRY: Duration = Duration::from_secs(300);
 
 /// The controller's reconcile function.
 pub async fn reconcile(pp: Arc<PixelPipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -214,58 +159,36 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         .namespace()
         .ok_or(ChildError::MissingMetadata("namespace"))?;
     if let Err(invalid) = pp.spec.check() {
-        let message = invalid.to_string();
-        ctx.metrics.invalid_specs.inc();
-        let already_reported = pp
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, ConditionType::Degraded))
-            .is_some_and(|c| c.status == condition_status(true) && c.message == message);
-        if !already_reported {
-            tracing::warn!(pipeline = %pp.name_any(), %namespace, %message, "invalid spec");
-            publish(
-                ctx,
-                pp,
-                events::warning(EventReason::InvalidSpec, "Validate", message.clone()),
-            )
-            .await;
-        }
-        let obs = Observation {
-            generation: pp.metadata.generation,
-            problem: Some(Problem::InvalidSpec(message)),
-            rollout: None,
-        };
-        write_status(pp, ctx, &namespace, &obs, None, None).await?;
+        report_invalid(pp, ctx, &namespace, invalid.to_string()).await?;
         // Nothing to retry: the next edit of the spec triggers a reconcile.
         return Ok(Action::await_change());
     }
 
     let running = sizes::current(pp);
-    let secrets = match KafkaSecrets::read(&ctx.client, pp).await {
-        Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
-        read => read,
-    };
-    // A Secret the operator may not read (or that is missing) leaves the
-    // workers as they are: only a read Secret's change rolls them.
-    let credentials = secrets.as_ref().map(KafkaSecrets::fingerprint).ok();
-    let security = std::future::ready(
-        secrets
-            .and_then(|s| Ok((s.security()?, s.fingerprint())))
-            .map_err(|e| e.to_string()),
-    );
+    let (credentials, security) = kafka_credentials(pp, ctx).await?;
     let pods = ctx.pods.of(&namespace, &pp.name_any());
-    let step = ctx.autoscalers.step(pp, ctx.epoch, &pods, security).await;
+    let step = ctx
+        .autoscalers
+        .step(pp, ctx.epoch, &pods, std::future::ready(security))
+        .await;
     let sizes = step.as_ref().and_then(|s| s.run).unwrap_or(running);
     apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::role_binding(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::disruption_budget(pp)?).await?;
+    let foreign = ctx.scalers.conflict(pp);
+    // An HPA on the Deployment owns its replicas: applying ours would undo
+    // its count at every reconcile and it ours at every sync.
+    let replicas = match &foreign {
+        Some(f) if f.owns_deployment_replicas() => None,
+        _ => Some(sizes.replicas),
+    };
     let deployment: Deployment = apply_child(
         ctx,
         pp,
         &namespace,
-        children::deployment(pp, sizes.replicas, credentials.as_deref())?,
+        children::deployment(pp, replicas, credentials.as_deref())?,
     )
     .await?;
 
@@ -273,6 +196,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         generation: pp.metadata.generation,
         problem: None,
         rollout: Some(Rollout::of(&deployment)),
+        foreign,
     };
     let next = write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
     let ready = obs.rollout.as_ref().map_or(0, |r| r.available);
@@ -290,6 +214,59 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         }
         None => ctx.resync,
     }))
+}
+
+/// Reports a spec the operator cannot run: a Warning Event (once per
+/// message) and `Degraded` in the status.
+async fn report_invalid(
+    pp: &PixelPipeline,
+    ctx: &Context,
+    namespace: &str,
+    message: String,
+) -> Result<(), Error> {
+    ctx.metrics.invalid_specs.inc();
+    let already_reported = pp
+        .status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, ConditionType::Degraded))
+        .is_some_and(|c| c.status == condition_status(true) && c.message == message);
+    if !already_reported {
+        tracing::warn!(pipeline = %pp.name_any(), %namespace, %message, "invalid spec");
+        publish(
+            ctx,
+            pp,
+            events::warning(EventReason::InvalidSpec, "Validate", message.clone()),
+        )
+        .await;
+    }
+    let obs = Observation {
+        generation: pp.metadata.generation,
+        problem: Some(Problem::InvalidSpec(message)),
+        rollout: None,
+        foreign: None,
+    };
+    write_status(pp, ctx, namespace, &obs, None, None).await?;
+    Ok(())
+}
+
+/// The Kafka Secrets' fingerprint for the pod template, and the security
+/// settings for the lag observer (or why there are none). A transient read
+/// failure fails the reconcile, to be retried; a Secret the operator may not
+/// read (or that is missing) leaves the workers as they are, since only a
+/// read Secret's change rolls them.
+async fn kafka_credentials(
+    pp: &PixelPipeline,
+    ctx: &Context,
+) -> Result<(Option<String>, Result<(Security, String), String>), Error> {
+    let secrets = match KafkaSecrets::read(&ctx.client, pp).await {
+        Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
+        read => read,
+    };
+    let credentials = secrets.as_ref().map(KafkaSecrets::fingerprint).ok();
+    let security = secrets
+        .and_then(|s| Ok((s.security()?, s.fingerprint())))
+        .map_err(|e| e.to_string());
+    Ok((credentials, security))
 }
 
 /// The Events an autoscaling step calls for, published.
@@ -398,6 +375,7 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
         generation: pp.metadata.generation,
         problem: Some(Problem::ApplyFailed(message)),
         rollout: None,
+        foreign: None,
     };
     // Best effort: the API server may be the thing that failed.
     if let Err(e) = write_status(pp, ctx, &namespace, &obs, None, None).await {
@@ -407,17 +385,4 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
 
 async fn publish(ctx: &Context, pp: &PixelPipeline, event: Event) {
     events::publish(&ctx.recorder, pp, event).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_one_second_to_five_minutes() {
-        let delays: Vec<u64> = (1..=12).map(|a| backoff(a).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-        assert_eq!(backoff(0), Duration::from_secs(1));
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
 }

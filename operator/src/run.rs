@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -31,6 +32,7 @@ use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::pods;
 use crate::reconcile::{Context, error_policy, reconcile};
+use crate::scalers;
 
 /// Runs until SIGTERM/SIGINT (exit 0, Lease released) or until leadership is
 /// lost (exit 1, so the pod restarts as a standby with a clean state).
@@ -127,6 +129,11 @@ async fn lead(
         );
         let (pods, watch_pods) = pods::watch(scoped::<Pod>(&client, args.namespace.as_deref()));
         let watching_pods = tokio::spawn(watch_pods);
+        let (scalers, watch_scalers) = scalers::watch(scoped::<HorizontalPodAutoscaler>(
+            &client,
+            args.namespace.as_deref(),
+        ));
+        let watching_scalers = tokio::spawn(watch_scalers);
         // Fresh per term: nothing decided under a lost Lease carries over.
         let ctx = Arc::new(Context::new(
             client.clone(),
@@ -134,6 +141,7 @@ async fn lead(
             metrics.clone(),
             Duration::from_secs(args.resync_seconds.max(1)),
             pods,
+            scalers,
             arrivals.clone(),
         ));
         let controller_stop = CancellationToken::new();
@@ -147,6 +155,7 @@ async fn lead(
             control(args, client.clone(), ctx, controller_stop.clone())
         );
         watching_pods.abort();
+        watching_scalers.abort();
         metrics.leader.set(0);
         metrics.lag_observers.set(0);
         if kept {

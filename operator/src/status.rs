@@ -221,6 +221,7 @@ mod tests {
             generation: Some(7),
             problem: None,
             rollout: Some(Rollout::default()),
+            foreign: None,
         };
         let s = next(&pp, &obs, Some(Sizes { replicas: 3, pools }), &now());
         assert_eq!(s.observed_generation, Some(7));
@@ -268,6 +269,7 @@ mod tests {
             generation: Some(7),
             problem: Some(Problem::InvalidSpec("bad".into())),
             rollout: None,
+            foreign: None,
         };
         let s = next(&pp, &obs, None, &now());
         assert_eq!((s.replicas, s.pools), (Some(4), Some(pools)));
@@ -281,6 +283,7 @@ mod tests {
             generation: Some(7),
             problem: None,
             rollout: Some(Rollout::default()),
+            foreign: None,
         };
         let sizes = crate::sizes::current(&pp);
         let first = next(&pp, &obs, Some(sizes), &now());

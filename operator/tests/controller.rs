@@ -10,11 +10,12 @@ use common::{
     Operator, client, create, events, eventually, image_of, install_crd, namespace, sample,
 };
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::reasons::EventReason;
 use pixelpipe_crds::{PixelPipeline, Stage};
@@ -505,4 +506,129 @@ async fn a_spec_the_schema_accepts_but_workers_cannot_run_is_degraded() {
             .expect("get")
             .is_some()
     );
+}
+
+/// Who owns the Deployment's `spec.replicas`, by field manager.
+fn replicas_owners(d: &Deployment) -> Vec<String> {
+    d.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1.as_ref().is_some_and(|f| {
+                f.0.get("f:spec")
+                    .and_then(|s| s.get("f:replicas"))
+                    .is_some()
+            })
+        })
+        .filter_map(|m| m.manager.clone())
+        .collect()
+}
+
+/// An HPA on the worker Deployment: the operator stops writing its replicas
+/// (the HPA's count stands), says so in `ForeignScaler`, and takes them back
+/// once the HPA is gone. No HPA controller runs here, so the test scales the
+/// Deployment through its scale subresource as the HPA controller does.
+#[tokio::test]
+async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, "hpa").await;
+    create(&client, &sample(&ns)).await;
+    let _op = Operator::start(&ns, "only");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pipelines: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
+    eventually("the worker Deployment exists", WAIT, || async {
+        deployments
+            .get_opt("storefront-worker")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "workers-cpu"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "storefront-worker"},
+            "minReplicas": 1,
+            "maxReplicas": 6,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+        }
+    }))
+    .expect("hpa");
+    hpas.create(&PostParams::default(), &hpa)
+        .await
+        .expect("HPA created");
+    deployments
+        .patch_scale(
+            "storefront-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .expect("scaled as the HPA controller does");
+
+    let (status, reason, message, _) = eventually("ForeignScaler is True", WAIT, || async {
+        let pp = pipelines.get("storefront").await.ok()?;
+        condition(&pp, "ForeignScaler").filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "HPAOnDeployment")
+    );
+    assert!(
+        message
+            .starts_with("HorizontalPodAutoscaler workers-cpu scales Deployment storefront-worker"),
+        "{message}"
+    );
+    // Reconciled again (a label change on the pipeline), the HPA's count stands.
+    touch(&pipelines).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = deployments
+        .get("storefront-worker")
+        .await
+        .expect("deployment");
+    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(4));
+    let owners = replicas_owners(&d);
+    assert!(
+        !owners.iter().any(|m| m == "pixelpipe-operator"),
+        "the operator still owns spec.replicas: {owners:?}"
+    );
+
+    hpas.delete("workers-cpu", &Default::default())
+        .await
+        .expect("HPA deleted");
+    touch(&pipelines).await;
+    eventually("the operator takes the replicas back", WAIT, || async {
+        let d = deployments.get("storefront-worker").await.ok()?;
+        (d.spec.and_then(|s| s.replicas) == Some(1)).then_some(())
+    })
+    .await;
+    let (status, reason, _, _) = eventually("ForeignScaler is False", WAIT, || async {
+        let pp = pipelines.get("storefront").await.ok()?;
+        condition(&pp, "ForeignScaler").filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "None"));
+}
+
+/// A change that makes the controller reconcile without a new generation.
+async fn touch(pipelines: &Api<PixelPipeline>) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis().to_string())
+        .unwrap_or_default();
+    pipelines
+        .patch(
+            "storefront",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": stamp}}})),
+        )
+        .await
+        .expect("pipeline touched");
 }

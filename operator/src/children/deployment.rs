@@ -28,13 +28,14 @@ use super::{ChildError, labels, meta, pipeline_file, worker_name};
 /// Unprivileged user of the distroless worker image.
 const WORKER_UID: i64 = 65532;
 
-/// The worker Deployment with `replicas` pods. Pool sizes in the pod's flags
+/// The worker Deployment with `replicas` pods (`None`: the field is left to
+/// another owner, an HPA). Pool sizes in the pod's flags
 /// are the spec's starting sizes; later resizes reach the workers through the
 /// PixelPipeline's status, without a rollout. `credentials` fingerprints the
 /// Kafka Secrets as last read ([`crate::credentials::KafkaSecrets`]).
 pub fn deployment(
     pp: &PixelPipeline,
-    replicas: i32,
+    replicas: Option<i32>,
     credentials: Option<&str>,
 ) -> Result<Deployment, ChildError> {
     let args = WorkerArgs::for_pipeline(pp).to_args();
@@ -57,7 +58,7 @@ pub fn deployment(
     Ok(Deployment {
         metadata: meta(pp)?,
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..LabelSelector::default()
@@ -162,17 +163,27 @@ fn container(
     env: Vec<EnvVar>,
     mounts: Vec<VolumeMount>,
 ) -> Container {
-    let probe = |path: &str| Probe {
+    // The admin endpoint answers on a thread of its own, so a miss means a
+    // starved node or a dead process, not a busy pipeline.
+    let probe = |path: &str, period: i32, timeout: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String("admin".to_string()),
             ..HTTPGetAction::default()
         }),
-        period_seconds: Some(5),
-        timeout_seconds: Some(2),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
         failure_threshold: Some(3),
         ..Probe::default()
     };
+    // Liveness: the worker judges its own progress against its bound
+    // (`--liveness-bound-seconds`, minutes) and fails /healthz once pending
+    // events have not moved for longer. The probe adds only what it takes to
+    // tell that from one slow answer: three failures 10 s apart, so a restart
+    // follows the bound by at most 30 s and never a single late reply.
+    let liveness = probe("/healthz", 10, 5);
+    // Readiness turns quickly, in both directions.
+    let readiness = probe("/readyz", 5, 2);
     Container {
         name: "worker".to_string(),
         image: Some(pp.spec.worker.image.clone()),
@@ -185,8 +196,8 @@ fn container(
             ..ContainerPort::default()
         }]),
         resources: pp.spec.worker.resources.clone(),
-        liveness_probe: Some(probe("/healthz")),
-        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(liveness),
+        readiness_probe: Some(readiness),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn the_deployment_carries_the_spec_as_the_workers_flags() {
         let pp = sample();
-        let d = deployment(&pp, 3, None).expect("deployment");
+        let d = deployment(&pp, Some(3), None).expect("deployment");
         assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(3));
         let args = worker_args(&d);
         assert_eq!(args, WorkerArgs::for_pipeline(&pp));
@@ -242,7 +242,7 @@ mod tests {
             ("app.kubernetes.io/name".into(), "mine".into()),
         ]);
         w.pod_annotations = BTreeMap::from([("owner".into(), "growth".into())]);
-        let d = deployment(&pp, 1, None).expect("deployment");
+        let d = deployment(&pp, Some(1), None).expect("deployment");
         let spec = pod(&d);
         assert_eq!(
             spec.image_pull_secrets,
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(annotations["prometheus.io/port"], "9090");
         assert!(annotations.contains_key(CONFIG_HASH_ANNOTATION));
         // Nothing set, nothing written but the default spread.
-        let plain = pod(&deployment(&sample(), 1, None).expect("deployment"));
+        let plain = pod(&deployment(&sample(), Some(1), None).expect("deployment"));
         assert_eq!((plain.tolerations, plain.node_selector), (None, None));
         let spread = plain.topology_spread_constraints.unwrap_or_default();
         assert_eq!(
@@ -285,7 +285,8 @@ mod tests {
     #[test]
     fn the_grace_period_outlasts_the_workers_drain() {
         let grace = |pp: &PixelPipeline| {
-            pod(&deployment(pp, 1, None).expect("deployment")).termination_grace_period_seconds
+            pod(&deployment(pp, Some(1), None).expect("deployment"))
+                .termination_grace_period_seconds
         };
         let mut pp = sample();
         assert_eq!(grace(&pp), Some(30), "25 s of drain and 5 to exit");
@@ -300,9 +301,9 @@ mod tests {
     #[test]
     fn exactly_once_turns_transactions_on_with_the_pod_name_as_id() {
         let mut pp = sample();
-        assert!(!worker_args(&deployment(&pp, 1, None).expect("d")).exactly_once);
+        assert!(!worker_args(&deployment(&pp, Some(1), None).expect("d")).exactly_once);
         pp.spec.delivery = DeliveryGuarantee::ExactlyOnce;
-        let d = deployment(&pp, 1, None).expect("d");
+        let d = deployment(&pp, Some(1), None).expect("d");
         let args = worker_args(&d);
         assert!(args.exactly_once);
         assert_eq!(args.transactional_id.as_deref(), Some("$(POD_NAME)"));
@@ -319,13 +320,13 @@ mod tests {
     #[test]
     fn kafka_secrets_are_mounted_read_only_and_only_named() {
         let mut pp = sample();
-        let plain = deployment(&pp, 1, None).expect("deployment");
+        let plain = deployment(&pp, Some(1), None).expect("deployment");
         pp.spec.kafka.tls_secret_ref = Some("kafka-tls".into());
         pp.spec.kafka.sasl = Some(SaslSpec {
             mechanism: SaslMechanism::ScramSha512,
             secret_ref: "kafka-scram".into(),
         });
-        let d = deployment(&pp, 1, None).expect("deployment");
+        let d = deployment(&pp, Some(1), None).expect("deployment");
         let args = worker_args(&d);
         assert_eq!(args.kafka_tls_dir.as_deref(), Some(KAFKA_TLS_DIR.as_ref()));
         assert_eq!(
@@ -376,7 +377,7 @@ mod tests {
             service_account(&pp).expect("sa").metadata,
             role(&pp).expect("role").metadata,
             role_binding(&pp).expect("binding").metadata,
-            deployment(&pp, 2, None).expect("deployment").metadata,
+            deployment(&pp, Some(2), None).expect("deployment").metadata,
         ];
         for m in metas {
             assert_eq!(m.name.as_deref(), Some("storefront-worker"));
@@ -392,7 +393,7 @@ mod tests {
         let mut no_uid = sample();
         no_uid.metadata.uid = None;
         assert!(matches!(
-            deployment(&no_uid, 1, None),
+            deployment(&no_uid, Some(1), None),
             Err(ChildError::MissingMetadata("uid"))
         ));
     }
@@ -417,17 +418,17 @@ mod tests {
     #[test]
     fn configuration_changes_roll_the_pods_and_replica_changes_do_not() {
         let pp = sample();
-        let base = hash_of(&deployment(&pp, 1, None).expect("d"));
+        let base = hash_of(&deployment(&pp, Some(1), None).expect("d"));
         assert_eq!(
             base,
-            hash_of(&deployment(&pp, 7, None).expect("d")),
+            hash_of(&deployment(&pp, Some(7), None).expect("d")),
             "replicas alone do not roll pods"
         );
         let mut changed = sample();
         changed.spec.partners[0].events.push("page_viewed".into());
         assert_ne!(
             base,
-            hash_of(&deployment(&changed, 1, None).expect("d")),
+            hash_of(&deployment(&changed, Some(1), None).expect("d")),
             "a partner change rolls pods"
         );
         let mut kafka = sample();
@@ -438,7 +439,7 @@ mod tests {
             .insert("linger.ms".into(), "20".into());
         assert_ne!(
             base,
-            hash_of(&deployment(&kafka, 1, None).expect("d")),
+            hash_of(&deployment(&kafka, Some(1), None).expect("d")),
             "a Kafka setting rolls pods"
         );
     }
@@ -446,8 +447,9 @@ mod tests {
     #[test]
     fn a_credentials_fingerprint_rolls_pods_and_none_leaves_no_annotation() {
         let pp = sample();
-        let annotations =
-            |credentials| pod_template_annotations(&deployment(&pp, 1, credentials).expect("d"));
+        let annotations = |credentials| {
+            pod_template_annotations(&deployment(&pp, Some(1), credentials).expect("d"))
+        };
         assert!(!annotations(None).contains_key(CREDENTIALS_ANNOTATION));
         assert!(!annotations(Some("")).contains_key(CREDENTIALS_ANNOTATION));
         assert_eq!(annotations(Some("abc"))[CREDENTIALS_ANNOTATION], "abc");

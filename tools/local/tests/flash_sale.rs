@@ -6,11 +6,13 @@
 //! where the spec says and kubectl telling the story.
 
 use std::process::Command;
+use std::time::Instant;
 
 mod common;
 
 use common::{bin_dir, env};
 use pixelpipe_local::story::{self, Scenario};
+use pixelpipe_testkit::prometheus::{Prometheus, dashboard_queries};
 use tokio_util::sync::CancellationToken;
 
 fn kubectl(args: &[&str]) -> String {
@@ -35,9 +37,14 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
     );
     let scenario = Scenario::test();
     let env = env("e2e").await;
+    // A real Prometheus with the shipped scrape configuration and rules
+    // discovers the operator and worker pods through the API server.
+    let prometheus = Prometheus::start(&env.work_dir.join("prometheus"), &env.kubeconfig, "2s");
+    let started = Instant::now();
     let report = story::run(&env, &scenario, CancellationToken::new())
         .await
         .expect("the story runs");
+    let story_seconds = started.elapsed().as_secs() + 10;
     println!("{}", report.render());
     let shape = report.shape();
 
@@ -120,7 +127,43 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
     let chart = std::fs::read(report.chart.as_ref().expect("a chart")).expect("chart");
     assert_eq!(&chart[..8], b"\x89PNG\r\n\x1a\n");
 
+    dashboard_and_alerts_have_data(&prometheus, &scenario, story_seconds);
+    drop(prometheus);
+
     // Leave the shared API server as the other tests expect it.
     story::remove(&env, &scenario).await.expect("cleaned up");
     let _ = std::fs::remove_dir_all(&env.work_dir);
+}
+
+/// Prometheus scraped the operator and the workers through the shipped
+/// configuration (pod discovery and the pods' scrape hints), loaded the
+/// shipped rules, and every query of the shipped dashboard draws something
+/// over the story.
+fn dashboard_and_alerts_have_data(prometheus: &Prometheus, sc: &Scenario, seconds: u64) {
+    for job in ["pixelpipe-operator", "pixelpipe-workers"] {
+        let up = prometheus.series_over(&format!("up{{job=\"{job}\"}} == 1"), seconds, 5);
+        assert!(
+            up >= 1,
+            "no {job} target was ever up; Prometheus log:\n{}",
+            prometheus.log_tail()
+        );
+        println!("prometheus: {up} {job} target(s) scraped");
+    }
+    let rules = prometheus.rules();
+    assert!(rules.len() >= 7, "{rules:?}");
+    for (name, health) in &rules {
+        assert_eq!(health, "ok", "rule {name} does not evaluate: {rules:?}");
+    }
+    let mut empty = Vec::new();
+    for (panel, expr) in dashboard_queries(&sc.namespace, &sc.name, "30s") {
+        let series = prometheus.series_over(&expr, seconds, 5);
+        println!("dashboard: {panel}: {series} series from {expr}");
+        if series == 0 {
+            empty.push(format!("{panel}: {expr}"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "dashboard queries without data: {empty:#?}"
+    );
 }

@@ -18,6 +18,18 @@ pub fn get(url: &str) -> Option<(u16, String)> {
     Some((status, response.body_mut().read_to_string().ok()?))
 }
 
+/// `GET url?query`, each pair percent-encoded: (status, body), or `None`
+/// when nothing answers.
+pub fn get_with_query(url: &str, query: &[(&str, &str)]) -> Option<(u16, String)> {
+    let mut response = agent()
+        .get(url)
+        .query_pairs(query.iter().copied())
+        .call()
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.body_mut().read_to_string().ok()?))
+}
+
 /// `PUT url` with a JSON body: (status, body), or `None` when nothing answers.
 pub fn put_json(url: &str, body: &str) -> Option<(u16, String)> {
     let mut response = agent()

@@ -2,10 +2,12 @@
 //! depends on it. Tests talk to the real services `tests/env/*.sh` start:
 //! [`kafka`] (the broker at `KAFKA_BOOTSTRAP`), [`kube`] (the API server in
 //! `KUBECONFIG`); [`process`] runs and probes the binaries under test over
-//! HTTP ([`http`]); [`wait`] polls with a deadline.
+//! HTTP ([`http`]); [`prometheus`] runs a real Prometheus with the shipped
+//! monitoring configuration; [`wait`] polls with a deadline.
 
 pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod process;
+pub mod prometheus;
 pub mod wait;

@@ -37,6 +37,12 @@ pub fn pod_object(name: &str, deployment: &Deployment, template: &PodTemplateSpe
             name: Some(name.to_string()),
             namespace: deployment.namespace(),
             labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+            // As the Deployment controller does: scrape hints and the
+            // config checksum are read from the pod.
+            annotations: template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone()),
             owner_references: deployment.controller_owner_ref(&()).map(|o| vec![o]),
             ..ObjectMeta::default()
         },
@@ -164,7 +170,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn a_pod_carries_its_templates_labels_its_owner_and_the_node() {
+    fn a_pod_carries_its_templates_labels_annotations_its_owner_and_the_node() {
         let mut d = Deployment::default();
         d.metadata.name = Some("storefront-worker".into());
         d.metadata.namespace = Some("shop".into());
@@ -172,6 +178,10 @@ mod tests {
         let template = PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(BTreeMap::from([("app".to_string(), "w".to_string())])),
+                annotations: Some(BTreeMap::from([(
+                    "prometheus.io/scrape".to_string(),
+                    "true".to_string(),
+                )])),
                 ..ObjectMeta::default()
             }),
             spec: Some(PodSpec {
@@ -185,6 +195,7 @@ mod tests {
         let pod = pod_object("storefront-worker-abc", &d, &template);
         assert_eq!(pod.namespace().as_deref(), Some("shop"));
         assert_eq!(pod.labels()["app"], "w");
+        assert_eq!(pod.annotations()["prometheus.io/scrape"], "true");
         let owner = &pod.owner_references()[0];
         assert_eq!(
             (owner.name.as_str(), owner.controller),
