@@ -63,11 +63,15 @@ fn install_crd() {
     // <nil>") when it reads the CRD before the API server wrote a condition.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-    while ok(
-        &["get", "crd/pixelpipelines.pixelpipe.dev", "-o", established],
-        None,
-    ) != "True"
-    {
+    // Before the first condition the filter itself fails: not yet, too.
+    let is_established = || {
+        let out = kubectl(
+            &["get", "crd/pixelpipelines.pixelpipe.dev", "-o", established],
+            None,
+        );
+        out.status.success() && out.stdout == b"True"
+    };
+    while !is_established() {
         assert!(
             std::time::Instant::now() < deadline,
             "the CRD was not established within 60 s"

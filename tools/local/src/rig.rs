@@ -112,12 +112,13 @@ pub async fn apply_manifests(env: &Env) -> anyhow::Result<()> {
     let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        // Before the first condition the filter itself fails: not yet, too.
         let status = kubectl(
             env,
             &["get", "crd/pixelpipelines.pixelpipe.dev", "-o", established],
         )
-        .await?;
-        if status == "True" {
+        .await;
+        if status.is_ok_and(|s| s == "True") {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
