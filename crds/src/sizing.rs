@@ -162,6 +162,13 @@ pub enum AutoscalingMode {
     Disabled,
 }
 
+impl AutoscalingMode {
+    /// Whether the operator applies what it decides (not only reports it).
+    pub fn applies(self) -> bool {
+        self == AutoscalingMode::Enabled
+    }
+}
+
 /// Autoscaling settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

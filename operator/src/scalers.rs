@@ -10,7 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use pixelpipe_crds::{AutoscalingMode, KIND, PixelPipeline};
+use pixelpipe_crds::{KIND, PixelPipeline};
 
 use crate::children::worker_name;
 use crate::mirror::mirror;
@@ -74,10 +74,7 @@ pub fn conflict<'a>(
                     hpa,
                     deployment: deployment.clone(),
                 }),
-                k if k == KIND
-                    && target.name == name
-                    && pp.spec.autoscaling.mode == AutoscalingMode::Enabled =>
-                {
+                k if k == KIND && target.name == name && pp.spec.autoscaling.mode.applies() => {
                     Some(ForeignScaler::OnPipeline { hpa })
                 }
                 _ => None,
@@ -131,6 +128,7 @@ mod tests {
     use k8s_openapi::api::autoscaling::v2::{
         CrossVersionObjectReference, HorizontalPodAutoscalerSpec,
     };
+    use pixelpipe_crds::AutoscalingMode;
 
     fn hpa(name: &str, kind: &str, target: &str) -> HorizontalPodAutoscaler {
         let mut h = HorizontalPodAutoscaler {

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use pixelpipe_crds::{AutoscalingMode, PerStage, PixelPipeline, StagePool};
+use pixelpipe_crds::{PerStage, PixelPipeline, StagePool};
 
 /// Workers per stage.
 pub type Pools = PerStage<i32>;
@@ -32,7 +32,7 @@ pub fn declared(pp: &PixelPipeline) -> Sizes {
 /// The sizes to run now.
 pub fn current(pp: &PixelPipeline) -> Sizes {
     let declared = declared(pp);
-    if pp.spec.autoscaling.mode != AutoscalingMode::Enabled {
+    if !pp.spec.autoscaling.mode.applies() {
         return declared;
     }
     let Some(status) = pp.status.as_ref() else {
@@ -90,6 +90,7 @@ impl fmt::Display for Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pixelpipe_crds::AutoscalingMode;
     use pixelpipe_crds::PixelPipelineStatus;
 
     fn sample() -> PixelPipeline {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pixelpipe_crds::evidence::WorkerEvidence;
-use pixelpipe_crds::{AutoscalingMode, PartitionState, PartitionStatus, PixelPipeline, age_text};
+use pixelpipe_crds::{PartitionState, PartitionStatus, PixelPipeline, age_text};
 use pixelpipe_policy::reading::evidence;
 use pixelpipe_policy::{Current, Decision, Limits, Observation, PartitionView, Tuning};
 
@@ -178,8 +178,8 @@ pub fn decide(
     step
 }
 
-fn enabled(pp: &PixelPipeline) -> bool {
-    pp.spec.autoscaling.mode == AutoscalingMode::Enabled
+pub(super) fn enabled(pp: &PixelPipeline) -> bool {
+    pp.spec.autoscaling.mode.applies()
 }
 
 fn rates(obs: &Observation) -> (f64, f64) {

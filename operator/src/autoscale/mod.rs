@@ -185,7 +185,7 @@ impl Autoscalers {
             let run = decide::running(pp, state);
             return Step {
                 seen: state.history.latest().map(Seen::of),
-                run: (pp.spec.autoscaling.mode == AutoscalingMode::Enabled).then_some(run),
+                run: decide::enabled(pp).then_some(run),
                 ..Step::default()
             };
         }
