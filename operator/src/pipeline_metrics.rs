@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::autoscale::Step;
+use crate::sizes::Sizes;
 
 /// Pipelines exported at most; past it the least recently reconciled goes.
 /// Matches the autoscaler's own bound on pipelines it remembers.
@@ -64,6 +65,8 @@ pub struct PipelineView {
     /// Changes applied (Enabled) or recommended (DryRun), by direction and
     /// the policy's rule; counted since this operator process started.
     pub decisions: BTreeMap<(Direction, &'static str), u64>,
+    /// The change last counted, so a standing recommendation counts once.
+    pub last_change: Option<Sizes>,
     pub observation_failures: u64,
 }
 
@@ -78,40 +81,44 @@ impl PipelineView {
         ready: i32,
         step: Option<&Step>,
     ) -> Self {
-        let seen = step.and_then(|s| s.seen.as_ref());
         let mut next = PipelineView {
-            oldest_age_seconds: seen.and_then(|s| s.oldest_age).or(self.oldest_age_seconds),
-            lag: status.lag,
-            arrivals_per_second: seen
-                .and_then(|s| s.rates)
-                .map(|r| r.0)
-                .or(self.arrivals_per_second),
-            processed_per_second: seen
-                .and_then(|s| s.rates)
-                .map(|r| r.1)
-                .or(self.processed_per_second),
             slo_seconds,
             slo_state: status.slo_state,
-            lag_observed: step.map(|s| s.kafka_error.is_none()).or(self.lag_observed),
             replicas_desired: status.replicas.unwrap_or_default(),
             replicas_ready: ready,
             pools: status.pools,
-            unhealthy_partitions: BTreeMap::new(),
+            unhealthy_partitions: unhealthy(status),
             decisions: self.decisions.clone(),
+            last_change: self.last_change,
             observation_failures: self.observation_failures,
+            ..PipelineView::default()
         };
-        for p in &status.partitions {
-            if p.state != PartitionState::Healthy {
-                *next.unhealthy_partitions.entry(p.state.into()).or_default() += 1;
-            }
-        }
+        // Autoscaling Disabled: nothing observed, nothing to show.
         let Some(step) = step else {
             return next;
         };
-        if step.kafka_error.is_some() {
-            next.observation_failures += 1;
+        next.lag = status.lag;
+        next.oldest_age_seconds = self.oldest_age_seconds;
+        next.arrivals_per_second = self.arrivals_per_second;
+        next.processed_per_second = self.processed_per_second;
+        next.lag_observed = self.lag_observed;
+        // Between observations a step repeats the last one: only an
+        // observation moves what was observed.
+        if step.observed {
+            next.lag_observed = Some(step.kafka_error.is_none());
+            if step.kafka_error.is_some() {
+                next.observation_failures += 1;
+            }
+            if let Some(seen) = &step.seen {
+                next.oldest_age_seconds = seen.oldest_age;
+                next.arrivals_per_second = seen.rates.map(|r| r.0);
+                next.processed_per_second = seen.rates.map(|r| r.1);
+            }
         }
-        if step.apply.is_some() || step.recommended.is_some() {
+        // A change counts once: DryRun repeats its recommendation at every
+        // observation while it stands.
+        let change = step.apply.or(step.recommended);
+        if change.is_some() && change != self.last_change {
             let direction = if step.up {
                 Direction::Up
             } else {
@@ -123,8 +130,22 @@ impl PipelineView {
                 .map_or("manual", |d| d.reason.why.kind());
             *next.decisions.entry((direction, rule)).or_default() += 1;
         }
+        if change.is_some() {
+            next.last_change = change;
+        }
         next
     }
+}
+
+/// The partitions not healthy, counted by state.
+fn unhealthy(status: &PixelPipelineStatus) -> BTreeMap<&'static str, i64> {
+    let mut out = BTreeMap::new();
+    for p in &status.partitions {
+        if p.state != PartitionState::Healthy {
+            *out.entry(p.state.into()).or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Every pipeline's view, encoded on each scrape.
@@ -332,7 +353,6 @@ impl Collector for PipelineMetrics {
 mod tests {
     use super::*;
     use crate::autoscale::Seen;
-    use crate::sizes::Sizes;
     use pixelpipe_crds::PartitionStatus;
     use prometheus_client::registry::Registry;
 
@@ -371,6 +391,7 @@ mod tests {
     #[test]
     fn a_view_takes_the_status_the_observation_and_counts_decisions_and_failures() {
         let up = Step {
+            observed: true,
             seen: Some(Seen {
                 lag: 1200,
                 oldest_age: Some(42.0),
@@ -395,6 +416,7 @@ mod tests {
         assert_eq!(v.lag_observed, Some(true));
 
         let failed = Step {
+            observed: true,
             kafka_error: Some("cannot read lag".into()),
             ..Step::default()
         };
@@ -410,11 +432,53 @@ mod tests {
     }
 
     #[test]
+    fn between_observations_nothing_observed_moves_and_a_standing_recommendation_counts_once() {
+        let failed = Step {
+            observed: true,
+            kafka_error: Some("cannot read lag".into()),
+            ..Step::default()
+        };
+        let v = PipelineView::default().next(&status(), 300.0, 1, Some(&failed));
+        let between = Step::default();
+        let v = v.next(&status(), 300.0, 1, Some(&between));
+        assert_eq!(
+            v.lag_observed,
+            Some(false),
+            "still failing until observed again"
+        );
+        assert_eq!(v.observation_failures, 1);
+
+        let recommend = Step {
+            observed: true,
+            recommended: Some(Sizes {
+                replicas: 4,
+                pools: PerStage::splat(2),
+            }),
+            up: true,
+            ..Step::default()
+        };
+        let v = v.next(&status(), 300.0, 1, Some(&recommend)).next(
+            &status(),
+            300.0,
+            1,
+            Some(&recommend),
+        );
+        assert_eq!(v.decisions[&(Direction::Up, "manual")], 1);
+
+        let disabled = v.next(&status(), 300.0, 1, None);
+        assert_eq!((disabled.lag, disabled.lag_observed), (None, None));
+    }
+
+    #[test]
     fn every_pipeline_is_scraped_with_its_labels_and_a_deleted_one_goes() {
         let metrics = PipelineMetrics::default();
         for (ns, name) in [("shop", "storefront"), ("ads", "clicks")] {
+            let observed = Step {
+                observed: true,
+                ..Step::default()
+            };
             metrics.update((ns.into(), name.into()), |last| {
-                last.next(&status(), 300.0, 3, None)
+                last.next(&status(), 300.0, 3, Some(&observed))
             });
         }
         let text = scraped(&metrics);

@@ -22,7 +22,7 @@ use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find
 use crate::apply::{Change, apply};
 use crate::arrivals::ArrivalBook;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
-use crate::children::{self, ChildError, FIELD_MANAGER};
+use crate::children::{self, CREDENTIALS_ANNOTATION, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
 use crate::credentials::KafkaSecrets;
 use crate::events;
@@ -178,10 +178,8 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     apply_child(ctx, pp, &namespace, children::role_binding(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::disruption_budget(pp)?).await?;
     let foreign = ctx.scalers.conflict(pp);
-    // An HPA on the Deployment owns its replicas: applying ours would undo
-    // its count at every reconcile and it ours at every sync.
     let replicas = match &foreign {
-        Some(f) if f.owns_deployment_replicas() => None,
+        Some(f) if f.owns_deployment_replicas() => handed_over(ctx, pp, &namespace).await?,
         _ => Some(sizes.replicas),
     };
     let deployment: Deployment = apply_child(
@@ -192,6 +190,18 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     )
     .await?;
 
+    // Replicas left to an HPA: report what runs, not what was not applied.
+    let sizes = match replicas {
+        None => sizes::Sizes {
+            replicas: deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(sizes.replicas),
+            ..sizes
+        },
+        Some(_) => sizes,
+    };
     let obs = Observation {
         generation: pp.metadata.generation,
         problem: None,
@@ -214,6 +224,43 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         }
         None => ctx.resync,
     }))
+}
+
+/// The replicas to apply while an HPA scales the worker Deployment: none
+/// once another field manager (the HPA controller) owns `spec.replicas`, so
+/// each would not undo the other's count; until then the Deployment's own
+/// count, because a field its only manager stops applying is reset to its
+/// default (one pod), and the HPA writes only when it changes the count.
+async fn handed_over(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    namespace: &str,
+) -> Result<Option<i32>, Error> {
+    Ok(live_workers(ctx, pp, namespace).await?.and_then(|d| {
+        let others_own = crate::apply::managers_of(&d, &["f:spec", "f:replicas"])
+            .iter()
+            .any(|m| m != FIELD_MANAGER);
+        if others_own {
+            None
+        } else {
+            d.spec.and_then(|s| s.replicas)
+        }
+    }))
+}
+
+/// The worker Deployment as stored, if it exists.
+async fn live_workers(
+    ctx: &Context,
+    pp: &PixelPipeline,
+    namespace: &str,
+) -> Result<Option<Deployment>, Error> {
+    let name = children::worker_name(pp);
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    api.get_opt(&name).await.map_err(|source| Error::Apply {
+        kind: "Deployment".into(),
+        name,
+        source,
+    })
 }
 
 /// Reports a spec the operator cannot run: a Warning Event (once per
@@ -252,8 +299,8 @@ async fn report_invalid(
 /// The Kafka Secrets' fingerprint for the pod template, and the security
 /// settings for the lag observer (or why there are none). A transient read
 /// failure fails the reconcile, to be retried; a Secret the operator may not
-/// read (or that is missing) leaves the workers as they are, since only a
-/// read Secret's change rolls them.
+/// read (or that is missing) leaves the workers' fingerprint as it is, since
+/// only a read Secret's change rolls them.
 async fn kafka_credentials(
     pp: &PixelPipeline,
     ctx: &Context,
@@ -262,7 +309,20 @@ async fn kafka_credentials(
         Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
         read => read,
     };
-    let credentials = secrets.as_ref().map(KafkaSecrets::fingerprint).ok();
+    let credentials = match &secrets {
+        Ok(s) => Some(s.fingerprint()),
+        // Unreadable: the fingerprint the workers run with stays, so they
+        // do not roll (and roll back) while a grant or a Secret is missing.
+        Err(_) => live_workers(ctx, pp, &pp.namespace().unwrap_or_default())
+            .await?
+            .and_then(|d| {
+                d.spec?
+                    .template
+                    .metadata?
+                    .annotations?
+                    .remove(CREDENTIALS_ANNOTATION)
+            }),
+    };
     let security = secrets
         .and_then(|s| Ok((s.security()?, s.fingerprint())))
         .map_err(|e| e.to_string());

@@ -134,6 +134,16 @@ async fn lead(
             args.namespace.as_deref(),
         ));
         let watching_scalers = tokio::spawn(watch_scalers);
+        // Reconciling before the HPAs are known would take an HPA's replicas
+        // back once per term; bounded, so a missing grant only delays.
+        if tokio::time::timeout(Duration::from_secs(10), scalers.ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "HorizontalPodAutoscalers not listed within 10 s (RBAC?); reconciling without"
+            );
+        }
         // Fresh per term: nothing decided under a lost Lease carries over.
         let ctx = Arc::new(Context::new(
             client.clone(),
@@ -158,6 +168,9 @@ async fn lead(
         watching_scalers.abort();
         metrics.leader.set(0);
         metrics.lag_observers.set(0);
+        // A standby exports no pipeline: the new leader's numbers are the
+        // only ones, and the alerts never read a stale copy.
+        metrics.pipelines.retain(|_| false);
         if kept {
             elector.release().await;
             return Ok(ExitCode::SUCCESS);

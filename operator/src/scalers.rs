@@ -102,6 +102,12 @@ impl fmt::Debug for Scalers {
 }
 
 impl Scalers {
+    /// Resolves once the first list of HPAs is in the store.
+    pub async fn ready(&self) {
+        // Err only when the watch is gone: nothing to wait for then.
+        let _ = self.store.wait_until_ready().await;
+    }
+
     /// The HPA that conflicts with the operator over `pp`'s replicas.
     pub fn conflict(&self, pp: &PixelPipeline) -> Option<ForeignScaler> {
         let namespace = pp.namespace();

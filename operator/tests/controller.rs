@@ -525,9 +525,10 @@ fn replicas_owners(d: &Deployment) -> Vec<String> {
         .collect()
 }
 
-/// An HPA on the worker Deployment: the operator stops writing its replicas
-/// (the HPA's count stands), says so in `ForeignScaler`, and takes them back
-/// once the HPA is gone. No HPA controller runs here, so the test scales the
+/// An HPA on the worker Deployment: the operator hands its replicas over
+/// (keeping the count until the HPA first writes it, so the field is never
+/// reset to one pod), says so in `ForeignScaler`, and takes them back once
+/// the HPA is gone. No HPA controller runs here, so the test scales the
 /// Deployment through its scale subresource as the HPA controller does.
 #[tokio::test]
 async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
@@ -538,14 +539,34 @@ async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
     let _op = Operator::start(&ns, "only");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let pipelines: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
-    eventually("the worker Deployment exists", WAIT, || async {
-        deployments
-            .get_opt("storefront-worker")
+    let replicas = |want: i32, what: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            eventually(what, WAIT, || async {
+                let d = deployments.get("storefront-worker").await.ok()?;
+                (d.spec.as_ref().and_then(|s| s.replicas) == Some(want)).then_some(d)
+            })
             .await
-            .ok()
-            .flatten()
-    })
-    .await;
+        }
+    };
+    // Three replicas by hand first: a reset to the default would show as one.
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "scale",
+            "pixelpipeline",
+            "storefront",
+            "--replicas=3",
+            "-n",
+            &ns,
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    replicas(3, "the Deployment runs 3").await;
 
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
     let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
@@ -563,15 +584,7 @@ async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
     hpas.create(&PostParams::default(), &hpa)
         .await
         .expect("HPA created");
-    deployments
-        .patch_scale(
-            "storefront-worker",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
-        .await
-        .expect("scaled as the HPA controller does");
-
+    touch(&pipelines).await;
     let (status, reason, message, _) = eventually("ForeignScaler is True", WAIT, || async {
         let pp = pipelines.get("storefront").await.ok()?;
         condition(&pp, "ForeignScaler").filter(|c| c.0 == "True")
@@ -586,14 +599,27 @@ async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
             .starts_with("HorizontalPodAutoscaler workers-cpu scales Deployment storefront-worker"),
         "{message}"
     );
-    // Reconciled again (a label change on the pipeline), the HPA's count stands.
+    // The HPA has not written the count yet: it stays, not reset to one.
     touch(&pipelines).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let d = deployments
-        .get("storefront-worker")
+    let d = replicas(3, "the count stays while the HPA has not written it").await;
+    assert!(
+        replicas_owners(&d)
+            .iter()
+            .any(|m| m == "pixelpipe-operator")
+    );
+
+    deployments
+        .patch_scale(
+            "storefront-worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
         .await
-        .expect("deployment");
-    assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(4));
+        .expect("scaled as the HPA controller does");
+    touch(&pipelines).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = replicas(4, "the HPA's count stands").await;
     let owners = replicas_owners(&d);
     assert!(
         !owners.iter().any(|m| m == "pixelpipe-operator"),
@@ -604,11 +630,7 @@ async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
         .await
         .expect("HPA deleted");
     touch(&pipelines).await;
-    eventually("the operator takes the replicas back", WAIT, || async {
-        let d = deployments.get("storefront-worker").await.ok()?;
-        (d.spec.and_then(|s| s.replicas) == Some(1)).then_some(())
-    })
-    .await;
+    replicas(3, "the operator takes the replicas back").await;
     let (status, reason, _, _) = eventually("ForeignScaler is False", WAIT, || async {
         let pp = pipelines.get("storefront").await.ok()?;
         condition(&pp, "ForeignScaler").filter(|c| c.0 == "False")

@@ -41,6 +41,9 @@ impl Seen {
 /// What one autoscaling step found and decided.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Step {
+    /// This step observed Kafka (successfully or not); between observations
+    /// it only repeats the last one.
+    pub observed: bool,
     /// Why Kafka could not be read, if it could not.
     pub kafka_error: Option<String>,
     pub seen: Option<Seen>,

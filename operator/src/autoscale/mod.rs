@@ -196,13 +196,15 @@ impl Autoscalers {
             Ok(s) => s,
             Err(reason) => {
                 return Step {
+                    observed: true,
                     kafka_error: Some(reason),
                     ..Step::default()
                 };
             }
         };
         let at_ms = snapshot.at_ms;
-        let step = decide::decide(pp, state, snapshot, &reports, pods, &tuning, clock);
+        let mut step = decide::decide(pp, state, snapshot, &reports, pods, &tuning, clock);
+        step.observed = true;
         if let Some((arrivals, _)) = step.seen.and_then(|s| s.rates) {
             self.arrivals.record(&key_of(pp), at_ms, arrivals);
         }

@@ -154,6 +154,15 @@ fn dashboard_and_alerts_have_data(prometheus: &Prometheus, sc: &Scenario, second
     for (name, health) in &rules {
         assert_eq!(health, "ok", "rule {name} does not evaluate: {rules:?}");
     }
+    // The SLO held and Kafka was read throughout: those alerts stayed quiet.
+    for alert in ["PixelpipeSLOBreached", "PixelpipeLagNotObserved"] {
+        let firing = format!("ALERTS{{alertname=\"{alert}\",alertstate=\"firing\"}}");
+        assert_eq!(
+            prometheus.series_over(&firing, seconds, 5),
+            0,
+            "{alert} fired"
+        );
+    }
     let mut empty = Vec::new();
     for (panel, expr) in dashboard_queries(&sc.namespace, &sc.name, "30s") {
         let series = prometheus.series_over(&expr, seconds, 5);

@@ -126,8 +126,9 @@ impl Prometheus {
         serde_json::from_str(&body).expect("Prometheus answers JSON")
     }
 
-    /// The series `expr` returns over the last `seconds`, at `step` seconds:
-    /// what a dashboard panel over that range would draw.
+    /// The series `expr` returns over the last `seconds`, at `step` seconds,
+    /// with at least one number: what a dashboard panel over that range
+    /// would draw.
     pub fn series_over(&self, expr: &str, seconds: u64, step: u64) -> usize {
         let end = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,9 +145,20 @@ impl Prometheus {
             ("end", &end),
             ("step", &step),
         ];
-        self.api("/api/v1/query_range", &query)["data"]["result"]
+        let answer = self.api("/api/v1/query_range", &query);
+        // A series of NaN only (a quantile of no traffic) draws nothing.
+        answer["data"]["result"]
             .as_array()
-            .map_or(0, Vec::len)
+            .into_iter()
+            .flatten()
+            .filter(|series| {
+                series["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v[1].as_str().is_some_and(|x| x != "NaN"))
+            })
+            .count()
     }
 
     /// Each scrape target's job and health ("up", "down", "unknown").
