@@ -339,6 +339,34 @@ async fn scram_over_tls_end_to_end_with_credentials_only_in_secrets() {
     .await;
     println!("after the rotation: {EVENTS} more events committed by the new pods");
 
+    // A revoked grant is a condition to fix, not a reason to roll the workers.
+    let fingerprint = credentials_annotation(&ns);
+    let pods = worker_pods(&ns);
+    let (ok, out) = kubectl(&[
+        "delete",
+        "rolebinding",
+        "pixelpipe-operator-kafka-credentials",
+        "-n",
+        &ns,
+    ]);
+    assert!(ok, "{out}");
+    wait_for(
+        "LagObserved says the grant is gone",
+        Duration::from_secs(60),
+        || async {
+            condition(&client, &ns, ConditionType::LagObserved)
+                .await
+                .filter(|(s, m)| !s && m.contains("may not read Secret"))
+        },
+    )
+    .await;
+    assert_eq!(credentials_annotation(&ns), fingerprint);
+    assert_eq!(
+        worker_pods(&ns),
+        pods,
+        "the workers rolled on a revoked grant"
+    );
+
     // The password is nowhere but in its Secret and the pods' secret volumes.
     for what in [
         "pixelpipeline/storefront",
