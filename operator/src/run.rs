@@ -120,40 +120,7 @@ async fn lead(
             return Ok(ExitCode::SUCCESS);
         }
         metrics.leader.set(1);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(identity.clone()),
-            },
-        );
-        let (pods, watch_pods) = pods::watch(scoped::<Pod>(&client, args.namespace.as_deref()));
-        let watching_pods = tokio::spawn(watch_pods);
-        let (scalers, watch_scalers) = scalers::watch(scoped::<HorizontalPodAutoscaler>(
-            &client,
-            args.namespace.as_deref(),
-        ));
-        let watching_scalers = tokio::spawn(watch_scalers);
-        // Reconciling before the HPAs are known would take an HPA's replicas
-        // back once per term; bounded, so a missing grant only delays.
-        if tokio::time::timeout(Duration::from_secs(10), scalers.ready())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "HorizontalPodAutoscalers not listed within 10 s (RBAC?); reconciling without"
-            );
-        }
-        // Fresh per term: nothing decided under a lost Lease carries over.
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            recorder,
-            metrics.clone(),
-            Duration::from_secs(args.resync_seconds.max(1)),
-            pods,
-            scalers,
-            arrivals.clone(),
-        ));
+        let (ctx, watches) = term(args, &client, &identity, &metrics, &arrivals).await;
         let controller_stop = CancellationToken::new();
         let hold = async {
             let kept = elector.hold(stop).await;
@@ -164,8 +131,9 @@ async fn lead(
             hold,
             control(args, client.clone(), ctx, controller_stop.clone())
         );
-        watching_pods.abort();
-        watching_scalers.abort();
+        for watch in watches {
+            watch.abort();
+        }
         metrics.leader.set(0);
         metrics.lag_observers.set(0);
         // A standby exports no pipeline: the new leader's numbers are the
@@ -177,6 +145,49 @@ async fn lead(
         }
         tracing::error!("lost leadership; stopped reconciling, campaigning again");
     }
+}
+
+/// What one term as leader reconciles with, fresh so that nothing decided
+/// under a lost Lease carries over, and the watches that feed it (abort them
+/// when the term ends).
+async fn term(
+    args: &RunArgs,
+    client: &Client,
+    identity: &str,
+    metrics: &Arc<Metrics>,
+    arrivals: &Arc<ArrivalBook>,
+) -> (Arc<Context>, [tokio::task::JoinHandle<()>; 2]) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.to_string()),
+        },
+    );
+    let ns = args.namespace.as_deref();
+    let (pods, watch_pods) = pods::watch(scoped::<Pod>(client, ns));
+    let (scalers, watch_scalers) = scalers::watch(scoped::<HorizontalPodAutoscaler>(client, ns));
+    let watches = [tokio::spawn(watch_pods), tokio::spawn(watch_scalers)];
+    // Reconciling before the HPAs are known would take an HPA's replicas
+    // back once per term; bounded, so a missing grant only delays.
+    if tokio::time::timeout(Duration::from_secs(10), scalers.ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "HorizontalPodAutoscalers not listed within 10 s (RBAC?); reconciling without"
+        );
+    }
+    let ctx = Context::new(
+        client.clone(),
+        recorder,
+        metrics.clone(),
+        Duration::from_secs(args.resync_seconds.max(1)),
+        pods,
+        scalers,
+        arrivals.clone(),
+    );
+    (Arc::new(ctx), watches)
 }
 
 /// Waits until the API server answers; `false` if stopped first.
