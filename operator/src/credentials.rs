@@ -72,29 +72,28 @@ impl KafkaSecrets {
     /// resourceVersion, never its contents: the fingerprint lands in the pod
     /// template, and a hash of a short password could be guessed back.
     pub fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        let mut any = false;
+        let tls = self.tls.as_ref().map(|(id, s)| (id, s));
         let sasl = self.sasl.as_ref().map(|(id, s, _)| (id, s));
-        for (id, secret) in self
-            .tls
-            .as_ref()
-            .map(|(id, s)| (id, s))
-            .into_iter()
-            .chain(sasl)
-        {
-            any = true;
-            h.update(id.as_bytes());
-            h.update([0]);
-            h.update(secret.uid().unwrap_or_default().as_bytes());
-            h.update([0]);
-            h.update(secret.resource_version().unwrap_or_default().as_bytes());
-            h.update([0]);
+        let named: Vec<_> = tls.into_iter().chain(sasl).collect();
+        if named.is_empty() {
+            return String::new();
         }
-        if any {
-            hex::encode(h.finalize())
-        } else {
-            String::new()
+        let mut h = Sha256::new();
+        for (id, secret) in named {
+            for part in [
+                id.as_str(),
+                secret.metadata.uid.as_deref().unwrap_or_default(),
+                secret
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .unwrap_or_default(),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
         }
+        hex::encode(h.finalize())
     }
 
     /// The client security settings these Secrets make.

@@ -167,10 +167,7 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     let running = sizes::current(pp);
     let (credentials, security) = kafka_credentials(pp, ctx).await?;
     let pods = ctx.pods.of(&namespace, &pp.name_any());
-    let step = ctx
-        .autoscalers
-        .step(pp, ctx.epoch, &pods, std::future::ready(security))
-        .await;
+    let step = ctx.autoscalers.step(pp, ctx.epoch, &pods, security).await;
     let sizes = step.as_ref().and_then(|s| s.run).unwrap_or(running);
     apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
     apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
@@ -309,7 +306,7 @@ async fn kafka_credentials(
         Err(e) if e.is_transient() => return Err(Error::Credentials(e)),
         read => read,
     };
-    let credentials = match &secrets {
+    let fingerprint = match &secrets {
         Ok(s) => Some(s.fingerprint()),
         // Unreadable: the fingerprint the workers run with stays, so they
         // do not roll (and roll back) while a grant or a Secret is missing.
@@ -324,9 +321,10 @@ async fn kafka_credentials(
             }),
     };
     let security = secrets
-        .and_then(|s| Ok((s.security()?, s.fingerprint())))
+        .and_then(|s| s.security())
+        .map(|security| (security, fingerprint.clone().unwrap_or_default()))
         .map_err(|e| e.to_string());
-    Ok((credentials, security))
+    Ok((fingerprint, security))
 }
 
 /// The Events an autoscaling step calls for, published.

@@ -10,13 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pixelpipe_testkit::prometheus::{binaries, rules_file, scrape_config};
-
-fn monitoring(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../manifests/monitoring")
-        .join(file)
-}
+use pixelpipe_testkit::prometheus::{binaries, monitoring, rules_file, scrape_config};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("pixelpipe-{name}-{}", std::process::id()));

@@ -138,15 +138,15 @@ impl Autoscalers {
 
     /// Observes (if an interval has passed) and decides. `None` when
     /// autoscaling is Disabled. `pods` are the pipeline's worker pods, whose
-    /// evidence is read; `security` reads the pipeline's Kafka credentials
-    /// and their fingerprint, or says why it cannot (then nothing is
-    /// observed or decided); it runs only when an observation is due.
+    /// evidence is read; `security` is the pipeline's Kafka credentials and
+    /// their fingerprint, or why they could not be read (then nothing is
+    /// observed or decided).
     pub async fn step(
         &self,
         pp: &PixelPipeline,
         epoch: Instant,
         pods: &[WorkerPod],
-        security: impl Future<Output = Result<(Security, String), String>>,
+        security: Result<(Security, String), String>,
     ) -> Option<Step> {
         let now = Instant::now();
         let slot = self.slot(pp, now)?;
@@ -169,7 +169,7 @@ impl Autoscalers {
         now: Instant,
         epoch: Instant,
         pods: &[WorkerPod],
-        security: impl Future<Output = Result<(Security, String), String>>,
+        security: Result<(Security, String), String>,
     ) -> Step {
         let source = source_of(pp);
         if state.source != source {
@@ -212,14 +212,14 @@ impl Autoscalers {
     }
 }
 
-/// Reads the credentials, (re)builds the observer if anything changed, and
+/// Takes the credentials, (re)builds the observer if anything changed, and
 /// takes a snapshot; `Err` says in words why Kafka could not be read.
 async fn observe(
     pp: &PixelPipeline,
     state: &mut State,
-    security: impl Future<Output = Result<(Security, String), String>>,
+    security: Result<(Security, String), String>,
 ) -> Result<Snapshot, String> {
-    let (security, credentials) = security.await?;
+    let (security, credentials) = security?;
     if state.credentials != credentials {
         let next = state.next_observation;
         *state = State::fresh(source_of(pp), Instant::now());

@@ -21,7 +21,8 @@ pub fn binaries() -> PathBuf {
     }))
 }
 
-fn monitoring(file: &str) -> PathBuf {
+/// A file of `manifests/monitoring/`.
+pub fn monitoring(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../manifests/monitoring")
         .join(file)
