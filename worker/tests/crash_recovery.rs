@@ -173,7 +173,10 @@ fn exactly_once_mode_shows_read_committed_consumers_no_duplicate_across_sigkills
     let kills = rounds(3, 10);
     for round in 0..kills {
         let w = Worker::start(&p, &args);
-        let at = 4_000.0 * (round % 3 + 1) as f64;
+        // Small steps: each restart replays what was not committed, and the
+        // sum of the steps (plus what is delivered between polls) must stay
+        // well below the deliverable events, or the last round never gets there.
+        let at = 1_500.0 * (round % 3 + 1) as f64;
         w.wait_until("it is mid-stream", Duration::from_secs(60), || {
             w.metric("pixelpipe_events_delivered_total") >= at
         });
