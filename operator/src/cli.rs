@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Pipelines reconciled at once, at most.
     #[arg(long, env = "PIXELPIPE_RECONCILE_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+    /// Kafka clients the lag observer opens per cluster and credentials, at
+    /// most: the pipelines on a cluster share them, and each snapshot holds
+    /// one while it reads, so this also bounds the snapshots read at once.
+    #[arg(long, env = "PIXELPIPE_KAFKA_CLIENTS_PER_CLUSTER", default_value_t = 2)]
+    pub kafka_clients_per_cluster: u16,
 }
 
 impl RunArgs {

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub child_writes: Counter,
     pub leader: Gauge,
     pub lag_observers: Gauge,
+    pub kafka_clients: Gauge,
     pub pipelines: Arc<PipelineMetrics>,
 }
 
@@ -96,8 +97,14 @@ impl Default for Metrics {
         let lag_observers = Gauge::default();
         registry.register(
             "lag_observers",
-            "Pipelines whose consumer lag this process watches (one Kafka client each)",
+            "Pipelines whose consumer lag this process watches",
             lag_observers.clone(),
+        );
+        let kafka_clients = Gauge::default();
+        registry.register(
+            "kafka_clients",
+            "Kafka clients the lag observations share (a small pool per cluster and credentials)",
+            kafka_clients.clone(),
         );
         let pipelines = Arc::new(PipelineMetrics::default());
         registry.register_collector(Box::new(pipelines.clone()));
@@ -105,6 +112,7 @@ impl Default for Metrics {
             pipelines,
             registry,
             lag_observers,
+            kafka_clients,
             reconciles,
             errors,
             duration,

@@ -67,6 +67,7 @@ pub struct PipelineView {
     pub decisions: BTreeMap<(Direction, &'static str), u64>,
     /// The change last counted, so a standing recommendation counts once.
     pub last_change: Option<Sizes>,
+    pub observations: u64,
     pub observation_failures: u64,
 }
 
@@ -90,6 +91,7 @@ impl PipelineView {
             unhealthy_partitions: unhealthy(status),
             decisions: self.decisions.clone(),
             last_change: self.last_change,
+            observations: self.observations,
             observation_failures: self.observation_failures,
             ..PipelineView::default()
         };
@@ -105,6 +107,7 @@ impl PipelineView {
         // Between observations a step repeats the last one: only an
         // observation moves what was observed.
         if step.observed {
+            next.observations += 1;
             next.lag_observed = Some(step.kafka_error.is_none());
             if step.kafka_error.is_some() {
                 next.observation_failures += 1;
@@ -210,7 +213,7 @@ type FamilyDef = (
 );
 
 /// Every family.
-const FAMILIES: [FamilyDef; 13] = [
+const FAMILIES: [FamilyDef; 14] = [
     (
         "pipeline_oldest_event_age_seconds",
         "Age of the oldest unprocessed event in the input topic",
@@ -311,6 +314,12 @@ const FAMILIES: [FamilyDef; 13] = [
                 .map(|((d, rule), n)| (vec![("direction", d.as_str()), ("rule", *rule)], *n as f64))
                 .collect()
         },
+    ),
+    (
+        "pipeline_observations",
+        "Observations of the pipeline's lag, successful or not",
+        Kind::Counter,
+        |v| single(Some(v.observations as f64)),
     ),
     (
         "pipeline_observation_failures",
@@ -446,7 +455,7 @@ mod tests {
             Some(false),
             "still failing until observed again"
         );
-        assert_eq!(v.observation_failures, 1);
+        assert_eq!((v.observations, v.observation_failures), (1, 1));
 
         let recommend = Step {
             observed: true,

@@ -20,7 +20,6 @@ use serde::de::DeserializeOwned;
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
 
 use crate::apply::{Change, apply};
-use crate::arrivals::ArrivalBook;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, CREDENTIALS_ANNOTATION, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
@@ -71,7 +70,7 @@ impl Context {
         resync: Duration,
         pods: WorkerPods,
         scalers: Scalers,
-        arrivals: Arc<ArrivalBook>,
+        autoscalers: Autoscalers,
     ) -> Self {
         Self {
             client,
@@ -79,7 +78,7 @@ impl Context {
             metrics,
             resync,
             failures: Mutex::default(),
-            autoscalers: Autoscalers::new(arrivals),
+            autoscalers,
             pods,
             scalers,
             epoch: Instant::now(),

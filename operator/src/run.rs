@@ -26,10 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::arrivals::ArrivalBook;
+use crate::autoscale::Autoscalers;
 use crate::children::FIELD_MANAGER;
 use crate::cli::RunArgs;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
+use crate::observer::Clusters;
 use crate::pods;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::scalers;
@@ -136,6 +138,7 @@ async fn lead(
         }
         metrics.leader.set(0);
         metrics.lag_observers.set(0);
+        metrics.kafka_clients.set(0);
         // A standby exports no pipeline: the new leader's numbers are the
         // only ones, and the alerts never read a stale copy.
         metrics.pipelines.retain(|_| false);
@@ -185,7 +188,10 @@ async fn term(
         Duration::from_secs(args.resync_seconds.max(1)),
         pods,
         scalers,
-        arrivals.clone(),
+        Autoscalers::new(
+            arrivals.clone(),
+            Clusters::new(usize::from(args.kafka_clients_per_cluster)),
+        ),
     );
     (Arc::new(ctx), watches)
 }
@@ -308,5 +314,8 @@ async fn reap_deleted(api: Api<PixelPipeline>, ctx: Arc<Context>, stop: Cancella
         ctx.metrics
             .lag_observers
             .set(ctx.autoscalers.observing() as i64);
+        ctx.metrics
+            .kafka_clients
+            .set(ctx.autoscalers.kafka_clients() as i64);
     }
 }

@@ -18,6 +18,10 @@ use kube::{Api, Client};
 use pixelpipe_crds::{AutoscalingMode, PixelPipeline};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The outage tests halt the API server or the broker every test here
+/// shares: they run alone, the others together.
+static SHARED_SERVICES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 const CHILD: &str = "storefront-worker";
 
 /// Runs `tests/env/<script> <cmd>`.
@@ -121,6 +125,7 @@ async fn set_batch(client: &Client, ns: &str, name: &str, n: i32) {
 
 #[tokio::test]
 async fn the_operator_rides_out_an_api_server_outage_and_converges() {
+    let _services = SHARED_SERVICES.write().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = namespace(&client, "outage").await;
@@ -163,6 +168,7 @@ async fn the_operator_rides_out_an_api_server_outage_and_converges() {
 
 #[tokio::test]
 async fn concurrent_edits_lose_no_update() {
+    let _services = SHARED_SERVICES.read().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = namespace(&client, "edits").await;
@@ -221,6 +227,7 @@ async fn concurrent_edits_lose_no_update() {
 
 #[tokio::test]
 async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() {
+    let _services = SHARED_SERVICES.read().await;
     let client = client().await;
     install_crd(&client).await;
     let ns = namespace(&client, "delete").await;
@@ -234,6 +241,7 @@ async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() 
     deployment_batch(&client, &ns, CHILD, 250).await;
     op.wait_until("it observes the pipeline's lag", WAIT, || {
         op.metric("pixelpipe_operator_lag_observers", "") == 1.0
+            && op.metric("pixelpipe_operator_kafka_clients", "") == 1.0
     });
 
     let api: Api<PixelPipeline> = Api::namespaced(client.clone(), &ns);
@@ -256,8 +264,9 @@ async fn deleting_a_pipeline_removes_its_children_and_closes_its_lag_observer() 
     )
     .await;
     let children_gone = started.elapsed();
-    op.wait_until("its lag observer is closed", WAIT, || {
+    op.wait_until("its lag observer and Kafka client are closed", WAIT, || {
         op.metric("pixelpipe_operator_lag_observers", "") == 0.0
+            && op.metric("pixelpipe_operator_kafka_clients", "") == 0.0
     });
     println!(
         "deleted: children gone in {:.1} s (owner references, garbage collector), lag observer closed in {:.1} s",
@@ -288,6 +297,7 @@ async fn lag_observed(api: &Api<PixelPipeline>) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn a_broker_outage_is_reported_freezes_scaling_and_heals() {
+    let _services = SHARED_SERVICES.write().await;
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP")
         .expect("KAFKA_BOOTSTRAP is not set: this test needs a real broker (tests/run.sh)");
     let client = client().await;

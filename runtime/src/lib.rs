@@ -1,8 +1,10 @@
 //! What every Pixelpipe program does the same way at run time: Kafka client
 //! settings and security ([`kafka`]), logging ([`logging`]) and the shutdown
-//! signal ([`shutdown`]). The operator and the worker share it instead of one
+//! signal ([`shutdown`]), and a group's offsets read from outside it
+//! ([`group_offsets`]). The operator and the worker share it instead of one
 //! linking the other.
 
+pub mod group_offsets;
 pub mod http;
 pub mod kafka;
 pub mod logging;

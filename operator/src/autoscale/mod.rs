@@ -19,7 +19,7 @@ use pixelpipe_runtime::{KafkaSettings, Security};
 pub use decide::{Seen, Step};
 
 use crate::arrivals::ArrivalBook;
-use crate::observer::{Observer, Snapshot};
+use crate::observer::{Clusters, ObserveError, Snapshot};
 use crate::pods::WorkerPod;
 use crate::scrape::scrape;
 use state::{Source, State};
@@ -40,13 +40,15 @@ struct Slot {
 }
 
 /// All pipelines' autoscaling state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Autoscalers {
     /// Held only to find a pipeline's slot; each pipeline's own lock is held
     /// through its observation, so a slow broker delays only its pipelines.
     states: std::sync::Mutex<HashMap<Key, Slot>>,
     http: Http,
     arrivals: Arc<ArrivalBook>,
+    /// The Kafka clients the pipelines' observations share.
+    clusters: Clusters,
 }
 
 pub fn tuning(pp: &PixelPipeline) -> Tuning {
@@ -78,11 +80,14 @@ fn source_of(pp: &PixelPipeline) -> Source {
 }
 
 impl Autoscalers {
-    /// Autoscalers that record each pipeline's arrivals in `arrivals`.
-    pub fn new(arrivals: Arc<ArrivalBook>) -> Self {
+    /// Autoscalers that record each pipeline's arrivals in `arrivals` and
+    /// read Kafka through `clusters`.
+    pub fn new(arrivals: Arc<ArrivalBook>, clusters: Clusters) -> Self {
         Self {
+            states: std::sync::Mutex::default(),
+            http: Http::default(),
             arrivals,
-            ..Self::default()
+            clusters,
         }
     }
 
@@ -106,6 +111,11 @@ impl Autoscalers {
     /// Pipelines with autoscaling memory.
     pub fn observing(&self) -> usize {
         self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Kafka clients open for the observations.
+    pub fn kafka_clients(&self) -> usize {
+        self.clusters.open().1
     }
 
     /// The pipeline's memory, created on first sight; `None` (and forgotten)
@@ -191,7 +201,7 @@ impl Autoscalers {
         }
         state.next_observation = now + Duration::from_secs_f64(tuning.interval);
         let (snapshot, reports) =
-            tokio::join!(observe(pp, state, security), scrape(&self.http, pods));
+            tokio::join!(self.observe(pp, state, security), scrape(&self.http, pods));
         let snapshot = match snapshot {
             Ok(s) => s,
             Err(reason) => {
@@ -210,46 +220,48 @@ impl Autoscalers {
         }
         step
     }
+
+    /// Takes the credentials, (re)joins the cluster's client pool if
+    /// anything changed, and takes a snapshot; `Err` says in words why Kafka
+    /// could not be read.
+    async fn observe(
+        &self,
+        pp: &PixelPipeline,
+        state: &mut State,
+        security: Result<(Security, String), String>,
+    ) -> Result<Snapshot, String> {
+        let (security, credentials) = security?;
+        if state.credentials != credentials {
+            let next = state.next_observation;
+            *state = State::fresh(source_of(pp), Instant::now());
+            state.next_observation = next;
+            state.credentials = credentials;
+        }
+        let cluster = state
+            .cluster
+            .get_or_insert_with(|| self.clusters.get(settings(pp, security)))
+            .clone();
+        let k = &pp.spec.kafka;
+        match cluster.snapshot(&k.input_topic, &pp.consumer_group()).await {
+            Ok(s) => Ok(s),
+            Err(ObserveError::Kafka(e)) => {
+                // The condition's message stays the same while the cause
+                // does, so a retry that fails alike writes nothing; the
+                // detail is logged.
+                tracing::warn!(pipeline = %key_text(pp), error = %e, "cannot read lag from Kafka");
+                Err(format!(
+                    "cannot read lag from Kafka at {}",
+                    k.bootstrap_servers
+                ))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
-/// Takes the credentials, (re)builds the observer if anything changed, and
-/// takes a snapshot; `Err` says in words why Kafka could not be read.
-async fn observe(
-    pp: &PixelPipeline,
-    state: &mut State,
-    security: Result<(Security, String), String>,
-) -> Result<Snapshot, String> {
-    let (security, credentials) = security?;
-    if state.credentials != credentials {
-        let next = state.next_observation;
-        *state = State::fresh(source_of(pp), Instant::now());
-        state.next_observation = next;
-        state.credentials = credentials;
-    }
-    let observer = match &state.observer {
-        Some(o) => o.clone(),
-        None => {
-            let o = Arc::new(connect(pp, security)?);
-            state.observer = Some(o.clone());
-            o
-        }
-    };
-    let brokers = &pp.spec.kafka.bootstrap_servers;
-    match tokio::task::spawn_blocking(move || observer.snapshot()).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => {
-            // The condition's message stays the same while the cause does,
-            // so a retry that fails alike writes nothing; the detail is logged.
-            tracing::warn!(pipeline = %key_text(pp), error = %e, "cannot read lag from Kafka");
-            Err(format!("cannot read lag from Kafka at {brokers}"))
-        }
-        Err(e) => Err(format!("the lag observer failed: {e}")),
-    }
-}
-
-fn connect(pp: &PixelPipeline, security: Security) -> Result<Observer, String> {
+fn settings(pp: &PixelPipeline, security: Security) -> KafkaSettings {
     let k = &pp.spec.kafka;
-    let kafka = KafkaSettings {
+    KafkaSettings {
         bootstrap_servers: k.bootstrap_servers.clone(),
         options: k
             .options
@@ -257,11 +269,7 @@ fn connect(pp: &PixelPipeline, security: Security) -> Result<Observer, String> {
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect(),
         security,
-    };
-    Observer::new(&kafka, &k.input_topic, &pp.consumer_group()).map_err(|e| {
-        tracing::warn!(pipeline = %key_text(pp), error = %e, "cannot create a Kafka client");
-        format!("cannot create a Kafka client for {}", k.bootstrap_servers)
-    })
+    }
 }
 
 fn key_text(pp: &PixelPipeline) -> String {

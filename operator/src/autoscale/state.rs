@@ -8,7 +8,7 @@ use pixelpipe_crds::evidence::WorkerEvidence;
 use pixelpipe_policy::reading::{Usage, usage};
 use pixelpipe_policy::{Pods, Policy};
 
-use crate::observer::{History, Observer, Snapshot};
+use crate::observer::{Cluster, History, Snapshot};
 use crate::sizes::Sizes;
 
 /// What a lag observer reads: brokers, topic and group.
@@ -21,8 +21,10 @@ const MAX_PODS: usize = 4096;
 /// One pipeline's autoscaling memory.
 #[derive(Debug)]
 pub struct State {
-    pub observer: Option<Arc<Observer>>,
-    /// What the observer was built for; a change rebuilds it.
+    /// The client pool of the pipeline's cluster and credentials; holding it
+    /// keeps it open.
+    pub cluster: Option<Arc<Cluster>>,
+    /// What the observer reads; a change starts afresh.
     pub source: Source,
     /// Versions of the credentials the observer was built with.
     pub credentials: String,
@@ -47,7 +49,7 @@ pub struct State {
 impl State {
     pub fn fresh(source: Source, now: Instant) -> Self {
         Self {
-            observer: None,
+            cluster: None,
             source,
             credentials: String::new(),
             history: History::default(),
