@@ -5,6 +5,7 @@
 //! Pure logic: [`children`] (the desired objects), [`sizes`] (replicas and pool
 //! sizes), [`conditions`] and [`status`]; the policy itself is the
 //! `pixelpipe-policy` crate. I/O at the edges: [`apply`] (server-side apply),
+//! [`applied`] (which applies would change nothing),
 //! [`reconcile`] (the controller's steps), [`observer`] (Kafka), [`pods`] and
 //! [`scrape`] (the worker pods and their evidence), [`scalers`] (HPAs that
 //! scale the workers too), [`mirror`] (the watches behind both), [`autoscale`]
@@ -14,6 +15,7 @@
 //! [`run`].
 
 mod admin;
+mod applied;
 mod apply;
 mod arrivals;
 mod autoscale;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::PixelPipeline;
 use serde::de::DeserializeOwned;
@@ -223,10 +223,13 @@ where
     }
 }
 
+/// The controller also reconciles a pipeline when one of its children
+/// changes, and counts the change ([`crate::applied`]).
 fn owned<K>(
     c: Controller<PixelPipeline>,
     client: &Client,
     namespace: Option<&str>,
+    ctx: &Arc<Context>,
 ) -> Controller<PixelPipeline>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -240,23 +243,41 @@ where
     // Only what this operator created: the watch caches stay small.
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    c.owns(scoped::<K>(client, namespace), children)
+    let ctx = ctx.clone();
+    let touched = watcher(scoped::<K>(client, namespace), children)
+        .default_backoff()
+        .touched_objects()
+        .inspect_ok(move |child| ctx.applied.touched(child));
+    c.owns_stream(touched)
+}
+
+/// Pipelines to reconcile: each new spec (a new generation), not each
+/// status write, which the operator makes itself at every observation; the
+/// observations come from the requeue.
+fn pipelines(client: &Client, namespace: Option<&str>) -> Controller<PixelPipeline> {
+    let (reader, writer) = reflector::store();
+    let changed = watcher(
+        scoped::<PixelPipeline>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream(changed, reader)
 }
 
 /// Runs the controller until `stop`, letting running reconciles finish.
 async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: CancellationToken) {
     let ns = args.namespace.as_deref();
-    let mut c = Controller::new(
-        scoped::<PixelPipeline>(&client, ns),
-        watcher::Config::default(),
-    )
-    .with_config(controller::Config::default().concurrency(args.concurrency.max(1)));
-    c = owned::<Deployment>(c, &client, ns);
-    c = owned::<ConfigMap>(c, &client, ns);
-    c = owned::<ServiceAccount>(c, &client, ns);
-    c = owned::<Role>(c, &client, ns);
-    c = owned::<RoleBinding>(c, &client, ns);
-    c = owned::<PodDisruptionBudget>(c, &client, ns);
+    let mut c = pipelines(&client, ns)
+        .with_config(controller::Config::default().concurrency(args.concurrency.max(1)));
+    c = owned::<Deployment>(c, &client, ns, &ctx);
+    c = owned::<ConfigMap>(c, &client, ns, &ctx);
+    c = owned::<ServiceAccount>(c, &client, ns, &ctx);
+    c = owned::<Role>(c, &client, ns, &ctx);
+    c = owned::<RoleBinding>(c, &client, ns, &ctx);
+    c = owned::<PodDisruptionBudget>(c, &client, ns, &ctx);
     let reaper = tokio::spawn(reap_deleted(
         scoped::<PixelPipeline>(&client, ns),
         ctx.clone(),
@@ -300,6 +321,7 @@ async fn reap_deleted(api: Api<PixelPipeline>, ctx: Arc<Context>, stop: Cancella
                     .map(|m| (m.namespace().unwrap_or_default(), m.name_any()))
                     .collect();
                 ctx.metrics.pipelines.retain(|key| live.contains(key));
+                ctx.applied.retain(|key| live.contains(key));
                 for (namespace, name) in ctx
                     .autoscalers
                     .forget_missing(|key| live.contains(key), listed_at)

@@ -1,7 +1,8 @@
 //! One Kafka client of a cluster's pool, and how it reads one pipeline's
-//! snapshot: the topic's partitions, the group's committed offsets (read from
-//! outside the group), each partition's start and end in two batched
-//! requests, and the record at each lagging partition's committed offset.
+//! snapshot: the group's committed offsets (read from outside the group),
+//! each partition's start and end in two batched requests, and the record at
+//! each lagging partition's committed offset. The cluster's topics and their
+//! partitions come from one request for them all, which the pool caches.
 //! Blocking (librdkafka); the pool runs it on a blocking thread.
 //!
 //! - The end is the **last stable offset**: the client reads as a
@@ -34,6 +35,13 @@ use super::snapshot::{Head, PartitionLag, Snapshot, now_ms};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the group's offsets may take. librdkafka 2.12 aborts the process
+/// when a coordinator request's admin timeout passes before the coordinator
+/// was found (librdkafka PR #5397, unreleased): so the group's offsets are
+/// asked for only once the cluster has just answered, and given longer than
+/// a coordinator takes to move to another broker.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The group the pool's clients name to be allowed to assign partitions. They
 /// never join it nor commit; the pipelines' own groups are read from outside.
 const OWN_GROUP: &str = "pixelpipe-operator.lag-observer";
@@ -53,6 +61,10 @@ impl Client {
                 .set("isolation.level", "read_committed")
                 // The end of a partition tells "only markers left" from "slow".
                 .set("enable.partition.eof", "true")
+                // A broker answers one request per connection at a time: a
+                // fetch waiting for data at a partition's end (500 ms by
+                // default) would hold up the next snapshot's requests.
+                .set("fetch.wait.max.ms", "10")
                 // One message per partition is all it reads.
                 .set("fetch.max.bytes", "1048576")
                 .set("max.partition.fetch.bytes", "65536")
@@ -63,16 +75,22 @@ impl Client {
         })
     }
 
-    /// `group`'s progress through `topic`, now.
-    pub fn snapshot(&self, topic: &str, group: &str) -> Result<Snapshot, KafkaError> {
-        let partitions = self.partitions(topic)?;
+    /// `group`'s progress through `topic`, whose `partitions` are known, now.
+    pub fn snapshot(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        group: &str,
+    ) -> Result<Snapshot, KafkaError> {
+        let at_ms = now_ms();
+        // The ends first: a cluster that does not answer fails here, before
+        // the group's offsets are asked for (see `GROUP_TIMEOUT`).
+        let starts = self.offsets(topic, partitions, Offset::Beginning)?;
+        let ends = self.offsets(topic, partitions, Offset::End)?;
         let committed: HashMap<i32, i64> =
-            committed_offsets(self.consumer.client(), group, topic, TIMEOUT)?
+            committed_offsets(self.consumer.client(), group, topic, GROUP_TIMEOUT)?
                 .into_iter()
                 .collect();
-        let at_ms = now_ms();
-        let starts = self.offsets(topic, &partitions, Offset::Beginning)?;
-        let ends = self.offsets(topic, &partitions, Offset::End)?;
         let mut out: Vec<PartitionLag> = partitions
             .iter()
             .map(|p| {
@@ -99,20 +117,18 @@ impl Client {
         })
     }
 
-    fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaError> {
-        let metadata = self.consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
+    /// Every topic of the cluster and its partitions, in one request.
+    pub fn topics(&self) -> Result<HashMap<String, Vec<i32>>, KafkaError> {
+        let metadata = self.consumer.fetch_metadata(None, TIMEOUT)?;
+        Ok(metadata
             .topics()
             .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
-        if partitions.is_empty() {
-            return Err(KafkaError::MetadataFetch(
-                RDKafkaErrorCode::UnknownTopicOrPartition,
-            ));
-        }
-        Ok(partitions)
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                let partitions = t.partitions().iter().map(|p| p.id()).collect();
+                (t.name().to_string(), partitions)
+            })
+            .collect())
     }
 
     /// Each partition's first (`Beginning`) or last stable (`End`) offset, in

@@ -7,9 +7,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use pixelpipe_runtime::KafkaSettings;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -80,6 +82,7 @@ impl Clusters {
             settings: kafka,
             idle: Mutex::default(),
             clients: AtomicUsize::new(0),
+            topics: Mutex::default(),
         });
         open.insert(key, Arc::downgrade(&cluster));
         cluster
@@ -102,6 +105,32 @@ pub struct Cluster {
     /// One per client: a snapshot holds one while it runs.
     permits: Arc<Semaphore>,
     clients: AtomicUsize,
+    /// The cluster's topics and partitions, and when they were read.
+    topics: Mutex<Topics>,
+}
+
+/// A topic's partitions are read again after this long: a topic that gains
+/// partitions is observed whole within it.
+const TOPICS_MAX_AGE: Duration = Duration::from_secs(30);
+/// A topic not in the cluster is looked for again after this long (a
+/// pipeline created before its topic).
+const MISSING_TOPIC_RETRY: Duration = Duration::from_secs(5);
+
+/// One metadata request for all topics, shared by every snapshot, instead of
+/// one per snapshot: a thousand pipelines would otherwise ask the brokers for
+/// metadata a thousand times per interval. Bounded by the cluster's topics.
+#[derive(Debug, Default)]
+struct Topics {
+    read_at: Option<Instant>,
+    partitions: HashMap<String, Vec<i32>>,
+}
+
+impl Topics {
+    fn stale_for(&self, topic: &str) -> bool {
+        let older = |age| self.read_at.is_none_or(|at| at.elapsed() >= age);
+        older(TOPICS_MAX_AGE)
+            || (!self.partitions.contains_key(topic) && older(MISSING_TOPIC_RETRY))
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -127,7 +156,9 @@ impl Cluster {
         let taken = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let client = this.take()?;
-            let snapshot = client.snapshot(&topic, &group);
+            let snapshot = this
+                .partitions(&client, &topic)
+                .and_then(|partitions| client.snapshot(&topic, &partitions, &group));
             this.idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -135,6 +166,24 @@ impl Cluster {
             snapshot
         });
         Ok(taken.await??)
+    }
+
+    /// `topic`'s partitions, from the cache or read afresh with `client`.
+    fn partitions(&self, client: &Client, topic: &str) -> Result<Vec<i32>, KafkaError> {
+        // Held through the read: one metadata request at a time per cluster.
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if topics.stale_for(topic) {
+            topics.partitions = client.topics()?;
+            topics.read_at = Some(Instant::now());
+        }
+        topics
+            .partitions
+            .get(topic)
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .ok_or(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))
     }
 
     /// An idle client, or a new one: the permit held guarantees the pool is

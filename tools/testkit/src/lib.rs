@@ -3,11 +3,13 @@
 //! [`kafka`] (the broker at `KAFKA_BOOTSTRAP`), [`kube`] (the API server in
 //! `KUBECONFIG`); [`process`] runs and probes the binaries under test over
 //! HTTP ([`http`]); [`prometheus`] runs a real Prometheus with the shipped
-//! monitoring configuration; [`wait`] polls with a deadline.
+//! monitoring configuration; [`usage`] reads a process's threads, files,
+//! connections, memory and CPU; [`wait`] polls with a deadline.
 
 pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod process;
 pub mod prometheus;
+pub mod usage;
 pub mod wait;

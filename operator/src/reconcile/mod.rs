@@ -2,6 +2,8 @@
 //! apply them -> write the status. Errors say which step failed; transient
 //! ones are retried with backoff, an invalid spec waits for the next change.
 
+mod write;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,15 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
 
-use crate::apply::{Change, apply};
+use crate::applied::AppliedChildren;
 use crate::autoscale::{Autoscalers, Step as ScaleStep};
 use crate::children::{self, CREDENTIALS_ANNOTATION, ChildError, FIELD_MANAGER};
 use crate::conditions::{Observation, Problem, Rollout};
@@ -48,6 +48,8 @@ pub struct Context {
     pub autoscalers: Autoscalers,
     /// The worker pods, for the evidence autoscaling reads.
     pub pods: WorkerPods,
+    /// The children as last applied, to skip applies that change nothing.
+    pub applied: AppliedChildren,
     /// HorizontalPodAutoscalers, to yield to one that scales the workers.
     pub scalers: Scalers,
     /// The policy's clock starts here.
@@ -79,6 +81,7 @@ impl Context {
             resync,
             failures: Mutex::default(),
             autoscalers,
+            applied: AppliedChildren::default(),
             pods,
             scalers,
             epoch: Instant::now(),
@@ -168,23 +171,13 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     let pods = ctx.pods.of(&namespace, &pp.name_any());
     let step = ctx.autoscalers.step(pp, ctx.epoch, &pods, security).await;
     let sizes = step.as_ref().and_then(|s| s.run).unwrap_or(running);
-    apply_child(ctx, pp, &namespace, children::config_map(pp)?).await?;
-    apply_child(ctx, pp, &namespace, children::service_account(pp)?).await?;
-    apply_child(ctx, pp, &namespace, children::role(pp)?).await?;
-    apply_child(ctx, pp, &namespace, children::role_binding(pp)?).await?;
-    apply_child(ctx, pp, &namespace, children::disruption_budget(pp)?).await?;
     let foreign = ctx.scalers.conflict(pp);
     let replicas = match &foreign {
         Some(f) if f.owns_deployment_replicas() => handed_over(ctx, pp, &namespace).await?,
         _ => Some(sizes.replicas),
     };
-    let deployment: Deployment = apply_child(
-        ctx,
-        pp,
-        &namespace,
-        children::deployment(pp, replicas, credentials.as_deref())?,
-    )
-    .await?;
+    let deployment =
+        write::apply_children(ctx, pp, &namespace, replicas, credentials.as_deref()).await?;
 
     // Replicas left to an HPA: report what runs, not what was not applied.
     let sizes = match replicas {
@@ -337,47 +330,6 @@ async fn autoscaling_events(
         tracing::info!(pipeline = %pp.name_any(), note = event.note.as_deref().unwrap_or_default(), "{}", event.reason);
         publish(ctx, pp, event).await;
     }
-}
-
-async fn apply_child<K>(
-    ctx: &Context,
-    pp: &PixelPipeline,
-    namespace: &str,
-    desired: K,
-) -> Result<K, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    let kind = K::kind(&());
-    let name = desired.name_any();
-    let (change, stored) = apply(&api, &desired).await.map_err(|source| Error::Apply {
-        kind: kind.to_string(),
-        name: name.clone(),
-        source,
-    })?;
-    let (reason, verb) = match change {
-        Change::Unchanged => return Ok(stored),
-        Change::Created => (EventReason::Created, "created"),
-        Change::Updated => (EventReason::Updated, "updated"),
-    };
-    ctx.metrics.child_writes.inc();
-    tracing::info!(pipeline = %pp.name_any(), %namespace, %kind, %name, "{verb}");
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.as_str().into(),
-        note: Some(format!("{kind} {name} {verb}")),
-        action: "Apply".into(),
-        // The child as the related object keeps one Event per child: the
-        // recorder folds Events with the same reason and objects into a series.
-        secondary: Some(stored.object_ref(&())),
-    };
-    publish(ctx, pp, event).await;
-    Ok(stored)
 }
 
 /// Writes the status if it differs from the stored one (an unchanged
