@@ -18,11 +18,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Resource, ResourceExt};
 
-use crate::KIND;
-
-/// Pipelines remembered at most; beyond it one is forgotten (and simply
-/// applied in full at its next reconcile).
-const MAX_PIPELINES: usize = 4096;
+use crate::{KIND, MAX_PIPELINES};
 
 type Key = (String, String);
 

@@ -8,10 +8,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use crate::MAX_PIPELINES;
+
 /// Minutes kept per pipeline.
 pub const MINUTES: usize = 24 * 60;
-/// Pipelines recorded at most; beyond it the least recently updated goes.
-const MAX_PIPELINES: usize = 1024;
 
 type Key = (String, String);
 

@@ -39,3 +39,9 @@ mod sizes;
 mod status;
 
 pub use pixelpipe_crds::{GROUP, KIND, VERSION};
+
+/// Pipelines one operator keeps memory for at most: autoscaling state, arrival
+/// records, exported metrics, children as last applied. Past it each forgets
+/// one (the least recently seen where that is known), which costs that
+/// pipeline a fresh start, never correctness.
+pub(crate) const MAX_PIPELINES: usize = 4096;

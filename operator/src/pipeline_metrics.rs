@@ -13,12 +13,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::MAX_PIPELINES;
 use crate::autoscale::Step;
 use crate::sizes::Sizes;
-
-/// Pipelines exported at most; past it the least recently reconciled goes.
-/// Matches the autoscaler's own bound on pipelines it remembers.
-const MAX_PIPELINES: usize = 4096;
 
 type Key = (String, String);
 

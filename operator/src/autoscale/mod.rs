@@ -18,15 +18,13 @@ use pixelpipe_runtime::{KafkaSettings, Security};
 
 pub use decide::{Seen, Step};
 
+use crate::MAX_PIPELINES;
 use crate::arrivals::ArrivalBook;
 use crate::observer::{Clusters, ObserveError, Snapshot};
 use crate::pods::WorkerPod;
 use crate::scrape::scrape;
 use state::{Source, State};
 
-/// Pipelines whose autoscaling state is kept at most; beyond it the least
-/// recently seen are dropped (their observer reconnects when next seen).
-const MAX_PIPELINES: usize = 1024;
 /// An entry not reconciled for this long belongs to a deleted pipeline.
 const FORGET_AFTER: Duration = Duration::from_secs(900);
 

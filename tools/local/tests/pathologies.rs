@@ -15,6 +15,7 @@ use common::{Fixture, Load, NAMESPACE, env};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_holds, find_condition};
 use pixelpipe_crds::{PartitionState, PartnerSpec, PixelPipeline, PixelPipelineStatus, Purpose};
 use pixelpipe_local::rig::{self, Env, StandConfig, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// A pipeline observed every second, with short delays and windows.
 fn pipeline(env: &Env, name: &str, topics: &Topics) -> PixelPipeline {
@@ -59,6 +60,57 @@ async fn until_ready(f: &Fixture) {
     .await;
 }
 
+/// Waits until `group` is Stable with `members` members, each assigned
+/// partitions.
+fn until_partitions_shared(group: &str, members: usize) {
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", pixelpipe_testkit::kafka::bootstrap())
+        .create()
+        .expect("client");
+    let shared = || {
+        let Ok(list) = client.fetch_group_list(Some(group), Duration::from_secs(5)) else {
+            return false;
+        };
+        list.groups().first().is_some_and(|g| {
+            g.state() == "Stable"
+                && g.members().len() == members
+                && g.members()
+                    .iter()
+                    .all(|m| m.assignment().is_some_and(|a| assigned_partitions(a) > 0))
+        })
+    };
+    pixelpipe_testkit::wait::until(Duration::from_secs(60), shared)
+        .expect("the workers share the partitions within 60 s");
+}
+
+/// Partitions in a consumer protocol assignment: version (i16), then per
+/// topic a name (i16 length, bytes) and partitions (i32 count, i32 each).
+fn assigned_partitions(bytes: &[u8]) -> usize {
+    let mut at = 2;
+    let mut take = |n: usize| {
+        let field = bytes.get(at..at + n);
+        at += n;
+        field
+    };
+    let be_i32 = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let Some(topics) = take(4).map(be_i32) else {
+        return 0;
+    };
+    let mut partitions = 0;
+    for _ in 0..topics.max(0) {
+        let Some(name) = take(2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+            return partitions;
+        };
+        take(name.max(0) as usize);
+        let Some(count) = take(4).map(be_i32) else {
+            return partitions;
+        };
+        partitions += count.max(0) as usize;
+        take(4 * count.max(0) as usize);
+    }
+    partitions
+}
+
 /// The replica count the status shows each second, for `seconds`.
 async fn watch_replicas(f: &Fixture, seconds: u64) -> Vec<i32> {
     let mut seen = Vec::new();
@@ -93,6 +145,7 @@ async fn a_stuck_partition_is_named_left_out_of_scaling_and_recovers() {
         .options
         .insert("topic.metadata.propagation.max.ms".into(), "110000".into());
     let input = topics.input.clone();
+    let group = pp.consumer_group();
     let f = Fixture::start(
         env,
         topics,
@@ -105,6 +158,11 @@ async fn a_stuck_partition_is_named_left_out_of_scaling_and_recovers() {
     )
     .await;
     until_ready(&f).await;
+    // Events sent while the workers still share out the partitions would let
+    // the first worker take partition 0's blocked events before handing it
+    // over, and then stall on its own partitions too: stalled everywhere,
+    // not one partition stuck.
+    until_partitions_shared(&group, 2);
     // Only partition 0 carries events for the blocked partner.
     let load = Load::start(&input, 6, 40.0, |p| {
         if p == 0 {
