@@ -111,18 +111,13 @@ async fn resource_versions(client: &Client, ns: &str) -> Vec<String> {
     ]
 }
 
-/// `kubectl scale` with autoscaling Enabled: the Deployment follows at
-/// once, the status says so, and a ScaledUp Event says why.
-async fn scaling_by_hand_takes_effect(client: &Client, ns: &str) {
+/// `kubectl scale pixelpipeline storefront --replicas=<replicas>`, which
+/// must succeed.
+fn kubectl_scale(ns: &str, replicas: i32) {
     let out = std::process::Command::new("kubectl")
-        .args([
-            "scale",
-            "pixelpipeline",
-            "storefront",
-            "--replicas=3",
-            "-n",
-            ns,
-        ])
+        .args(["scale", "pixelpipeline", "storefront"])
+        .arg(format!("--replicas={replicas}"))
+        .args(["-n", ns])
         .output()
         .expect("kubectl");
     assert!(
@@ -130,6 +125,12 @@ async fn scaling_by_hand_takes_effect(client: &Client, ns: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `kubectl scale` with autoscaling Enabled: the Deployment follows at
+/// once, the status says so, and a ScaledUp Event says why.
+async fn scaling_by_hand_takes_effect(client: &Client, ns: &str) {
+    kubectl_scale(ns, 3);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     eventually("the Deployment follows kubectl scale", WAIT, || async {
         let d = deployments.get("storefront-worker").await.ok()?;
@@ -550,22 +551,7 @@ async fn a_foreign_hpa_on_the_workers_gets_their_replicas_and_a_condition() {
         }
     };
     // Three replicas by hand first: a reset to the default would show as one.
-    let out = std::process::Command::new("kubectl")
-        .args([
-            "scale",
-            "pixelpipeline",
-            "storefront",
-            "--replicas=3",
-            "-n",
-            &ns,
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_scale(&ns, 3);
     replicas(3, "the Deployment runs 3").await;
 
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);

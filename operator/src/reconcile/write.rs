@@ -16,8 +16,8 @@ use crate::apply::{Change, apply};
 use crate::children;
 
 /// Applies the pipeline's children, unless they are exactly as last applied
-/// and untouched since ([`crate::applied::AppliedChildren`]); returns the worker Deployment
-/// as stored.
+/// and untouched since ([`crate::applied::AppliedChildren`]); returns the
+/// worker Deployment as stored.
 pub(super) async fn apply_children(
     ctx: &Context,
     pp: &PixelPipeline,
