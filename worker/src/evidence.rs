@@ -95,14 +95,27 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
-/// The cores this process may use: its cgroup v2 CPU limit if it has one,
-/// else the CPUs it may run on.
+/// The cores this process may use: its container's CPU limit if it has one
+/// (cgroup v2, or v1 where the runtime mounts the container's own CPU cgroup
+/// at /sys/fs/cgroup/cpu), else the CPUs it may run on.
 fn cores() -> f64 {
     let machine = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    std::fs::read_to_string("/sys/fs/cgroup/cpu.max")
-        .ok()
-        .and_then(|s| parse_cpu_max(&s))
-        .map_or(machine, |limit| limit.min(machine))
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let v2 = || read("/sys/fs/cgroup/cpu.max").and_then(|s| parse_cpu_max(&s));
+    let v1 = || {
+        let quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")?;
+        let period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")?;
+        parse_cfs_quota(&quota, &period)
+    };
+    v2().or_else(v1).map_or(machine, |limit| limit.min(machine))
+}
+
+/// cgroup v1: quota `"50000"` over period `"100000"` -> 0.5; quota `"-1"`
+/// (no limit) -> `None`.
+fn parse_cfs_quota(quota: &str, period: &str) -> Option<f64> {
+    let quota: f64 = quota.trim().parse().ok()?;
+    let period: f64 = period.trim().parse().ok()?;
+    (quota > 0.0 && period > 0.0).then(|| quota / period)
 }
 
 /// `"200000 100000"` -> 2.0; `"max 100000"` (no limit) -> `None`.
@@ -130,6 +143,8 @@ mod tests {
         assert_eq!(parse_cpu_max("200000 100000\n"), Some(2.0));
         assert_eq!(parse_cpu_max("50000 100000"), Some(0.5));
         assert_eq!(parse_cpu_max("max 100000"), None);
+        assert_eq!(parse_cfs_quota("50000\n", "100000\n"), Some(0.5));
+        assert_eq!(parse_cfs_quota("-1\n", "100000\n"), None);
         assert!(cores() > 0.0);
     }
 }

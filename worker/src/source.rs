@@ -2,6 +2,7 @@
 //! partitions over cleanly on rebalance.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_channel::Sender;
@@ -29,6 +30,8 @@ pub struct SourceContext {
     pub metrics: Arc<Metrics>,
     /// Exactly-once mode: offsets go with transactions, never committed here.
     pub transactions: Option<Arc<crate::transaction::Guard>>,
+    /// Set at the first assignment (readiness: the group took this worker in).
+    pub joined: Arc<AtomicBool>,
 }
 
 impl ClientContext for SourceContext {}
@@ -58,6 +61,7 @@ impl ConsumerContext for SourceContext {
             Rebalance::Assign(tpl) => {
                 let partitions = self.partitions_of(tpl);
                 self.tracker.assign(&partitions);
+                self.joined.store(true, Ordering::Relaxed);
                 tracing::info!(?partitions, "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

@@ -73,6 +73,27 @@ fn readiness(w: &Worker) -> (u16, String) {
     w.get("/readyz").unwrap_or((0, String::new()))
 }
 
+/// Readiness waits for the group to take the worker in, and a worker left
+/// without partitions (more workers than partitions) is still Ready: it
+/// gets an empty assignment.
+#[test]
+fn a_worker_is_ready_once_its_group_took_it_in_even_without_partitions() {
+    let p = Pipeline::create("ready", 1);
+    let a = Worker::start(&p, &[]);
+    a.wait_until("the first worker is Ready", Duration::from_secs(60), || {
+        readiness(&a).0 == 200
+    });
+    let b = Worker::start(&p, &[]);
+    b.wait_until(
+        "the second worker, without a partition, is Ready",
+        Duration::from_secs(60),
+        || readiness(&b).0 == 200,
+    );
+    assert_eq!(readiness(&a).0, 200, "{:?}", readiness(&a));
+    assert!(b.sigterm(Duration::from_secs(30)).success());
+    assert!(a.sigterm(Duration::from_secs(30)).success());
+}
+
 #[test]
 fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
     let p = Pipeline::create("missing", 6);

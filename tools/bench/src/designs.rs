@@ -100,8 +100,13 @@ pub async fn run(
     let partners: Vec<String> = config.partners.iter().map(|p| p.name.clone()).collect();
     let metrics = Arc::new(Metrics::new(&partners));
     let tracker = Arc::new(OffsetTracker::default());
-    let (producer, consumer) =
-        pixelpipe_worker::pipeline::connect(&settings, &tracker, &metrics, None)?;
+    let (producer, consumer) = pixelpipe_worker::pipeline::connect(
+        &settings,
+        &tracker,
+        &metrics,
+        None,
+        Default::default(),
+    )?;
     let produce = Arc::new(Produce::new(
         producer,
         &config,

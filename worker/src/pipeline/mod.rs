@@ -10,7 +10,7 @@ mod tasks;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pixelpipe_crds::{PerStage, PipelineFile, Stage};
 use rdkafka::consumer::Consumer;
@@ -120,7 +120,8 @@ impl Worker {
                 ..Default::default()
             })
         });
-        let (producer, consumer) = connect(&settings, &tracker, &metrics, guard.clone())?;
+        let (producer, consumer) =
+            connect(&settings, &tracker, &metrics, guard.clone(), health.joined())?;
         if guard.is_some() {
             start_transactions(&producer).await?;
         }
@@ -364,6 +365,7 @@ pub fn connect(
     tracker: &Arc<OffsetTracker>,
     metrics: &Arc<Metrics>,
     transactions: Option<Arc<transaction::Guard>>,
+    joined: Arc<AtomicBool>,
 ) -> Result<(Arc<OutputProducer>, Arc<InputConsumer>), rdkafka::error::KafkaError> {
     let producer_config = match &settings.transactional_id {
         Some(id) => {
@@ -379,6 +381,7 @@ pub fn connect(
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
                 transactions,
+                joined,
             },
         )?,
     );
