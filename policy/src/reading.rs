@@ -32,6 +32,11 @@ pub struct Usage {
 /// Seconds a window must span to be read; shorter ones are mostly noise.
 const MIN_WINDOW: f64 = 0.5;
 
+/// The least CPU a pod may be given: Kubernetes' smallest unit, one
+/// millicore. Only a guard against dividing by nothing; a higher floor would
+/// read a pod with a small limit as partly idle when it is saturated.
+const MIN_CORES: f64 = 0.001;
+
 /// One pod's usage between two of its reports; `None` when it restarted in
 /// between or too little time passed.
 pub fn usage(before: &WorkerEvidence, after: &WorkerEvidence) -> Option<Usage> {
@@ -59,8 +64,8 @@ pub fn usage(before: &WorkerEvidence, after: &WorkerEvidence) -> Option<Usage> {
     let queue = queue_full / stages.produce.workers;
     Some(Usage {
         events_per_second: (after.events_completed - before.events_completed) as f64 / dt,
-        cores: after.cores.max(0.1),
-        cpu: per_second(after.cpu_seconds, before.cpu_seconds) / after.cores.max(0.1),
+        cores: after.cores.max(MIN_CORES),
+        cpu: per_second(after.cpu_seconds, before.cpu_seconds) / after.cores.max(MIN_CORES),
         stages,
         intake: after
             .intake_limit
@@ -152,6 +157,20 @@ mod tests {
             (2, Bottleneck::Cpu, 0.5)
         );
         assert_eq!(e.true_rate(), Some(2000.0));
+    }
+
+    #[test]
+    fn a_pod_with_a_small_cpu_limit_that_uses_all_of_it_is_saturated() {
+        // 50m, all used, 1,200 events/s: its capacity is what it does.
+        let pod = |t: f64| WorkerEvidence {
+            cores: 0.05,
+            ..report(t, 1_200.0, 0.05, [0.1; 4])
+        };
+        let u = usage(&pod(10.0), &pod(12.0)).expect("usage");
+        assert!((u.cpu - 1.0).abs() < 1e-9, "{}", u.cpu);
+        let e = evidence(&[u]).expect("evidence");
+        assert_eq!(e.bottleneck, Bottleneck::Cpu);
+        assert!((e.true_rate().expect("rate") - 1_200.0).abs() < 1e-6);
     }
 
     #[test]
