@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use pixelpipe_crds::reasons::{ConditionType, condition_status, find_condition};
 
+use crate::pods::Failure;
 use crate::scalers::ForeignScaler as Foreign;
 use ConditionType::{Degraded, ForeignScaler, Progressing, Ready};
 
@@ -54,6 +55,34 @@ pub struct Observation {
     /// An HPA that scales the workers too (looked for only when there is no
     /// problem).
     pub foreign: Option<Foreign>,
+    /// Worker pods whose container keeps stopping: (pod, why).
+    pub failing: Vec<(String, Failure)>,
+}
+
+/// Most failing pods a condition's message names.
+const NAMED_PODS: usize = 3;
+
+/// `Degraded` for failing pods: the reason names the worst kind, the
+/// message the first few pods.
+fn failing_verdict(failing: &[(String, Failure)]) -> Verdict {
+    let oom = failing
+        .iter()
+        .any(|(_, f)| matches!(f, Failure::OomKilled { .. }));
+    let reason = if oom {
+        "WorkerOOMKilled"
+    } else {
+        "WorkerCrashLooping"
+    };
+    let mut message = failing
+        .iter()
+        .take(NAMED_PODS)
+        .map(|(pod, f)| format!("pod {pod}: {f}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failing.len() > NAMED_PODS {
+        message.push_str(&format!("; and {} more", failing.len() - NAMED_PODS));
+    }
+    (true, reason, message)
 }
 
 /// The three conditions, plus any other condition (the SLO's) carried over.
@@ -160,11 +189,12 @@ fn verdicts(obs: &Observation) -> (Verdict, Verdict, Verdict) {
             } else {
                 (false, "WorkersUnavailable", pods)
             };
-            (
-                (false, "AsExpected", "children applied".to_string()),
-                progressing,
-                ready,
-            )
+            let degraded = if obs.failing.is_empty() {
+                (false, "AsExpected", "children applied".to_string())
+            } else {
+                failing_verdict(&obs.failing)
+            };
+            (degraded, progressing, ready)
         }
     }
 }
@@ -193,6 +223,7 @@ mod tests {
 
     fn obs(problem: Option<Problem>, rollout: Option<Rollout>) -> Observation {
         Observation {
+            failing: Vec::new(),
             generation: Some(3),
             problem,
             rollout,
@@ -235,6 +266,42 @@ mod tests {
         let cs = conditions(&obs(None, Some(r)), &[], &at(10));
         assert_eq!(status_of(&cs, Ready), ("True", "WorkersAvailable"));
         assert_eq!(status_of(&cs, Progressing), ("False", "RolloutComplete"));
+    }
+
+    #[test]
+    fn failing_worker_pods_are_degraded_naming_them_and_the_worst_kind() {
+        let looping = |n: usize| {
+            (
+                format!("w-{n}"),
+                Failure::CrashLooping {
+                    restarts: 2,
+                    exit_code: Some(2),
+                },
+            )
+        };
+        let mut o = obs(None, Some(Rollout::default()));
+        o.failing = vec![looping(1)];
+        let cs = conditions(&o, &[], &at(10));
+        let d = find_condition(&cs, Degraded).expect("degraded");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str(), d.message.as_str()),
+            (
+                "True",
+                "WorkerCrashLooping",
+                "pod w-1: crash-looping: exits with code 2, 2 restarts"
+            )
+        );
+        o.failing = (1..=4).map(looping).collect();
+        o.failing[2].1 = Failure::OomKilled { restarts: 1 };
+        let cs = conditions(&o, &[], &at(10));
+        let d = find_condition(&cs, Degraded).expect("degraded");
+        assert_eq!(d.reason, "WorkerOOMKilled");
+        assert!(d.message.ends_with("; and 1 more"), "{}", d.message);
+        assert!(
+            d.message.contains("pod w-3: killed for memory"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]

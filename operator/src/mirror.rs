@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::Api;
 use kube::Resource;
 use kube::runtime::reflector::{self, Store};
@@ -21,11 +21,25 @@ pub fn mirror<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    mirror_with(api, config, what, |_| {})
+}
+
+/// [`mirror`], and `seen` called with each object as it is added or changed.
+pub fn mirror_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    seen: impl Fn(&K) + Send + 'static,
+) -> (Store<K>, impl Future<Output = ()>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .inspect_ok(move |k| seen(k));
     let run = async move {
         stream
             .for_each(|r| async move {

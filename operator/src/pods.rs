@@ -5,14 +5,15 @@
 
 use std::future::Future;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use pixelpipe_crds::PixelPipeline;
 
 use crate::children::{FIELD_MANAGER, PIPELINE_LABEL};
-use crate::mirror::mirror;
+use crate::mirror::mirror_with;
 
 /// One worker pod, as autoscaling sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,80 @@ pub struct WorkerPod {
     pub unchanged_for: f64,
     /// Being deleted: neither capacity nor a pod that failed to start.
     pub terminating: bool,
+    /// Why its container keeps stopping, if it does.
+    pub failure: Option<Failure>,
+}
+
+/// Why a worker pod's container keeps stopping, as the kubelet reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Its last run was killed for memory at its limit, recently.
+    OomKilled { restarts: i32 },
+    /// It keeps exiting and the kubelet waits longer before each restart.
+    CrashLooping {
+        restarts: i32,
+        exit_code: Option<i32>,
+    },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::OomKilled { restarts } => write!(
+                f,
+                "killed for memory at its limit (OOMKilled), {restarts} restarts"
+            ),
+            Failure::CrashLooping {
+                restarts,
+                exit_code: Some(code),
+            } => write!(
+                f,
+                "crash-looping: exits with code {code}, {restarts} restarts"
+            ),
+            Failure::CrashLooping { restarts, .. } => {
+                write!(f, "crash-looping, {restarts} restarts")
+            }
+        }
+    }
+}
+
+/// How long an OOM kill is news when the container runs again since.
+const OOM_RECENT_SECONDS: i64 = 600;
+
+impl Failure {
+    /// From the pod's container statuses: a container waiting in
+    /// CrashLoopBackOff, or one whose last run ended OOMKilled within the
+    /// last ten minutes.
+    pub fn of(status: &PodStatus, now: Timestamp) -> Option<Self> {
+        status
+            .container_statuses
+            .iter()
+            .flatten()
+            .find_map(|c| Self::of_container(c, now))
+    }
+
+    fn of_container(c: &ContainerStatus, now: Timestamp) -> Option<Self> {
+        let restarts = c.restart_count;
+        let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let oom = last.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"));
+        let looping = c
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+        let recent = last
+            .and_then(|t| t.finished_at.as_ref())
+            .is_some_and(|at| (now - at.0).get_seconds() <= OOM_RECENT_SECONDS);
+        match (oom, looping) {
+            (true, true) => Some(Failure::OomKilled { restarts }),
+            (true, false) if recent => Some(Failure::OomKilled { restarts }),
+            (false, true) => Some(Failure::CrashLooping {
+                restarts,
+                exit_code: last.map(|t| t.exit_code),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl WorkerPod {
@@ -48,6 +123,7 @@ impl WorkerPod {
             ready: condition.is_some_and(|c| c.status == "True"),
             unchanged_for: unchanged_for.max(0.0),
             terminating: pod.metadata.deletion_timestamp.is_some(),
+            failure: status.and_then(|s| Failure::of(s, now)),
         }
     }
 }
@@ -66,12 +142,47 @@ impl std::fmt::Debug for WorkerPods {
     }
 }
 
-/// The pods' store, and the watch that fills it (run it until shutdown).
-pub fn watch(api: Api<Pod>) -> (WorkerPods, impl Future<Output = ()>) {
+/// Pipelines to reconcile now because a worker pod's container stopped:
+/// its Deployment's status may not change (a pod that never became
+/// available), so without this a crash loop would show only at the next
+/// resync.
+pub type Triggers = tokio::sync::mpsc::Receiver<ObjectRef<PixelPipeline>>;
+
+/// Triggers waiting at most; one dropped when full waits for the
+/// pipeline's next requeue.
+const TRIGGERS: usize = 256;
+
+/// The pods' store, the watch that fills it (run it until shutdown), and the
+/// pipelines whose pods' containers stopped.
+pub fn watch(api: Api<Pod>) -> (WorkerPods, impl Future<Output = ()>, Triggers) {
     let config =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let (store, run) = mirror(api, config, "worker pods");
-    (WorkerPods { store }, run)
+    let (tx, rx) = tokio::sync::mpsc::channel(TRIGGERS);
+    let (store, run) = mirror_with(api, config, "worker pods", move |pod: &Pod| {
+        if let Some(pipeline) = stopped(pod) {
+            let _ = tx.try_send(pipeline);
+        }
+    });
+    (WorkerPods { store }, run, rx)
+}
+
+/// The pipeline of a pod whose container has stopped at least once.
+fn stopped(pod: &Pod) -> Option<ObjectRef<PixelPipeline>> {
+    let restarted = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .any(|c| {
+            c.restart_count > 0
+                || c.last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+        });
+    let pipeline = pod.metadata.labels.as_ref()?.get(PIPELINE_LABEL)?;
+    let namespace = pod.metadata.namespace.as_deref()?;
+    restarted.then(|| ObjectRef::new(pipeline).within(namespace))
 }
 
 impl WorkerPods {
@@ -100,7 +211,9 @@ impl WorkerPods {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, PodCondition,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     #[test]
@@ -133,5 +246,90 @@ mod tests {
         pod.status = None;
         let w = WorkerPod::of(&pod, now);
         assert_eq!((w.ready, w.unchanged_for), (false, 42.0), "no status");
+    }
+
+    fn container(waiting: Option<&str>, last: Option<(&str, i32, i64)>) -> ContainerStatus {
+        ContainerStatus {
+            name: "worker".into(),
+            restart_count: 3,
+            state: waiting.map(|r| ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some(r.into()),
+                    ..ContainerStateWaiting::default()
+                }),
+                ..ContainerState::default()
+            }),
+            last_state: last.map(|(reason, code, at)| ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    reason: Some(reason.into()),
+                    exit_code: code,
+                    finished_at: Some(Time(Timestamp::from_second(at).expect("time"))),
+                    ..ContainerStateTerminated::default()
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_whose_container_stopped_triggers_its_pipeline() {
+        let mut pod = Pod::default();
+        pod.metadata.namespace = Some("shop".into());
+        pod.metadata.labels = Some([(PIPELINE_LABEL.to_string(), "storefront".to_string())].into());
+        pod.status = Some(PodStatus {
+            container_statuses: Some(vec![ContainerStatus::default()]),
+            ..PodStatus::default()
+        });
+        assert_eq!(stopped(&pod), None, "running since it started");
+        pod.status = Some(PodStatus {
+            container_statuses: Some(vec![container(Some("CrashLoopBackOff"), None)]),
+            ..PodStatus::default()
+        });
+        assert_eq!(
+            stopped(&pod),
+            Some(ObjectRef::new("storefront").within("shop"))
+        );
+    }
+
+    #[test]
+    fn a_container_that_keeps_stopping_is_a_failure_and_says_why() {
+        let now = Timestamp::from_second(10_000).expect("time");
+        let of = |c| {
+            let status = PodStatus {
+                container_statuses: Some(vec![c]),
+                ..PodStatus::default()
+            };
+            Failure::of(&status, now)
+        };
+        let looping = Some("CrashLoopBackOff");
+        assert_eq!(
+            of(container(looping, Some(("Error", 2, 9_990)))),
+            Some(Failure::CrashLooping {
+                restarts: 3,
+                exit_code: Some(2)
+            })
+        );
+        assert_eq!(
+            of(container(looping, Some(("OOMKilled", 137, 1_000)))),
+            Some(Failure::OomKilled { restarts: 3 })
+        );
+        // Running again after an OOM kill: news for ten minutes.
+        assert_eq!(
+            of(container(None, Some(("OOMKilled", 137, 9_500)))),
+            Some(Failure::OomKilled { restarts: 3 })
+        );
+        assert_eq!(of(container(None, Some(("OOMKilled", 137, 9_000)))), None);
+        // A clean exit a while ago, or still pulling the image: no failure.
+        assert_eq!(of(container(None, Some(("Completed", 0, 9_990)))), None);
+        assert_eq!(of(container(Some("ContainerCreating"), None)), None);
+        assert_eq!(
+            Failure::CrashLooping {
+                restarts: 4,
+                exit_code: Some(2)
+            }
+            .to_string(),
+            "crash-looping: exits with code 2, 4 restarts"
+        );
     }
 }

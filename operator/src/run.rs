@@ -122,7 +122,7 @@ async fn lead(
             return Ok(ExitCode::SUCCESS);
         }
         metrics.leader.set(1);
-        let (ctx, watches) = term(args, &client, &identity, &metrics, &arrivals).await;
+        let (ctx, watches, stopped) = term(args, &client, &identity, &metrics, &arrivals).await;
         let controller_stop = CancellationToken::new();
         let hold = async {
             let kept = elector.hold(stop).await;
@@ -131,7 +131,7 @@ async fn lead(
         };
         let (kept, ()) = tokio::join!(
             hold,
-            control(args, client.clone(), ctx, controller_stop.clone())
+            control(args, client.clone(), ctx, stopped, controller_stop.clone())
         );
         for watch in watches {
             watch.abort();
@@ -159,7 +159,11 @@ async fn term(
     identity: &str,
     metrics: &Arc<Metrics>,
     arrivals: &Arc<ArrivalBook>,
-) -> (Arc<Context>, [tokio::task::JoinHandle<()>; 2]) {
+) -> (
+    Arc<Context>,
+    [tokio::task::JoinHandle<()>; 2],
+    pods::Triggers,
+) {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -168,7 +172,7 @@ async fn term(
         },
     );
     let ns = args.namespace.as_deref();
-    let (pods, watch_pods) = pods::watch(scoped::<Pod>(client, ns));
+    let (pods, watch_pods, stopped) = pods::watch(scoped::<Pod>(client, ns));
     let (scalers, watch_scalers) = scalers::watch(scoped::<HorizontalPodAutoscaler>(client, ns));
     let watches = [tokio::spawn(watch_pods), tokio::spawn(watch_scalers)];
     // Reconciling before the HPAs are known would take an HPA's replicas
@@ -193,7 +197,7 @@ async fn term(
             Clusters::new(usize::from(args.kafka_clients_per_cluster)),
         ),
     );
-    (Arc::new(ctx), watches)
+    (Arc::new(ctx), watches, stopped)
 }
 
 /// Waits until the API server answers; `false` if stopped first.
@@ -268,10 +272,20 @@ fn pipelines(client: &Client, namespace: Option<&str>) -> Controller<PixelPipeli
 }
 
 /// Runs the controller until `stop`, letting running reconciles finish.
-async fn control(args: &RunArgs, client: Client, ctx: Arc<Context>, stop: CancellationToken) {
+/// Besides new specs, children's changes and requeues, a pipeline is
+/// reconciled when one of its worker pods' containers stopped (`stopped`).
+async fn control(
+    args: &RunArgs,
+    client: Client,
+    ctx: Arc<Context>,
+    mut stopped: pods::Triggers,
+    stop: CancellationToken,
+) {
     let ns = args.namespace.as_deref();
+    let stopped = futures::stream::poll_fn(move |cx| stopped.poll_recv(cx));
     let mut c = pipelines(&client, ns)
-        .with_config(controller::Config::default().concurrency(args.concurrency.max(1)));
+        .with_config(controller::Config::default().concurrency(args.concurrency.max(1)))
+        .reconcile_on(stopped);
     c = owned::<Deployment>(c, &client, ns, &ctx);
     c = owned::<ConfigMap>(c, &client, ns, &ctx);
     c = owned::<ServiceAccount>(c, &client, ns, &ctx);

@@ -222,6 +222,7 @@ mod tests {
             problem: None,
             rollout: Some(Rollout::default()),
             foreign: None,
+            failing: Vec::new(),
         };
         let s = next(&pp, &obs, Some(Sizes { replicas: 3, pools }), &now());
         assert_eq!(s.observed_generation, Some(7));
@@ -270,6 +271,7 @@ mod tests {
             problem: Some(Problem::InvalidSpec("bad".into())),
             rollout: None,
             foreign: None,
+            failing: Vec::new(),
         };
         let s = next(&pp, &obs, None, &now());
         assert_eq!((s.replicas, s.pools), (Some(4), Some(pools)));
@@ -284,6 +286,7 @@ mod tests {
             problem: None,
             rollout: Some(Rollout::default()),
             foreign: None,
+            failing: Vec::new(),
         };
         let sizes = crate::sizes::current(&pp);
         let first = next(&pp, &obs, Some(sizes), &now());

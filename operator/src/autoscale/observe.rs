@@ -109,6 +109,7 @@ mod tests {
             ready,
             unchanged_for,
             terminating: false,
+            failure: None,
         }
     }
 

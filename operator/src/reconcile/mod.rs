@@ -196,6 +196,11 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
         problem: None,
         rollout: Some(Rollout::of(&deployment)),
         foreign,
+        failing: pods
+            .iter()
+            .filter(|p| !p.terminating)
+            .filter_map(|p| Some((p.name.clone(), p.failure.clone()?)))
+            .collect(),
     };
     let next = write_status(pp, ctx, &namespace, &obs, Some(sizes), step.as_ref()).await?;
     let ready = obs.rollout.as_ref().map_or(0, |r| r.available);
@@ -280,6 +285,7 @@ async fn report_invalid(
         problem: Some(Problem::InvalidSpec(message)),
         rollout: None,
         foreign: None,
+        failing: Vec::new(),
     };
     write_status(pp, ctx, namespace, &obs, None, None).await?;
     Ok(())
@@ -385,6 +391,7 @@ async fn report_apply_failure(pp: &PixelPipeline, ctx: &Context, error: &Error) 
         problem: Some(Problem::ApplyFailed(message)),
         rollout: None,
         foreign: None,
+        failing: Vec::new(),
     };
     // Best effort: the API server may be the thing that failed.
     if let Err(e) = write_status(pp, ctx, &namespace, &obs, None, None).await {
