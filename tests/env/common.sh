@@ -31,7 +31,18 @@ wait_for() {
   return 1
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [ADDRESS]: something listens on ADDRESS (127.0.0.1):PORT.
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
+
+# The real node's pod network (tests/env/node.sh): a bridge confined to this
+# machine. Its gateway address is the node's address, where pods reach the
+# API server and the broker.
+PIXELPIPE_POD_BRIDGE=pixelpipe0
+PIXELPIPE_POD_SUBNET=10.213.77.0/24
+PIXELPIPE_NODE_IP=10.213.77.1
+
+# pod_network_up: the bridge exists with the node's address.
+pod_network_up() { ip -4 -o addr show dev "$PIXELPIPE_POD_BRIDGE" 2>/dev/null | grep -q " $PIXELPIPE_NODE_IP/"; }
 
 # stop_pid FILE: TERM, then KILL after a grace period, the process named in FILE.
 stop_pid() {

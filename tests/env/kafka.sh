@@ -41,6 +41,9 @@
 #   KAFKA_SASL_PASSWORD   its password (hex, fresh at every start)
 #   KAFKA_CA_FILE         absolute path of the CA certificate (PEM), for
 #                         librdkafka's ssl.ca.location
+#   KAFKA_POD_BOOTSTRAP   NODE_IP:PORT of a third listener, PLAINTEXT, on the real
+#                         node's bridge (tests/env/node.sh), when the bridge was
+#                         up at start: what pods on that node connect to
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -66,15 +69,19 @@ fetch() {
 SASL_USER=pixelpipe
 
 write_config() {
-  local bport=$1 cport=$2 sport=$3
+  local bport=$1 cport=$2 sport=$3 pport=${4:-}
+  local pods="" pods_map=""
+  if [ -n "$pport" ]; then
+    pods=",PODS://$PIXELPIPE_NODE_IP:$pport" pods_map=",PODS:PLAINTEXT"
+  fi
   cat >"$DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport
-advertised.listeners=PLAINTEXT://127.0.0.1:$bport,SASL_SSL://127.0.0.1:$sport
+listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport,SASL_SSL://127.0.0.1:$sport$pods
+advertised.listeners=PLAINTEXT://127.0.0.1:$bport,SASL_SSL://127.0.0.1:$sport$pods
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL$pods_map
 controller.quorum.voters=1@127.0.0.1:$cport
 # SASL_SSL: TLS from PEM files (no keystore passwords, no keytool) and
 # SCRAM-SHA-512; the credential is added when the storage is formatted.
@@ -158,15 +165,22 @@ start() {
   fi
   rm -rf "$DIR" "$PIXELPIPE_RUN/kafka.env"
   mkdir -p "$DIR/data"
-  local bport cport sport cluster_id password
+  local bport cport sport pport cluster_id password
   bport=$(free_port)
   cport=$(free_port)
   while [ "$cport" = "$bport" ]; do cport=$(free_port); done
   sport=$(free_port)
   while [ "$sport" = "$bport" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+  # Pods of the real node (tests/env/node.sh) reach the host only at the
+  # bridge's address: a listener there when the bridge is up.
+  pport=""
+  if pod_network_up; then
+    pport=$(free_port)
+    while [ "$pport" = "$bport" ] || [ "$pport" = "$cport" ] || [ "$pport" = "$sport" ]; do pport=$(free_port); done
+  fi
   make_tls
   password=$(openssl rand -hex 16)
-  write_config "$bport" "$cport" "$sport"
+  write_config "$bport" "$cport" "$sport" "$pport"
   local cp="$LIB/*"
   cluster_id=$("$JAVA" -cp "$cp" kafka.tools.StorageTool random-uuid)
   "$JAVA" -Dlog4j2.configurationFile="$DIR/log4j2.properties" -cp "$cp" \
@@ -180,6 +194,7 @@ start() {
     printf 'export KAFKA_SASL_USERNAME=%s\n' "$SASL_USER"
     printf 'export KAFKA_SASL_PASSWORD=%s\n' "$password"
     printf 'export KAFKA_CA_FILE=%s\n' "$(cd "$DIR/tls" && pwd)/ca.pem"
+    if [ -n "$pport" ]; then printf 'export KAFKA_POD_BOOTSTRAP=%s:%s\n' "$PIXELPIPE_NODE_IP" "$pport"; fi
   } >"$PIXELPIPE_RUN/kafka.env"
   log "Kafka is up: KAFKA_BOOTSTRAP=127.0.0.1:$bport, KAFKA_SASL_BOOTSTRAP=127.0.0.1:$sport (source $PIXELPIPE_RUN/kafka.env)"
 }

@@ -7,8 +7,9 @@
 # as in a real cluster. No kubelet, scheduler or other controllers: objects are
 # stored and validated, Deployments never get ReplicaSets or Pods.
 #
-#   tests/env/kube.sh build     build etcd, kube-apiserver, kube-controller-manager
-#                               and kubectl into the cache
+#   tests/env/kube.sh build     build etcd, kube-apiserver, kube-controller-manager,
+#                               kubectl and the node's kubelet, kube-scheduler and
+#                               kube-proxy into the cache
 #   tests/env/kube.sh start     start them; writes $PIXELPIPE_RUN/kube.env (KUBECONFIG,
 #                               and PATH with a kubectl of the same version first)
 #   tests/env/kube.sh stop      stop them and delete their data
@@ -17,6 +18,10 @@
 #                               etcd, the controller manager and the data stay)
 #   tests/env/kube.sh resume-apiserver  start it again, same flags and port, and
 #                               restart the controller manager
+#
+# tests/env/node.sh runs a second control plane through this script for its real
+# node (PIXELPIPE_KUBE_NODE=1): in $PIXELPIPE_RUN/node-kube, serving on the node's
+# bridge address so pods reach it, with every default controller.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=common.sh
@@ -32,7 +37,13 @@ APISERVER="$BIN/kube-apiserver-$KUBE_VERSION"
 KUBECTL="$BIN/kubectl-$KUBE_VERSION/kubectl"
 CONTROLLER_MANAGER="$BIN/kube-controller-manager-$KUBE_VERSION"
 ETCD="$BIN/etcd-$ETCD_VERSION"
-DIR="$PIXELPIPE_RUN/kube"
+KUBELET="$BIN/kubelet-$KUBE_VERSION"
+SCHEDULER="$BIN/kube-scheduler-$KUBE_VERSION"
+KUBE_PROXY="$BIN/kube-proxy-$KUBE_VERSION"
+NAME=kube ADDRESS=127.0.0.1 NODE=${PIXELPIPE_KUBE_NODE:-}
+if [ -n "$NODE" ]; then NAME=node-kube ADDRESS=$PIXELPIPE_NODE_IP; fi
+DIR="$PIXELPIPE_RUN/$NAME"
+ENV_FILE="$DIR.env"
 
 # Release builds stamp their version at link time; without it the server says
 # v0.0.0 and clients cannot parse it.
@@ -63,6 +74,14 @@ build() {
   build_one "$here/kube-apiserver" "$APISERVER" "kube-apiserver $KUBE_VERSION"
   build_one "$here/kube-apiserver" "$CONTROLLER_MANAGER" "kube-controller-manager $KUBE_VERSION" ./kube-controller-manager
   build_one "$here/kube-apiserver" "$KUBECTL" "kubectl $KUBE_VERSION" ./kubectl
+  build_one "$here/kube-apiserver" "$KUBELET" "kubelet $KUBE_VERSION" ./kubelet
+  build_one "$here/kube-apiserver" "$SCHEDULER" "kube-scheduler $KUBE_VERSION" ./kube-scheduler
+  build_one "$here/kube-apiserver" "$KUBE_PROXY" "kube-proxy $KUBE_VERSION" ./kube-proxy
+}
+
+# Where node.sh finds the binaries.
+paths() {
+  printf 'KUBECTL=%s\nKUBELET=%s\nSCHEDULER=%s\nKUBE_PROXY=%s\n' "$KUBECTL" "$KUBELET" "$SCHEDULER" "$KUBE_PROXY"
 }
 
 running() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
@@ -77,10 +96,15 @@ kc() { "$KUBECTL" --kubeconfig "$DIR/kubeconfig" "$@"; }
 start_apiserver() {
   # shellcheck source=/dev/null
   . "$DIR/ports.env"
-  log "starting kube-apiserver $KUBE_VERSION on 127.0.0.1:$API_PORT"
+  # With a node: logs and exec reach the kubelet at the node's address (its
+  # host name resolves nowhere), with a client certificate the kubelet trusts.
+  local node_flags=()
+  if [ -n "$NODE" ]; then node_flags=(--kubelet-preferred-address-types InternalIP
+    --kubelet-client-certificate "$DIR/kubelet-client.crt" --kubelet-client-key "$DIR/kubelet-client.key"); fi
+  log "starting kube-apiserver $KUBE_VERSION on $ADDRESS:$API_PORT"
   nohup setsid "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --bind-address "$ADDRESS" --advertise-address "$ADDRESS" --secure-port "$API_PORT" \
     --cert-dir "$DIR/certs" \
     --token-auth-file "$DIR/tokens.csv" \
     --authorization-mode RBAC \
@@ -90,6 +114,7 @@ start_apiserver() {
     --service-account-signing-key-file "$DIR/sa.key" \
     --allow-privileged=true \
     --enable-priority-and-fairness=false \
+    "${node_flags[@]}" \
     >>"$DIR/apiserver.log" 2>&1 </dev/null &
   echo $! >"$DIR/apiserver.pid"
 }
@@ -114,12 +139,23 @@ wait_apiserver() {
 #                                   every control plane on the machine
 # It authenticates with the admin token (system:masters; without
 # --use-service-account-credentials every controller uses this kubeconfig).
+#
+# With a node it runs every default controller instead (Deployments,
+# ReplicaSets, service accounts and their tokens, the node's lifecycle), which
+# need the token signing key, the CA pods trust, and a flex-volume directory of
+# their own (the default is under /usr/libexec).
 start_controller_manager() {
   cp "$DIR/kubeconfig" "$DIR/controller-manager.kubeconfig"
-  log "starting kube-controller-manager $KUBE_VERSION (garbage collector only)"
+  local controllers=(--controllers garbagecollector) what="garbage collector only"
+  if [ -n "$NODE" ]; then
+    what="every default controller"
+    controllers=(--controllers '*' --service-account-private-key-file "$DIR/sa.key"
+      --root-ca-file "$DIR/certs/apiserver.crt" --flex-volume-plugin-dir "$DIR/flexvolume")
+  fi
+  log "starting kube-controller-manager $KUBE_VERSION ($what)"
   nohup setsid "$CONTROLLER_MANAGER" \
     --kubeconfig "$DIR/controller-manager.kubeconfig" \
-    --controllers garbagecollector \
+    "${controllers[@]}" \
     --leader-elect=false \
     --secure-port 0 \
     >>"$DIR/controller-manager.log" 2>&1 </dev/null &
@@ -158,9 +194,21 @@ CHILD
   return 1
 }
 
+# The kubelet trusts clients with a certificate from a CA made here, and the
+# API server is the one client it gets (logs, exec, port-forward).
+kubelet_client_certificate() {
+  local d=$DIR
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=pixelpipe-kubelet-client-ca \
+    -keyout "$d/kubelet-ca.key" -out "$d/kubelet-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver-kubelet-client \
+    -keyout "$d/kubelet-client.key" -out "$d/kubelet-client.csr" 2>/dev/null
+  openssl x509 -req -days 7 -in "$d/kubelet-client.csr" -CA "$d/kubelet-ca.crt" -CAkey "$d/kubelet-ca.key" \
+    -CAcreateserial -out "$d/kubelet-client.crt" 2>/dev/null
+}
+
 start() {
   build
-  if running apiserver && [ -f "$PIXELPIPE_RUN/kube.env" ]; then
+  if running apiserver && [ -f "$ENV_FILE" ]; then
     if running controller-manager; then
       log "control plane already runs"
     else
@@ -194,6 +242,7 @@ start() {
   openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
   openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
   printf '%s,admin,admin-uid,"system:masters"\n' "$token" >"$DIR/tokens.csv"
+  if [ -n "$NODE" ]; then kubelet_client_certificate; fi
 
   start_apiserver
 
@@ -203,7 +252,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$ADDRESS:$API_PORT
     certificate-authority: $DIR/certs/apiserver.crt
 users:
 - name: admin
@@ -216,8 +265,8 @@ current-context: local
 KUBECONFIG
   wait_apiserver
   start_controller_manager
-  printf 'export KUBECONFIG=%s\nexport PATH=%s:"$PATH"\n' "$DIR/kubeconfig" "$(dirname "$KUBECTL")" >"$PIXELPIPE_RUN/kube.env"
-  log "control plane is up: KUBECONFIG=$DIR/kubeconfig (source $PIXELPIPE_RUN/kube.env)"
+  printf 'export KUBECONFIG=%s\nexport PATH=%s:"$PATH"\n' "$DIR/kubeconfig" "$(dirname "$KUBECTL")" >"$ENV_FILE"
+  log "control plane is up: KUBECONFIG=$DIR/kubeconfig (source $ENV_FILE)"
 }
 
 # Fault injection: the API server goes away at once, as if it crashed: SIGKILL,
@@ -248,10 +297,10 @@ resume_apiserver() {
   running etcd || die "etcd is not running; stop and start the control plane"
   # shellcheck source=/dev/null
   . "$DIR/ports.env"
-  port_open "$API_PORT" && die "127.0.0.1:$API_PORT is taken by another process"
+  port_open "$API_PORT" "$ADDRESS" && die "$ADDRESS:$API_PORT is taken by another process"
   start_apiserver
   wait_apiserver
-  log "kube-apiserver is back on 127.0.0.1:$API_PORT"
+  log "kube-apiserver is back on $ADDRESS:$API_PORT"
   # The garbage collector's informers back off while the API server is away and
   # then saw new objects only 50 to 100 s after it was back (5 and 30 s outages);
   # a new controller manager collects garbage within a second.
@@ -261,7 +310,7 @@ resume_apiserver() {
 
 ready() {
   kill -0 "$(cat "$DIR/apiserver.pid")" || return 1
-  [ "$(curl -sk -H "Authorization: Bearer $2" "https://127.0.0.1:$1/readyz")" = ok ]
+  [ "$(curl -sk -H "Authorization: Bearer $2" "https://$ADDRESS:$1/readyz")" = ok ]
 }
 
 stop() {
@@ -269,21 +318,22 @@ stop() {
   stop_pid "$DIR/controller-manager.pid"
   stop_pid "$DIR/apiserver.pid"
   stop_pid "$DIR/etcd.pid"
-  rm -rf "$DIR" "$PIXELPIPE_RUN/kube.env"
+  rm -rf "$DIR" "$ENV_FILE"
 }
 
 status() {
-  [ -f "$PIXELPIPE_RUN/kube.env" ] && kill -0 "$(cat "$DIR/apiserver.pid" 2>/dev/null)" 2>/dev/null ||
+  [ -f "$ENV_FILE" ] && kill -0 "$(cat "$DIR/apiserver.pid" 2>/dev/null)" 2>/dev/null ||
     { echo "the control plane is not running" >&2; return 1; }
-  sed -n 's/^export //p' "$PIXELPIPE_RUN/kube.env"
+  sed -n 's/^export //p' "$ENV_FILE"
 }
 
 case "${1:-}" in
   build) build ;;
+  paths) paths ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   halt-apiserver) halt_apiserver ;;
   resume-apiserver) resume_apiserver ;;
-  *) echo "usage: $0 build|start|stop|status|halt-apiserver|resume-apiserver" >&2; exit 2 ;;
+  *) echo "usage: $0 build|paths|start|stop|status|halt-apiserver|resume-apiserver" >&2; exit 2 ;;
 esac
