@@ -46,16 +46,19 @@ impl PartitionView {
     /// The age the policy plans with: the head's age, unless the backlog
     /// behind it is far younger. One late or replayed event at the head of a
     /// short backlog ages it by hours while the rest drains in a second; the
-    /// backlog divided by the rate it arrives and drains at is how long the
-    /// pipeline has really been behind. Events already read count as done:
-    /// a slow commit makes the head old without leaving work behind it.
+    /// backlog divided by the rate it arrives at is how long the pipeline has
+    /// really been behind. Not the rate it drains at: commits come in bursts
+    /// when a worker's CPU limit throttles it (a 35m worker committed 4,700
+    /// events/s over one interval and none over the next), and one burst
+    /// made a minute of backlog look like twenty seconds. Events already
+    /// read count as done: a slow commit makes the head old without leaving
+    /// work behind it.
     pub fn planning_age(&self) -> Option<f64> {
         let head = self.head_age?;
-        let rate = self.arrival_rate.max(self.progress_rate);
-        if rate <= 0.0 {
+        if self.arrival_rate <= 0.0 {
             return Some(head);
         }
-        Some(head.min(self.unread() / rate))
+        Some(head.min(self.unread() / self.arrival_rate))
     }
 
     /// Lag not yet read by any worker: the work still to do.
@@ -135,3 +138,42 @@ impl Evidence {
 
 /// Below this the ratio of rate to utilization is mostly noise.
 pub const MIN_UTILIZATION: f64 = 0.05;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(lag: f64, head_age: f64, arrival_rate: f64, progress_rate: f64) -> PartitionView {
+        PartitionView {
+            partition: 0,
+            lag,
+            head_age: Some(head_age),
+            committed: 0,
+            arrival_rate,
+            progress_rate,
+            still_for: 0.0,
+            owned: true,
+            in_flight: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_backlog_is_as_old_as_its_arrivals_say_whatever_one_burst_of_commits_drained() {
+        // 60 s of arrivals waiting; one interval committed at four times
+        // the arrival rate.
+        assert_eq!(
+            partition(60_000.0, 70.0, 1_000.0, 4_000.0).planning_age(),
+            Some(60.0)
+        );
+        // One late event at the head of a second's backlog.
+        assert_eq!(
+            partition(1_000.0, 3_600.0, 1_000.0, 0.0).planning_age(),
+            Some(1.0)
+        );
+        // Nothing arriving: the head says it.
+        assert_eq!(
+            partition(500.0, 42.0, 0.0, 100.0).planning_age(),
+            Some(42.0)
+        );
+    }
+}
