@@ -120,8 +120,13 @@ impl Worker {
                 ..Default::default()
             })
         });
-        let (producer, consumer) =
-            connect(&settings, &tracker, &metrics, guard.clone(), health.joined())?;
+        let (producer, consumer) = connect(
+            &settings,
+            &tracker,
+            &metrics,
+            guard.clone(),
+            health.joined(),
+        )?;
         if guard.is_some() {
             start_transactions(&producer).await?;
         }
