@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: format and lint checks, unit tests, and the integration tests
-# against a real Apache Kafka broker and a real kube-apiserver (with etcd) that
-# this script starts and stops.
+# against a real Apache Kafka broker, a real kube-apiserver (with etcd) and a
+# real node (kubelet, containerd, runc) that this script starts and stops.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --long     everything, with the long variants: 10 SIGKILLs instead
@@ -27,11 +27,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "building"
 cargo build --workspace --all-targets --locked
+# The node runs the worker and operator images, built from release binaries
+# (a pod's CPU limit then holds what a user's would).
+cargo build --release --locked -p pixelpipe-worker -p pixelpipe-operator --bins
 
-started_kafka=0 started_kube=0
+started_kafka=0 started_kube=0 started_node=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then tests/env/kafka.sh stop || true; fi
   if [ "$started_kube" = 1 ]; then tests/env/kube.sh stop || true; fi
+  if [ "$started_node" = 1 ]; then tests/env/node.sh stop || true; fi
 }
 trap cleanup EXIT
 # The tests install a CRD, ClusterRoles and namespaces, and delete what they
@@ -42,18 +46,31 @@ trap cleanup EXIT
 # PIXELPIPE_TEST_KAFKA_BOOTSTRAP.
 KUBECONFIG=${PIXELPIPE_TEST_KUBECONFIG:-}
 KAFKA_BOOTSTRAP=${PIXELPIPE_TEST_KAFKA_BOOTSTRAP:-}
+KAFKA_POD_BOOTSTRAP=${PIXELPIPE_TEST_KAFKA_POD_BOOTSTRAP:-}
+# The end-to-end test runs on a real node with a control plane of its own
+# (tests/env/node.sh); the other Kubernetes tests share the plain one
+# (tests/env/kube.sh), where no kubelet runs what they create. The node
+# starts first: the broker listens for its pods on the node's bridge.
+if ! tests/env/node.sh status >/dev/null 2>&1; then tests/env/node.sh start; started_node=1; fi
+# shellcheck disable=SC1091
+PIXELPIPE_NODE_KUBECONFIG=$(. "$PIXELPIPE_RUN/node.env" && echo "$KUBECONFIG")
+export PIXELPIPE_NODE_KUBECONFIG
 if [ -z "$KAFKA_BOOTSTRAP" ]; then
   if ! tests/env/kafka.sh status >/dev/null 2>&1; then tests/env/kafka.sh start; started_kafka=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kafka.env"
+  [ -n "${KAFKA_POD_BOOTSTRAP:-}" ] ||
+    die "the running broker has no listener for the node's pods (it started before the node): tests/env/kafka.sh stop"
 fi
-export KAFKA_BOOTSTRAP
+export KAFKA_BOOTSTRAP KAFKA_POD_BOOTSTRAP
 if [ -z "$KUBECONFIG" ]; then
   if ! tests/env/kube.sh status >/dev/null 2>&1; then tests/env/kube.sh start; started_kube=1; fi
   # shellcheck disable=SC1091
   . "$PIXELPIPE_RUN/kube.env"
 fi
 export KUBECONFIG
+tests/env/node.sh load "$CARGO_TARGET_DIR/release"
+
 # The chart's test (operator/tests/helm.rs) runs helm, built from the Go module
 # proxy like the control plane and cached with it.
 tests/env/helm.sh build

@@ -1,10 +1,12 @@
-//! The whole Pixelpipe story on one machine, with no kubelet: [`runner`]
-//! runs Deployments as local processes; [`rig`] is what a pipeline here
-//! stands on (topics, manifests, kubectl); [`story`] drives a flash sale through
-//! a PixelPipeline and checks every event's fate ([`expect`]);
-//! [`summary`] tells what happened.
+//! The whole Pixelpipe story on one machine: [`story`] drives a flash sale
+//! through a PixelPipeline on a real node (tests/env/node.sh; [`node`] reads
+//! its worker pods) and checks every event's fate ([`expect`]); [`summary`]
+//! tells what happened; [`rig`] is what a pipeline here stands on (topics,
+//! manifests, kubectl). [`runner`] is the stand-in kubelet the fast tests
+//! keep: Deployments as local processes.
 
 pub mod expect;
+pub mod node;
 pub mod rig;
 pub mod runner;
 pub mod story;

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use pixelpipe_local::rig::Platform;
 use pixelpipe_local::runner::{self, Runner};
 use pixelpipe_local::story::{self, Env, Scenario};
 use pixelpipe_runtime::KafkaSettings;
 use tokio_util::sync::CancellationToken;
 
-/// Pixelpipe on one machine: Deployments as local processes, and the demo.
+/// Pixelpipe on one machine: the flash-sale demo on a real node, and the
+/// stand-in runner the fast tests use (Deployments as local processes).
 #[derive(Debug, Parser)]
 #[command(name = "pixelpipe-local", version)]
 struct Args {
@@ -37,18 +39,22 @@ enum Cmd {
         #[arg(long)]
         max_pods: Option<usize>,
     },
-    /// The flash-sale story: manifests, a PixelPipeline, a 3x surge, the summary.
+    /// The flash-sale story on a real node (tests/env/node.sh): manifests, a
+    /// PixelPipeline, a 3x surge, the summary.
     Demo {
-        /// Kafka bootstrap servers.
+        /// Kafka bootstrap servers, as this machine reaches them.
         #[arg(long, env = "KAFKA_BOOTSTRAP")]
         bootstrap_servers: String,
+        /// Kafka bootstrap servers, as the node's pods reach them.
+        #[arg(long, env = "KAFKA_POD_BOOTSTRAP")]
+        pod_bootstrap_servers: String,
         /// The shorter story the end-to-end test runs.
         #[arg(long)]
         short: bool,
-        /// Events per second one worker takes in (its stand-in CPU limit);
-        /// the story's default when omitted.
-        #[arg(long, env = "DEMO_WORKER_CAPACITY")]
-        worker_capacity: Option<f64>,
+        /// Each worker pod's CPU request and limit (Kubernetes quantity); the
+        /// load's numbers are set for the default.
+        #[arg(long, env = "DEMO_WORKER_CPU", default_value = story::WORKER_CPU)]
+        worker_cpu: String,
     },
 }
 
@@ -104,8 +110,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo {
             bootstrap_servers,
+            pod_bootstrap_servers,
             short,
-            worker_capacity,
+            worker_cpu,
         } => {
             let env = Env {
                 client,
@@ -118,15 +125,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 repo: std::env::current_dir()?,
                 bin_dir,
                 work_dir,
+                platform: Platform::Node {
+                    pod_bootstrap: pod_bootstrap_servers,
+                },
             };
             let mut scenario = if short {
                 Scenario::test()
             } else {
                 Scenario::demo()
             };
-            if let Some(capacity) = worker_capacity.filter(|c| *c > 0.0) {
-                scenario.worker_capacity = capacity;
-            }
+            scenario.worker_cpu = worker_cpu;
             let report = match story::run(&env, &scenario, stop.clone()).await {
                 Ok(r) => r,
                 Err(_) if stop.is_cancelled() => {

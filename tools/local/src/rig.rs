@@ -27,6 +27,29 @@ pub struct Env {
     pub repo: PathBuf,
     pub bin_dir: PathBuf,
     pub work_dir: PathBuf,
+    pub platform: Platform,
+}
+
+/// What runs the pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Platform {
+    /// A real node (tests/env/node.sh): the kubelet runs pods as containers,
+    /// and they reach the broker at `pod_bootstrap`, its listener on the
+    /// node's bridge.
+    Node { pod_bootstrap: String },
+    /// The stand-in runner ([`Stand`]): Deployments as local processes, which
+    /// reach the broker where this process does. Fast tests only.
+    StandIn,
+}
+
+impl Env {
+    /// The bootstrap servers a pipeline's pods connect to.
+    pub fn pod_bootstrap(&self) -> &str {
+        match &self.platform {
+            Platform::Node { pod_bootstrap } => pod_bootstrap,
+            Platform::StandIn => &self.kafka.bootstrap_servers,
+        }
+    }
 }
 
 impl std::fmt::Debug for Env {
@@ -36,6 +59,7 @@ impl std::fmt::Debug for Env {
             .field("kafka", &self.kafka.bootstrap_servers)
             .field("bin_dir", &self.bin_dir)
             .field("work_dir", &self.work_dir)
+            .field("platform", &self.platform)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +153,7 @@ pub async fn apply_manifests(env: &Env) -> anyhow::Result<()> {
 }
 
 /// The sample PixelPipeline as `name` in `namespace`, pointed at the local
-/// broker and `topics` (partners without a topic there are dropped), its
+/// broker (as its pods reach it) and `topics` (partners without a topic there are dropped), its
 /// consumer group named after the run.
 pub fn pipeline(
     env: &Env,
@@ -145,7 +169,7 @@ pub fn pipeline(
     pp.metadata.name = Some(name.to_string());
     pp.metadata.namespace = Some(namespace.to_string());
     let s = &mut pp.spec;
-    s.kafka.bootstrap_servers = env.kafka.bootstrap_servers.clone();
+    s.kafka.bootstrap_servers = env.pod_bootstrap().to_string();
     s.kafka.input_topic = topics.input.clone();
     s.kafka.dead_letter_topic = topics.dead_letter.clone();
     s.kafka.consumer_group = Some(run.to_string());

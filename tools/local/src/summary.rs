@@ -161,7 +161,7 @@ impl Report {
         let (spent, floor) = (self.replica_seconds(), self.floor());
         let _ = writeln!(
             out,
-            "  replica-seconds {spent:.0}, the floor {floor:.0} ({:.2}x): the fewest replicas that carry each observation's arrivals at {:.0} events/s per replica",
+            "  replica-seconds {spent:.0}, the floor {floor:.0} ({:.2}x): the fewest replicas that carry each observation's arrivals at {:.0} events/s per replica (the operator's median measure)",
             spent / floor.max(1.0),
             self.capacity_per_replica
         );

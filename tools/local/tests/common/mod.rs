@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
 use pixelpipe_loadgen::{Generator, Mix};
-use pixelpipe_local::rig::{self, Env, Stand, StandConfig, Topics};
+use pixelpipe_local::rig::{self, Env, Platform, Stand, StandConfig, Topics};
 use rdkafka::producer::{BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -44,22 +44,41 @@ pub async fn env(test: &str) -> Env {
         repo: pixelpipe_local::story::repo_root(),
         bin_dir: bin_dir(),
         work_dir: std::env::temp_dir().join(format!("pixelpipe-{test}-{}", std::process::id())),
+        platform: Platform::StandIn,
+    }
+}
+
+/// The real node tests/run.sh started (its own control plane, the broker's
+/// listener for pods), and this build's loader and tools.
+pub async fn node_env(test: &str) -> Env {
+    Env {
+        client: pixelpipe_testkit::node::client().await,
+        kubeconfig: PathBuf::from(pixelpipe_testkit::node::kubeconfig()),
+        kafka: pixelpipe_testkit::kafka::settings(),
+        repo: pixelpipe_local::story::repo_root(),
+        bin_dir: bin_dir(),
+        work_dir: std::env::temp_dir().join(format!("pixelpipe-{test}-{}", std::process::id())),
+        platform: Platform::Node {
+            pod_bootstrap: pixelpipe_testkit::node::pod_bootstrap(),
+        },
     }
 }
 
 /// A pipeline of its own topics, run by the manifests' operator and the
-/// runner, removed when dropped through [`Fixture::finish`].
+/// runner (on the stand-in) or the kubelet (on the node), removed through
+/// [`Fixture::finish`] or, should the test fail, when dropped.
 pub struct Fixture {
     pub env: Env,
     pub name: String,
     pub topics: Topics,
     stand: Option<Stand>,
+    finished: bool,
 }
 
 impl Fixture {
     /// Applies the manifests, creates `topics` (the input with 6
-    /// partitions), applies `pp` (from [`rig::pipeline`], edited) and starts
-    /// the runner with `config`.
+    /// partitions), applies `pp` (from [`rig::pipeline`], edited) and, on
+    /// the stand-in, starts the runner with `config`.
     pub async fn start(env: Env, topics: Topics, pp: PixelPipeline, config: StandConfig) -> Self {
         let name = pp.metadata.name.clone().expect("name");
         rig::apply_manifests(&env).await.expect("manifests");
@@ -68,12 +87,14 @@ impl Fixture {
             .await
             .expect("topics");
         rig::apply(&env, &pp).await.expect("pipeline");
-        let stand = Some(Stand::start(&env, config, &CancellationToken::new()));
+        let stand = (env.platform == Platform::StandIn)
+            .then(|| Stand::start(&env, config, &CancellationToken::new()));
         Self {
             env,
             name,
             topics,
             stand,
+            finished: false,
         }
     }
 
@@ -134,6 +155,7 @@ impl Fixture {
         rig::remove(&self.env, NAMESPACE, &self.name)
             .await
             .expect("removed");
+        self.finished = true;
         let _ = std::fs::remove_dir_all(&self.env.work_dir);
     }
 }
@@ -142,7 +164,7 @@ impl Drop for Fixture {
     /// A failed test still removes its pipeline (its children go by owner
     /// references), so the tests after it find the namespace as expected.
     fn drop(&mut self) {
-        if self.stand.is_some() {
+        if !self.finished {
             let _ = std::process::Command::new("kubectl")
                 .args(["delete", "pixelpipeline", &self.name, "-n", NAMESPACE])
                 .args(["--ignore-not-found", "--wait=false"])
