@@ -338,8 +338,10 @@ remove_containers() {
 }
 
 unmount_under() {
-  local m
-  awk -v d="$1" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+  local m d
+  # /proc/self/mounts names the real path (/var/run is a link to /run).
+  d=$(readlink -f "$1")
+  awk -v d="$d" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
 }
@@ -359,7 +361,7 @@ remove_host_dirs() {
   for d in "${HOST_DIRS[@]}"; do
     if [ -f "$DIR/host-dirs.saved" ] && grep -qx "$d" "$DIR/host-dirs.saved"; then continue; fi
     [ "$d" = /var/run/netns ] && unmount_under /var/run/netns
-    rm -rf "$d"
+    rm -rf "$d" || log "could not remove $d"
   done
 }
 
