@@ -5,8 +5,6 @@
 //! its SLO by resizing itself, then come back down, with every event where
 //! the spec says and kubectl telling the story.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 mod common;
@@ -15,20 +13,6 @@ use common::{bin_dir, node_env};
 use pixelpipe_local::story::{self, Scenario};
 use pixelpipe_testkit::prometheus::{Prometheus, dashboard_queries};
 use tokio_util::sync::CancellationToken;
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_spec_says() {
@@ -39,7 +23,7 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
     );
     let scenario = Scenario::test();
     let env = node_env("e2e").await;
-    let kubectl = |args: &[&str]| kubectl(&env.kubeconfig, args);
+    let kubectl = |args: &[&str]| common::kubectl(&env, args);
     // A real Prometheus with the shipped scrape configuration and rules
     // discovers the operator and worker pods through the API server.
     let prometheus = Prometheus::start(&env.work_dir.join("prometheus"), &env.kubeconfig, "2s");

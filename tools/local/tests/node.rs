@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Fixture, NAMESPACE, node_env};
+use common::{Fixture, NAMESPACE, kubectl, node_env};
 use k8s_openapi::api::core::v1::{EnvVar, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ListParams};
@@ -51,20 +51,6 @@ async fn worker_pods(env: &Env, name: &str) -> Vec<Pod> {
 
 fn ready(s: &PixelPipelineStatus) -> bool {
     condition_holds(&s.conditions, ConditionType::Ready)
-}
-
-fn kubectl(env: &Env, args: &[&str]) -> String {
-    let out = std::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The host PID of a container's main process: the process whose cgroup

@@ -64,6 +64,22 @@ pub async fn node_env(test: &str) -> Env {
     }
 }
 
+/// `kubectl ARGS` against `env`'s API server: its output, or a panic with
+/// its error.
+pub fn kubectl(env: &Env, args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A pipeline of its own topics, run by the manifests' operator and the
 /// runner (on the stand-in) or the kubelet (on the node), removed through
 /// [`Fixture::finish`] or, should the test fail, when dropped.
