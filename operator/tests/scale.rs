@@ -19,8 +19,14 @@ use pixelpipe_testkit::kafka::{bootstrap, producer, topics};
 use pixelpipe_testkit::usage::Usage;
 use rdkafka::producer::{BaseRecord, Producer};
 
-/// The pipelines' observation interval (the CRD's default).
-const INTERVAL: Duration = Duration::from_secs(10);
+/// The pipelines' observation interval: twice the CRD's default. Each
+/// observation writes the status (its ages change), and 1,000 pipelines at
+/// 10 s ask the test API server for 100 status writes a second, about what it
+/// manages on this 2-core machine beside the broker, etcd, the node and the
+/// operator (88 to 93 a second measured, then the queue only grows). The
+/// operator's share is what this test measures; at 20 s the API server is not
+/// the limit.
+const INTERVAL: Duration = Duration::from_secs(20);
 const TOPICS: usize = 10;
 const BASELINE: usize = 10;
 /// The operator's default pool: Kafka clients per cluster and credentials.
@@ -144,11 +150,9 @@ async fn a_thousand_pipelines_share_a_client_pool_per_cluster_and_are_all_observ
     create_all(&client, rest.to_vec()).await;
     let created = started.elapsed();
     // First observations wait for each pipeline's first reconcile (six
-    // children at concurrency 4): 96 s in the last session's CI run, 232 s
-    // and over 300 s in this one's, with a second control plane and a node
-    // running beside it. The claim is the steady state below; this bound
-    // only keeps a stuck operator from hanging the suite.
-    let observed = all_observed(&op, &ns, n, Duration::from_secs(600)).duration_since(started);
+    // children, twelve API calls). The claim is the steady state below; this
+    // bound only keeps a stuck operator from hanging the suite.
+    let observed = all_observed(&op, &ns, n, Duration::from_secs(300)).duration_since(started);
 
     // Steady state: every pipeline observed again within two intervals.
     let before = (observations(&op, &ns), Usage::of(op.pid(), port));
