@@ -5,7 +5,6 @@
 use jiff::Timestamp;
 use pixelpipe_crds::PrivacySpec;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -61,8 +60,8 @@ struct PartnerEvent<'a> {
     consent: &'a Consent,
     context: PartnerContext<'a>,
     customer: HashedCustomer,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a RawValue>,
+    // `data` follows, written as the raw text it arrived as (see
+    // `partner_payload`): it was checked when decoded.
 }
 
 #[derive(Debug, Serialize)]
@@ -80,9 +79,9 @@ struct PartnerContext<'a> {
 #[serde(rename_all = "camelCase")]
 struct HashedCustomer {
     #[serde(skip_serializing_if = "Option::is_none")]
-    email_sha256: Option<String>,
+    email_sha256: Option<Sha256Hex>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    phone_sha256: Option<String>,
+    phone_sha256: Option<Sha256Hex>,
 }
 
 /// Builds the partner payload for one valid event.
@@ -126,17 +125,27 @@ pub fn partner_payload(
                 .email
                 .as_deref()
                 .and_then(normalize_email)
-                .map(sha256_hex),
+                .map(|e| sha256_hex(&e)),
             phone_sha256: event
                 .customer
                 .phone
                 .as_deref()
                 .and_then(|p| normalize_phone(p, &privacy.phone_country_code))
-                .map(sha256_hex),
+                .map(|p| sha256_hex(&p)),
         },
-        data: event.data.as_deref(),
     };
-    Ok(serde_json::to_vec(&out)?)
+    // Room for the fields around `data` without growing the buffer.
+    let data_len = event.data.as_ref().map_or(0, |d| d.get().len());
+    let mut json = Vec::with_capacity(768 + data_len);
+    serde_json::to_writer(&mut json, &out)?;
+    if let Some(data) = &event.data {
+        // The object ends with `}`: reopen it for the last member.
+        json.pop();
+        json.extend_from_slice(b",\"data\":");
+        json.extend_from_slice(data.get().as_bytes());
+        json.push(b'}');
+    }
+    Ok(json)
 }
 
 /// Lower-cased, trimmed; `None` when it is not an address at all.
@@ -167,8 +176,34 @@ pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
 }
 
 /// Lowercase hex SHA-256, the form conversion APIs expect.
-pub fn sha256_hex(s: String) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+pub fn sha256_hex(s: &str) -> Sha256Hex {
+    let mut hex = [0; 64];
+    // 64 bytes is exactly twice the digest: encoding cannot fail.
+    let _ = hex::encode_to_slice(Sha256::digest(s.as_bytes()), &mut hex);
+    Sha256Hex(hex)
+}
+
+/// A SHA-256 as 64 lowercase hex digits, kept on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Sha256Hex([u8; 64]);
+
+impl Sha256Hex {
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Sha256Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Sha256Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// Drops the fragment and every query parameter not in `allow`.
@@ -214,7 +249,7 @@ mod tests {
         assert_eq!(normalize_email("@x"), None);
         // A published test vector: SHA-256("test@example.com").
         assert_eq!(
-            sha256_hex("test@example.com".into()),
+            sha256_hex("test@example.com").as_str(),
             "973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b"
         );
     }
@@ -285,13 +320,38 @@ mod tests {
         );
         assert_eq!(
             v["customer"]["emailSha256"],
-            sha256_hex("ana@example.com".into())
+            sha256_hex("ana@example.com").as_str()
         );
         assert_eq!(
             v["customer"]["phoneSha256"],
-            sha256_hex("+15550100199".into())
+            sha256_hex("+15550100199").as_str()
         );
         assert_eq!(v["data"]["checkout"]["totalPrice"]["amount"], 129.5);
+    }
+
+    #[test]
+    fn data_is_forwarded_byte_for_byte_as_the_last_member() {
+        let base = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
+            "shopId":7,"clientId":"c-9","consent":{}DATA}"#;
+        let with = base.replace("DATA", r#","data" : { "a" : [1, 2.50, "\u00e9"] } "#);
+        let e = decode(Some(with.as_bytes()), 1 << 16).expect("decodes");
+        let out = partner_payload(&e, 0, 0, 0, &privacy()).expect("payload");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.ends_with(r#","data":{ "a" : [1, 2.50, "\u00e9"] }}"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["data"]["a"][2], "é");
+        for none in [
+            base.replace("DATA", ""),
+            base.replace("DATA", r#","data":null"#),
+        ] {
+            let e = decode(Some(none.as_bytes()), 1 << 16).expect("decodes");
+            let out = partner_payload(&e, 0, 0, 0, &privacy()).expect("payload");
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+            assert!(v.get("data").is_none(), "{v}");
+        }
     }
 
     #[test]

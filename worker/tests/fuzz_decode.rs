@@ -1,13 +1,18 @@
 //! Property-based fuzzing of the event decoder and validator: whatever bytes
 //! arrive, decoding and validation return a value or a rejection with a
-//! reason, never a panic. 256 cases per property in CI; more on demand:
+//! reason, never a panic; and the decoder agrees with the serde_json one it
+//! replaced (`oracle`) on every input but those the new rule rejects.
+//! 256 cases per property in CI; more on demand:
 //!
 //!   PROPTEST_CASES=100000 cargo test --release -p pixelpipe-worker --test fuzz_decode
 
+mod oracle;
+
 use jiff::Timestamp;
+use oracle::Verdict;
 use pixelpipe_crds::PipelineFile;
 use pixelpipe_loadgen::{Generator, Mix};
-use pixelpipe_worker::event::decode;
+use pixelpipe_worker::event::{DeadReason, decode};
 use pixelpipe_worker::routing::Router;
 use pixelpipe_worker::validate::validate;
 use proptest::prelude::*;
@@ -56,6 +61,89 @@ fn judge(bytes: &[u8]) {
             "a {:?} rejection without a reason",
             r.reason
         );
+    }
+}
+
+/// The decoder and the oracle agree: both accept, with the same fields and
+/// `data` byte for byte, or both reject, for the same reason unless the
+/// oracle's pre-scan decided before any field was read. The one new rule:
+/// a number past a double's range anywhere is rejected, where the oracle
+/// let it through in `data` and unknown fields.
+fn agree(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    if bytes.is_empty() || bytes.len() > MAX_BYTES {
+        return;
+    }
+    let ours = decode(Some(bytes), MAX_BYTES);
+    let theirs = oracle::decode(text);
+    // serde reads an array as a struct's fields in order (`"consent":[true]`);
+    // an event and its parts are objects, so ours says so, whatever follows.
+    if let Err(r) = &ours
+        && r.reason == DeadReason::Schema
+        && r.detail.ends_with("found an array")
+    {
+        return;
+    }
+    match (&ours, &theirs) {
+        (Ok(e), Ok(o)) => {
+            assert_eq!(
+                (&e.id, &e.name, &e.timestamp, e.shop_id, &e.client_id),
+                (&o.id, &o.name, &o.timestamp, o.shop_id, &o.client_id)
+            );
+            assert_eq!(e.region, o.region);
+            let c = &e.consent;
+            let oc = &o.consent;
+            assert_eq!(
+                (c.analytics, c.marketing, c.preferences, c.sale_of_data),
+                (oc.analytics, oc.marketing, oc.preferences, oc.sale_of_data)
+            );
+            assert_eq!(
+                (&e.context.url, &e.context.referrer, &e.context.user_agent),
+                (&o.context.url, &o.context.referrer, &o.context.user_agent)
+            );
+            assert_eq!(
+                (&e.customer.email, &e.customer.phone),
+                (&o.customer.email, &o.customer.phone)
+            );
+            assert_eq!(
+                e.data.as_ref().map(|d| d.get()),
+                o.data.as_ref().map(|d| d.get())
+            );
+        }
+        (Err(r), Ok(_)) => {
+            assert!(
+                r.detail.contains("IEEE-754") && out_of_range(text),
+                "the oracle accepted what we reject: {r:?} for {text:?}"
+            );
+        }
+        (Ok(_), Err(v)) => panic!("the oracle rejected ({v:?}) what we accept: {text:?}"),
+        (Err(r), Err(v)) => {
+            if r.detail.contains("IEEE-754") {
+                assert!(out_of_range(text), "{r:?} for {text:?}");
+                return;
+            }
+            let expected = match v {
+                Verdict::Structure => return,
+                Verdict::Malformed => DeadReason::MalformedJson,
+                Verdict::Schema => DeadReason::Schema,
+            };
+            // serde judges a key (unknown, duplicate) before its colon; the
+            // parser reads both before the decoder sees the key.
+            if v == &Verdict::Schema && r.detail.starts_with("expected `:`") {
+                return;
+            }
+            assert_eq!(r.reason, expected, "{r:?} for {text:?}");
+        }
+    }
+}
+
+/// serde_json, reading the whole text as a value, finds a number it cannot hold.
+fn out_of_range(text: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(e) => e.to_string().contains("number out of range"),
+        Ok(_) => false,
     }
 }
 
@@ -128,6 +216,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_are_judged_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
         judge(&bytes);
+        agree(&bytes);
     }
 
     #[test]
@@ -140,10 +229,48 @@ proptest! {
             bytes = apply(bytes, m);
         }
         judge(&bytes);
+        agree(&bytes);
     }
 
     #[test]
     fn json_shaped_text_is_judged_without_panicking(text in r#"\{("[a-zA-Z]{1,8}":(null|true|-?[0-9]{1,20}(\.[0-9]+)?(e[0-9]{1,4})?|"[^"\\]{0,20}"|\[\]|\{\}),?){0,12}\}"#) {
         judge(text.as_bytes());
+        agree(text.as_bytes());
+    }
+
+    #[test]
+    fn events_with_edited_fields_decode_as_the_oracle_does(
+        seed in any::<u64>(),
+        field in prop_oneof![
+            Just("id"), Just("name"), Just("shopId"), Just("consent"), Just("context"),
+            Just("customer"), Just("data"), Just("region"), Just("marketing"), Just("email"),
+        ],
+        value in prop_oneof![
+            Just("null".to_string()), Just("true".to_string()), Just("\"x\"".to_string()),
+            Just("{}".to_string()), Just("[]".to_string()), Just("-1".to_string()),
+            Just("1.5".to_string()), Just("1e3".to_string()), Just("1e999".to_string()),
+            Just("18446744073709551616".to_string()), Just("\"\\ud800\"".to_string()),
+            Just("{\"a\":1,\"a\":2}".to_string()), Just("\"\\u00e9\"".to_string()),
+            "-?[0-9]{1,25}(\\.[0-9]{1,5})?([eE][-+]?[0-9]{1,3})?",
+        ],
+        duplicate in any::<bool>(),
+    ) {
+        let text = String::from_utf8(valid_event(seed)).expect("utf8");
+        let key = format!("\"{field}\":");
+        let edited = match text.find(&key) {
+            Some(at) if duplicate => {
+                let mut t = text.clone();
+                t.insert_str(at, &format!("{key}{value},"));
+                t
+            }
+            Some(at) => {
+                // Replace the member's value up to the next `,"` or the end.
+                let from = at + key.len();
+                let to = text[from..].find(",\"").map_or(text.len() - 1, |i| from + i);
+                format!("{}{value}{}", &text[..from], &text[to..])
+            }
+            None => text.replacen('{', &format!("{{{key}{value},"), 1),
+        };
+        agree(edited.as_bytes());
     }
 }

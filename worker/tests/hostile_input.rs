@@ -105,7 +105,7 @@ fn corpus(run: &str) -> Vec<Case> {
         (
             "huge-exponent",
             Some(edit("x", r#""shopId":1"#, r#""shopId":1e999"#)),
-            &["malformed_json", "schema"],
+            MALFORMED,
         ),
         (
             "wrong-type-shop",
@@ -146,6 +146,26 @@ fn corpus(run: &str) -> Vec<Case> {
         (
             "lone-surrogate-id",
             Some(edit("x", r#""id":"x""#, r#""id":"x\ud800""#)),
+            MALFORMED,
+        ),
+        (
+            "huge-exponent-in-data",
+            Some(event("x", r#"{"price":1e999}"#)),
+            MALFORMED,
+        ),
+        (
+            "negative-overflow-in-data",
+            Some(event("x", r#"{"items":[{"price":-1e309}]}"#)),
+            MALFORMED,
+        ),
+        (
+            "400-digits-in-data",
+            Some(event("x", &format!(r#"{{"total":{}}}"#, "9".repeat(400)))),
+            MALFORMED,
+        ),
+        (
+            "huge-exponent-unknown-field",
+            Some(edit("x", r#""shopId":1"#, r#""shopId":1,"weight":2E+400"#)),
             MALFORMED,
         ),
         (

@@ -74,12 +74,12 @@ fn mixed_stream_reaches_exactly_the_allowed_partners() {
             assert_eq!(v["id"], g.id.as_str());
             assert_eq!(
                 v["customer"]["emailSha256"],
-                sha256_hex(g.email.to_lowercase())
+                sha256_hex(&g.email.to_lowercase()).as_str()
             );
             let digits: String = g.phone.chars().filter(char::is_ascii_digit).collect();
             assert_eq!(
                 v["customer"]["phoneSha256"],
-                sha256_hex(format!("+{digits}"))
+                sha256_hex(&format!("+{digits}")).as_str()
             );
             assert_eq!(
                 v["context"]["url"],

@@ -4,9 +4,16 @@
 //! cannot say (known event names, sane timestamps) is the validate stage's job.
 //! Unknown fields are accepted and never forwarded: only what this type names can
 //! reach a partner.
+//!
+//! The decoder reads the payload once ([`read`]): the typed fields, and every
+//! other value checked as it is skipped ([`json`]) for what partners' parsers
+//! would choke on or read differently: nesting past [`MAX_DEPTH`], unpaired
+//! surrogate escapes, numbers outside the IEEE-754 double range.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+mod json;
+mod read;
+
+use serde::Serialize;
 
 /// Why a message went to the dead-letter topic. The code is a metric label and a
 /// header, so the set is closed.
@@ -69,22 +76,17 @@ impl Rejection {
 }
 
 /// What the customer allowed. Every flag defaults to "not allowed".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Consent {
-    #[serde(default)]
     pub analytics: bool,
-    #[serde(default)]
     pub marketing: bool,
-    #[serde(default)]
     pub preferences: bool,
-    #[serde(default)]
     pub sale_of_data: bool,
 }
 
 /// Where the event happened. URLs may carry personal data in query strings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
     pub url: Option<String>,
     pub referrer: Option<String>,
@@ -92,108 +94,42 @@ pub struct Context {
 }
 
 /// Raw customer identifiers. They are hashed by augment and never forwarded.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Customer {
     pub email: Option<String>,
     pub phone: Option<String>,
 }
 
 /// A decoded storefront event.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: String,
     pub name: String,
     pub timestamp: String,
     pub shop_id: u64,
     pub client_id: String,
-    #[serde(default)]
     pub region: Option<String>,
     pub consent: Consent,
-    #[serde(default)]
     pub context: Context,
-    #[serde(default)]
     pub customer: Customer,
     /// Event-specific payload, kept as raw JSON text: it is forwarded as is, and
     /// building a tree of it would cost more than the rest of the event.
-    #[serde(default)]
-    pub data: Option<Box<RawValue>>,
+    pub data: Option<RawJson>,
+}
+
+/// One JSON value exactly as it arrived, checked by the decoder: valid syntax,
+/// nesting, escapes and numbers. Only the decoder makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawJson(Box<str>);
+
+impl RawJson {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Deepest object/array nesting accepted anywhere in an event.
 pub const MAX_DEPTH: usize = 32;
-
-/// What a single pass over the raw text finds that serde_json does not check
-/// in the parts it skips (unknown fields) or keeps raw (`data`).
-#[derive(Debug, PartialEq, Eq)]
-enum Structure {
-    Fine,
-    /// Nesting of `[` and `{` outside strings went past [`MAX_DEPTH`].
-    TooDeep,
-    /// A `\u` escape of half a surrogate pair, at this byte: not a character,
-    /// and many partners' parsers reject or mangle it.
-    LoneSurrogate(usize),
-}
-
-fn scan(bytes: &[u8]) -> Structure {
-    let (mut depth, mut in_string) = (0usize, false);
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        i += 1;
-        if in_string {
-            match b {
-                b'"' => in_string = false,
-                b'\\' if bytes.get(i) == Some(&b'u') => {
-                    let at = i - 1;
-                    match surrogate(bytes, i + 1) {
-                        Some(High)
-                            if surrogate(bytes, i + 7) == Some(Low)
-                                && bytes.get(i + 5..i + 7) == Some(b"\\u") =>
-                        {
-                            i += 11
-                        }
-                        Some(_) => return Structure::LoneSurrogate(at),
-                        None => i += 5,
-                    }
-                }
-                b'\\' => i += 1,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Structure::TooDeep;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Structure::Fine
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Half {
-    High,
-    Low,
-}
-use Half::{High, Low};
-
-/// Which half of a surrogate pair the four hex digits at `at` encode, if any.
-fn surrogate(bytes: &[u8], at: usize) -> Option<Half> {
-    let hex = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
-    match u16::from_str_radix(hex, 16).ok()? {
-        0xD800..=0xDBFF => Some(High),
-        0xDC00..=0xDFFF => Some(Low),
-        _ => None,
-    }
-}
 
 /// Decodes one message payload into an [`Event`].
 pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejection> {
@@ -213,30 +149,7 @@ pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejecti
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         )
     })?;
-    // serde_json skips unknown fields and keeps `data` raw without a depth
-    // limit or a surrogate check; partners should not receive either.
-    match scan(bytes) {
-        Structure::Fine => {}
-        Structure::TooDeep => {
-            return Err(Rejection::new(
-                DeadReason::MalformedJson,
-                format!("nesting deeper than {MAX_DEPTH} levels"),
-            ));
-        }
-        Structure::LoneSurrogate(at) => {
-            return Err(Rejection::new(
-                DeadReason::MalformedJson,
-                format!("unpaired surrogate escape at byte {at}"),
-            ));
-        }
-    }
-    serde_json::from_str::<Event>(text).map_err(|e| {
-        let reason = match e.classify() {
-            serde_json::error::Category::Data => DeadReason::Schema,
-            _ => DeadReason::MalformedJson,
-        };
-        Rejection::new(reason, e.to_string())
-    })
+    read::event(text)
 }
 
 #[cfg(test)]
@@ -316,33 +229,53 @@ mod tests {
     }
 
     #[test]
-    fn counts_nesting_outside_strings_only() {
-        let deep = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert_eq!(scan(deep(MAX_DEPTH).as_bytes()), Structure::Fine);
-        assert_eq!(scan(deep(MAX_DEPTH + 1).as_bytes()), Structure::TooDeep);
-        let in_string = format!("{{\"a\":\"{}\"}}", "[".repeat(100));
-        assert_eq!(scan(in_string.as_bytes()), Structure::Fine);
-        let escaped_quote = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(100));
-        assert_eq!(scan(escaped_quote.as_bytes()), Structure::Fine);
+    fn numbers_past_a_double_are_malformed_anywhere() {
+        for (from, to) in [
+            ("\"amount\":12.5", "\"amount\":1e999"),
+            ("\"amount\":12.5", "\"amount\":-1e309"),
+            ("\"extra\":\"ignored\"", "\"extra\":1E+400"),
+            ("\"shopId\":4211", "\"shopId\":1e999"),
+        ] {
+            let bad = GOOD.replacen(from, to, 1);
+            assert_ne!(bad, GOOD, "{from}");
+            assert_eq!(reason(bad.as_bytes()), DeadReason::MalformedJson, "{bad}");
+        }
+        // The largest double, and underflow to zero, are numbers partners read.
+        for fine in ["1.7976931348623157e308", "1e-400", "-0.0"] {
+            let ok = GOOD.replace("12.5", fine);
+            let e = decode(Some(ok.as_bytes()), 64 * 1024).expect(fine);
+            assert!(e.data.expect("data").get().contains(fine));
+        }
     }
 
     #[test]
-    fn finds_unpaired_surrogates_and_accepts_pairs() {
-        assert_eq!(scan(br#"["\ud83d\ude00"]"#), Structure::Fine);
+    fn a_value_of_the_wrong_type_names_its_field() {
+        let detail = |bad: String| match decode(Some(bad.as_bytes()), 64 * 1024) {
+            Err(r) if r.reason == DeadReason::Schema => r.detail,
+            other => panic!("{other:?} for {bad}"),
+        };
         assert_eq!(
-            scan(br#"["\\ud800"]"#),
-            Structure::Fine,
-            "an escaped backslash"
+            detail(GOOD.replace("4211", "-4211")),
+            "field `shopId`: expected a whole number from 0 to 18446744073709551615"
         );
-        assert_eq!(scan(br#"["x\ud800"]"#), Structure::LoneSurrogate(3));
-        assert_eq!(scan(br#"["\ude00\ud83d"]"#), Structure::LoneSurrogate(2));
-        assert_eq!(scan(br#"["\ud83d\n"]"#), Structure::LoneSurrogate(2));
-        assert_eq!(scan(br#"["\ud83d"#), Structure::LoneSurrogate(2));
         assert_eq!(
-            scan(br#"["\u00e9\u"]"#),
-            Structure::Fine,
-            "serde_json rejects the short one"
+            detail(GOOD.replace("\"analytics\":true", "\"analytics\":1")),
+            "field `analytics`: expected a boolean, found a number"
         );
+        assert_eq!(
+            detail(GOOD.replace("\"c-1\"", "null")),
+            "field `clientId`: expected a string, found null"
+        );
+        assert_eq!(
+            detail(GOOD.replace("\"marketing\":false", "\"ads\":false")),
+            "unknown field `ads` in `consent`, expected one of `analytics`, `marketing`, \
+             `preferences`, `saleOfData`"
+        );
+        assert_eq!(
+            detail(GOOD.replace("\"shopId\":4211,", "")),
+            "missing field `shopId`"
+        );
+        assert_eq!(detail("[]".into()), "an event is an object, found an array");
     }
 
     #[test]

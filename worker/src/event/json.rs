@@ -1,0 +1,242 @@
+//! Checking a JSON value while stepping over it, without recursion: what
+//! partners' standard parsers reject or read differently never passes, even in
+//! parts the worker does not read (`data`, unknown fields).
+
+use jiter::{Jiter, JiterError, Peek};
+
+use super::{DeadReason, MAX_DEPTH, Rejection};
+
+/// A JSON syntax error, as the dead-letter detail gives it.
+pub(super) fn malformed(e: JiterError) -> Rejection {
+    Rejection::new(
+        DeadReason::MalformedJson,
+        format!("{} at byte {}", e.error_type, e.index),
+    )
+}
+
+/// The containers open inside the value being skipped: a bit per level, set
+/// for an array. [`MAX_DEPTH`] levels fit, so the stack needs no allocation.
+#[derive(Debug)]
+struct Open {
+    arrays: u64,
+    len: usize,
+    /// Containers already open around the value: they count toward the limit.
+    outer: usize,
+}
+
+impl Open {
+    fn push(&mut self, array: bool) -> Result<(), Rejection> {
+        if self.outer + self.len >= MAX_DEPTH {
+            return Err(Rejection::new(
+                DeadReason::MalformedJson,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.arrays = (self.arrays & !(1 << self.len)) | (u64::from(array) << self.len);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Whether the innermost open container is an array; `None` when none is.
+    fn top(&self) -> Option<bool> {
+        let top = self.len.checked_sub(1)?;
+        Some(self.arrays & (1 << top) != 0)
+    }
+}
+
+/// Consumes the value that starts with `peek`, `outer` containers deep,
+/// checking all of it.
+pub(super) fn skip(j: &mut Jiter, mut peek: Peek, outer: usize) -> Result<(), Rejection> {
+    let mut open = Open {
+        arrays: 0,
+        len: 0,
+        outer,
+    };
+    loop {
+        if let Some(next) = enter(j, peek, &mut open)? {
+            peek = next;
+            continue;
+        }
+        // A value ended: step its container, closing each that ends here too.
+        loop {
+            let next = match open.top() {
+                None => return Ok(()),
+                Some(true) => j.array_step().map_err(malformed)?,
+                Some(false) => match j.next_key_bytes().map_err(malformed)? {
+                    Some(_) => Some(j.peek().map_err(malformed)?),
+                    None => None,
+                },
+            };
+            if let Some(next) = next {
+                peek = next;
+                break;
+            }
+            open.len -= 1;
+        }
+    }
+}
+
+/// Consumes a scalar, or opens a container: `Some` with the first value
+/// inside it, `None` when the value (an empty container too) is complete.
+fn enter(j: &mut Jiter, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rejection> {
+    match peek {
+        Peek::Array => {
+            open.push(true)?;
+            let first = j.known_array().map_err(malformed)?;
+            if first.is_none() {
+                open.len -= 1;
+            }
+            Ok(first)
+        }
+        Peek::Object => {
+            open.push(false)?;
+            if j.next_object_bytes().map_err(malformed)?.is_some() {
+                return Ok(Some(j.peek().map_err(malformed)?));
+            }
+            open.len -= 1;
+            Ok(None)
+        }
+        Peek::String => j.known_bytes().map(|_| None).map_err(malformed),
+        Peek::Null => j.known_null().map(|()| None).map_err(malformed),
+        Peek::True | Peek::False => j.known_bool(peek).map(|_| None).map_err(malformed),
+        _ => {
+            let at = j.current_index();
+            let number = j.known_number_bytes(peek).map_err(malformed)?;
+            finite(number, at).map(|()| None)
+        }
+    }
+}
+
+/// A number partners can read as a double: JSON allows any digits, but most
+/// parsers (JavaScript's, Python's with defaults, Go's) fail or give infinity
+/// past about 1.8e308. Underflow to zero is what every parser does: accepted.
+pub(super) fn finite(number: &[u8], at: usize) -> Result<(), Rejection> {
+    let digits_before_point = number
+        .iter()
+        .take_while(|&&b| b != b'.')
+        .filter(|b| b.is_ascii_digit())
+        .count();
+    let exponent = number.iter().any(|&b| b == b'e' || b == b'E');
+    // Fewer than 309 integer digits and no exponent: below 1e308, so finite.
+    if !exponent && digits_before_point <= 308 {
+        return Ok(());
+    }
+    let value: f64 = std::str::from_utf8(number)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::INFINITY);
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            DeadReason::MalformedJson,
+            format!("number outside the IEEE-754 double range at byte {at}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The verdict on a whole document: `None` when it passes.
+    fn check(text: &str) -> Option<String> {
+        let mut j = Jiter::new(text.as_bytes());
+        let result = j
+            .peek()
+            .map_err(malformed)
+            .and_then(|p| skip(&mut j, p, 0))
+            .and_then(|()| j.finish().map_err(malformed));
+        result.err().map(|r| {
+            assert_eq!(r.reason, DeadReason::MalformedJson);
+            r.detail
+        })
+    }
+
+    #[test]
+    fn accepts_json() {
+        for ok in [
+            "[]",
+            "{}",
+            r#"{"a":[1,-2.5e3,true,false,null,"x",{"b":{}}],"c":"\ud83d\ude00"}"#,
+            " [ 1 , [ ] , { } ] ",
+            r#"["\\ud800"]"#,
+            "1.7976931348623157e308",
+            "1e-400",
+        ] {
+            assert_eq!(check(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn counts_nesting_outside_strings_only() {
+        let deep = |n| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(check(&deep(MAX_DEPTH)), None);
+        let too_deep = check(&deep(MAX_DEPTH + 1)).expect("rejected");
+        assert!(too_deep.contains("nesting deeper than 32"), "{too_deep}");
+        let mixed = format!("{}{}", "{\"a\":[".repeat(16), "]}".repeat(16));
+        assert_eq!(check(&mixed), None);
+        let mixed = format!("[{}{}]", "{\"a\":[".repeat(16), "]}".repeat(16));
+        assert!(check(&mixed).is_some());
+        assert_eq!(check(&format!("[\"{}\"]", "[".repeat(100))), None);
+        assert_eq!(check(&format!("[\"\\\"{}\"]", "[".repeat(100))), None);
+        let hostile = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(check(&hostile).is_some());
+    }
+
+    #[test]
+    fn the_outer_containers_count() {
+        let text = format!("{}{}", "[".repeat(30), "]".repeat(30));
+        let mut j = Jiter::new(text.as_bytes());
+        let peek = j.peek().expect("peek");
+        assert!(skip(&mut j, peek, 2).is_ok());
+        let mut j = Jiter::new(text.as_bytes());
+        let peek = j.peek().expect("peek");
+        assert!(skip(&mut j, peek, 3).is_err());
+    }
+
+    #[test]
+    fn rejects_unpaired_surrogates() {
+        for bad in [
+            r#"["x\ud800"]"#,
+            r#"["\ude00\ud83d"]"#,
+            r#"["\ud83d\n"]"#,
+            r#"{"\udc00":1}"#,
+            r#"["\ud83d"#,
+        ] {
+            assert!(check(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_numbers_past_a_double() {
+        for bad in ["1e999", "-1e309", "[0.5e400]", "{\"a\":1E+309}"] {
+            let detail = check(bad).expect(bad);
+            assert!(detail.contains("IEEE-754"), "{bad}: {detail}");
+        }
+        let digits = format!("[{}]", "9".repeat(400));
+        assert!(check(&digits).expect("rejected").contains("IEEE-754"));
+        assert_eq!(check(&format!("[{}]", "9".repeat(308))), None);
+        assert_eq!(check(&format!("[{}.5]", "9".repeat(308))), None);
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        for bad in [
+            "",
+            "[",
+            "[1,]",
+            "{\"a\"}",
+            "{\"a\":}",
+            "[01]",
+            "NaN",
+            "[Infinity]",
+            "[tru]",
+            "{'a':1}",
+            "[\"\u{1}\"]",
+            "[1 2]",
+        ] {
+            assert!(check(bad).is_some(), "{bad:?}");
+        }
+    }
+}

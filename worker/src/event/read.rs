@@ -1,0 +1,321 @@
+//! Reading an [`Event`] in one pass over the payload: each field the event
+//! names is typed as it is met, everything else is checked and stepped over.
+//! The first problem in document order is the one reported, as serde would:
+//! wrong types, missing, duplicate or (in `consent`) unknown fields are
+//! `schema`; anything a JSON parser rejects is `malformed_json`.
+
+use jiter::{Jiter, Peek};
+
+use super::json::{finite, malformed, skip};
+use super::{Consent, Context, Customer, DeadReason, Event, RawJson, Rejection};
+
+fn schema(detail: impl Into<String>) -> Rejection {
+    Rejection::new(DeadReason::Schema, detail)
+}
+
+/// The JSON type a peek announces, for "expected X, found Y" details.
+fn kind(peek: Peek) -> &'static str {
+    match peek {
+        Peek::Object => "an object",
+        Peek::Array => "an array",
+        Peek::String => "a string",
+        Peek::Null => "null",
+        Peek::True | Peek::False => "a boolean",
+        _ => "a number",
+    }
+}
+
+/// The keys of one object, each at most once: a bit per known field.
+#[derive(Debug, Default)]
+struct Seen(u16);
+
+impl Seen {
+    fn first<F: Copy + Into<&'static str>>(&mut self, field: F, bit: u8) -> Result<(), Rejection> {
+        let mask = 1 << bit;
+        if self.0 & mask != 0 {
+            return Err(schema(format!("duplicate field `{}`", field.into())));
+        }
+        self.0 |= mask;
+        Ok(())
+    }
+
+    fn has(&self, bit: u8) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+}
+
+/// Walks the members of the object whose `{` is next: `classify` names each
+/// key (the parser may hold its text only until the value is read), and
+/// `member` reads the value.
+fn members<K>(
+    j: &mut Jiter,
+    classify: impl Fn(&str) -> K,
+    mut member: impl FnMut(&mut Jiter, K) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    let mut key = j.known_object().map_err(malformed)?.map(&classify);
+    while let Some(k) = key {
+        member(j, k)?;
+        key = j.next_key().map_err(malformed)?.map(&classify);
+    }
+    Ok(())
+}
+
+/// The top-level fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "camelCase")]
+enum Field {
+    Id,
+    Name,
+    Timestamp,
+    ShopId,
+    ClientId,
+    Region,
+    Consent,
+    Context,
+    Customer,
+    Data,
+}
+
+const REQUIRED: [Field; 6] = [
+    Field::Id,
+    Field::Name,
+    Field::Timestamp,
+    Field::ShopId,
+    Field::ClientId,
+    Field::Consent,
+];
+
+/// The event in `text`, which is valid UTF-8.
+pub(super) fn event(text: &str) -> Result<Event, Rejection> {
+    let mut j = Jiter::new(text.as_bytes());
+    let peek = j.peek().map_err(malformed)?;
+    if peek != Peek::Object {
+        // Check the whole value first: a JSON error outranks the wrong type.
+        skip(&mut j, peek, 0)?;
+        return Err(schema(format!(
+            "an event is an object, found {}",
+            kind(peek)
+        )));
+    }
+    let mut e = Event {
+        id: String::new(),
+        name: String::new(),
+        timestamp: String::new(),
+        shop_id: 0,
+        client_id: String::new(),
+        region: None,
+        consent: Consent::default(),
+        context: Context::default(),
+        customer: Customer::default(),
+        data: None,
+    };
+    let mut seen = Seen::default();
+    members(
+        &mut j,
+        |k| k.parse::<Field>().ok(),
+        |j, field| {
+            let Some(field) = field else {
+                let peek = j.peek().map_err(malformed)?;
+                return skip(j, peek, 1);
+            };
+            seen.first(field, field as u8)?;
+            let name: &'static str = field.into();
+            match field {
+                Field::Id => e.id = string(j, name)?,
+                Field::Name => e.name = string(j, name)?,
+                Field::Timestamp => e.timestamp = string(j, name)?,
+                Field::ShopId => e.shop_id = unsigned(j, name)?,
+                Field::ClientId => e.client_id = string(j, name)?,
+                Field::Region => e.region = optional_string(j, name)?,
+                Field::Consent => e.consent = consent(j)?,
+                Field::Context => e.context = context(j)?,
+                Field::Customer => e.customer = customer(j)?,
+                Field::Data => e.data = data(j, text)?,
+            }
+            Ok(())
+        },
+    )?;
+    if let Some(missing) = REQUIRED.iter().find(|f| !seen.has(**f as u8)) {
+        let name: &'static str = (*missing).into();
+        return Err(schema(format!("missing field `{name}`")));
+    }
+    j.finish().map_err(malformed)?;
+    Ok(e)
+}
+
+fn string(j: &mut Jiter, field: &str) -> Result<String, Rejection> {
+    match j.peek().map_err(malformed)? {
+        Peek::String => Ok(j.known_str().map_err(malformed)?.to_owned()),
+        other => Err(wrong_type(j, other, field, "a string")),
+    }
+}
+
+fn optional_string(j: &mut Jiter, field: &str) -> Result<Option<String>, Rejection> {
+    match j.peek().map_err(malformed)? {
+        Peek::String => Ok(Some(j.known_str().map_err(malformed)?.to_owned())),
+        Peek::Null => j.known_null().map(|()| None).map_err(malformed),
+        other => Err(wrong_type(j, other, field, "a string or null")),
+    }
+}
+
+fn boolean(j: &mut Jiter, field: &str) -> Result<bool, Rejection> {
+    match j.peek().map_err(malformed)? {
+        peek @ (Peek::True | Peek::False) => j.known_bool(peek).map_err(malformed),
+        other => Err(wrong_type(j, other, field, "a boolean")),
+    }
+}
+
+/// A whole number within u64; a fraction, an exponent or a sign is `schema`
+/// (after the number is checked as JSON and as a double).
+fn unsigned(j: &mut Jiter, field: &str) -> Result<u64, Rejection> {
+    let peek = j.peek().map_err(malformed)?;
+    if !peek.is_num() {
+        return Err(wrong_type(j, peek, field, "a whole number"));
+    }
+    let at = j.current_index();
+    let number = j.known_number_bytes(peek).map_err(malformed)?;
+    finite(number, at)?;
+    std::str::from_utf8(number)
+        .ok()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            schema(format!(
+                "field `{field}`: expected a whole number from 0 to {}",
+                u64::MAX
+            ))
+        })
+}
+
+/// The schema error for a value of the wrong type, unless a scalar there is
+/// not JSON at all (then that is the error). A container is not read: its
+/// first byte decides, as in serde.
+fn wrong_type(j: &mut Jiter, peek: Peek, field: &str, expected: &str) -> Rejection {
+    if !matches!(peek, Peek::Array | Peek::Object)
+        && let Err(bad) = skip(j, peek, 1)
+    {
+        return bad;
+    }
+    schema(format!(
+        "field `{field}`: expected {expected}, found {}",
+        kind(peek)
+    ))
+}
+
+/// An object value, or the error for whatever else is there.
+fn object(j: &mut Jiter, field: &str) -> Result<(), Rejection> {
+    match j.peek().map_err(malformed)? {
+        Peek::Object => Ok(()),
+        other => Err(wrong_type(j, other, field, "an object")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "camelCase")]
+enum ConsentField {
+    Analytics,
+    Marketing,
+    Preferences,
+    SaleOfData,
+}
+
+/// Consent names exactly its flags: an unknown one might be a consent the
+/// customer did not give, so it is an error rather than ignored.
+fn consent(j: &mut Jiter) -> Result<Consent, Rejection> {
+    object(j, "consent")?;
+    let (mut c, mut seen) = (Consent::default(), Seen::default());
+    let classify = |k: &str| k.parse::<ConsentField>().map_err(|_| k.to_owned());
+    members(j, classify, |j, field| {
+        let field = field.map_err(|key| {
+            schema(format!(
+                "unknown field `{key}` in `consent`, expected one of \
+                 `analytics`, `marketing`, `preferences`, `saleOfData`"
+            ))
+        })?;
+        seen.first(field, field as u8)?;
+        let flag = boolean(j, field.into())?;
+        match field {
+            ConsentField::Analytics => c.analytics = flag,
+            ConsentField::Marketing => c.marketing = flag,
+            ConsentField::Preferences => c.preferences = flag,
+            ConsentField::SaleOfData => c.sale_of_data = flag,
+        }
+        Ok(())
+    })?;
+    Ok(c)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "camelCase")]
+enum ContextField {
+    Url,
+    Referrer,
+    UserAgent,
+}
+
+fn context(j: &mut Jiter) -> Result<Context, Rejection> {
+    object(j, "context")?;
+    let (mut c, mut seen) = (Context::default(), Seen::default());
+    members(
+        j,
+        |k| k.parse::<ContextField>().ok(),
+        |j, field| {
+            let Some(field) = field else {
+                let peek = j.peek().map_err(malformed)?;
+                return skip(j, peek, 2);
+            };
+            seen.first(field, field as u8)?;
+            let value = optional_string(j, field.into())?;
+            match field {
+                ContextField::Url => c.url = value,
+                ContextField::Referrer => c.referrer = value,
+                ContextField::UserAgent => c.user_agent = value,
+            }
+            Ok(())
+        },
+    )?;
+    Ok(c)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "camelCase")]
+enum CustomerField {
+    Email,
+    Phone,
+}
+
+fn customer(j: &mut Jiter) -> Result<Customer, Rejection> {
+    object(j, "customer")?;
+    let (mut c, mut seen) = (Customer::default(), Seen::default());
+    members(
+        j,
+        |k| k.parse::<CustomerField>().ok(),
+        |j, field| {
+            let Some(field) = field else {
+                let peek = j.peek().map_err(malformed)?;
+                return skip(j, peek, 2);
+            };
+            seen.first(field, field as u8)?;
+            let value = optional_string(j, field.into())?;
+            match field {
+                CustomerField::Email => c.email = value,
+                CustomerField::Phone => c.phone = value,
+            }
+            Ok(())
+        },
+    )?;
+    Ok(c)
+}
+
+/// `data` as the raw text it arrived as, after checking all of it; `null`
+/// is no data.
+fn data(j: &mut Jiter, text: &str) -> Result<Option<RawJson>, Rejection> {
+    let peek = j.peek().map_err(malformed)?;
+    if peek == Peek::Null {
+        return j.known_null().map(|()| None).map_err(malformed);
+    }
+    let start = j.current_index();
+    skip(j, peek, 1)?;
+    let raw = text.get(start..j.current_index()).unwrap_or_default();
+    Ok(Some(RawJson(raw.into())))
+}
