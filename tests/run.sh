@@ -98,6 +98,10 @@ if [ "$#" -eq 0 ]; then
   "$CARGO_TARGET_DIR/debug/pixelpipe-bench" run --smoke --bootstrap-servers "$KAFKA_BOOTSTRAP" \
     >"$PIXELPIPE_RUN/bench-smoke.md" || { status=1; log "the benchmark smoke run failed"; }
   tail -n 12 "$PIXELPIPE_RUN/bench-smoke.md" || true
+  # Its last three lines are for scripts: they must be there and parse.
+  verdict='^ratio throughput [0-9.]+\|cpu_us_per_event pixelpipe [0-9.]+ ceiling [0-9.]+\|events_per_core_second pixelpipe [0-9]+$'
+  tail -n 3 "$PIXELPIPE_RUN/bench-smoke.md" | paste -sd'|' | grep -Eq "$verdict" ||
+    { status=1; log "the benchmark's output does not end with its three verdict lines"; }
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"

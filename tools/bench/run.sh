@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark (docs/benchmarks.md): builds the worker and pixelpipe-bench in
 # release, starts a local Kafka broker unless KAFKA_BOOTSTRAP points at one,
-# and prints Markdown tables on stdout (progress on stderr).
+# and prints Markdown tables on stdout (progress on stderr), then three lines
+# for scripts: `ratio throughput <pixelpipe/ceiling>`,
+# `cpu_us_per_event pixelpipe <x> ceiling <y>`, `events_per_core_second pixelpipe <z>`
+# (Pixelpipe at the pools its evidence picks; medians of interleaved rounds).
 #
 #   tools/bench/run.sh                                   the full run: medians of 3, about 15 minutes
 #   tools/bench/run.sh --smoke                           seconds, tiny input (tests/run.sh runs this)

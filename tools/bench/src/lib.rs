@@ -4,4 +4,5 @@
 
 pub mod designs;
 pub mod pools;
+pub mod rounds;
 pub mod suite;

@@ -1,8 +1,9 @@
 //! Pools picked from evidence: a probe run at the spec's starting pools, the
 //! worker's `/evidence` read over the middle of the run as the operator reads
 //! it, and the policy's own `size_pools` at the capacity it measures, until
-//! the pick holds still; then pools 1, the picked pools and every pool at its
-//! maximum, interleaved round by round so drift hits each alike.
+//! the pick holds still; then the ceiling, pools 1, the picked pools and every
+//! pool at its maximum, interleaved round by round so drift hits each alike.
+//! The benchmark's verdict is the picked pools' against the ceiling.
 
 use std::fmt::Write as _;
 
@@ -13,7 +14,8 @@ use pixelpipe_policy::Evidence;
 use pixelpipe_policy::pools::size_pools;
 use pixelpipe_policy::reading;
 
-use crate::suite::{Input, Measurement, Plan, Pools, Variant, measure, median, pools_label};
+use crate::rounds::{self, Design, Verdict};
+use crate::suite::{Input, Plan, Pools, Variant, measure, pools_label};
 
 /// Probe runs at most: each pick comes from the pools before it, as the
 /// operator's does from one interval to the next.
@@ -77,7 +79,14 @@ pub fn pick(current: Pools, evidence: &Evidence) -> Pools {
 
 /// Probes, picks, and races the pick against pools 1 and the maximum;
 /// appends the section to `out`.
-pub(crate) async fn section(plan: &Plan, input: &Input, out: &mut String) -> anyhow::Result<()> {
+/// Probes the pools the operator would pick from the worker's evidence, then
+/// measures them in rounds with the ceiling, one worker per stage and the
+/// default maximum: the verdict is the picked pools' against the ceiling.
+pub(crate) async fn section(
+    plan: &Plan,
+    input: &Input,
+    out: &mut String,
+) -> anyhow::Result<Verdict> {
     let defaults = StagePool::default();
     // Jobs in flight as the operator sets them for the default bounds (twice
     // the largest maxWorkers), whatever the pools are now: a pool change
@@ -113,65 +122,37 @@ pub(crate) async fn section(plan: &Plan, input: &Input, out: &mut String) -> any
         }
     }
     let max = PerStage::splat(usize::try_from(defaults.max_workers).unwrap_or(32));
-    let designs = [PerStage::splat(1), pools, max].map(Variant::Pixelpipe);
-    let rounds = race(plan, input, &designs).await?;
-    write_section(out, &steps, &designs, &rounds);
-    Ok(())
+    let variants = [
+        Variant::Ceiling,
+        Variant::Pixelpipe(PerStage::splat(1)),
+        Variant::Pixelpipe(pools),
+        Variant::Pixelpipe(max),
+    ];
+    let designs = rounds::interleaved(plan, input, &variants).await?;
+    write_section(out, &steps, &designs, plan.runs);
+    Ok(Verdict {
+        throughput_ratio: designs[2].throughput.median,
+        pixelpipe_cpu_us: designs[2].median.cpu_us_per_event,
+        ceiling_cpu_us: designs[0].median.cpu_us_per_event,
+    })
 }
 
-/// `plan.runs` rounds, each running every design once, in order.
-async fn race(
-    plan: &Plan,
-    input: &Input,
-    designs: &[Variant; 3],
-) -> anyhow::Result<Vec<[Measurement; 3]>> {
-    let mut rounds = Vec::with_capacity(plan.runs);
-    for round in 0..plan.runs {
-        let mut ms = [Measurement::default(); 3];
-        for (m, &v) in ms.iter_mut().zip(designs) {
-            *m = measure(plan, input, v).await?.m;
-            eprintln!(
-                "  {:<34} round {}: {:>8.0} events/s, {:>5.2} us/event, {:>6.1} MiB",
-                v.label(),
-                round + 1,
-                m.events_per_second,
-                m.cpu_us_per_event,
-                m.peak_rss_mib
-            );
-        }
-        rounds.push(ms);
-    }
-    Ok(rounds)
-}
-
-fn write_section(
-    out: &mut String,
-    steps: &[String],
-    designs: &[Variant; 3],
-    rounds: &[[Measurement; 3]],
-) {
+fn write_section(out: &mut String, steps: &[String], designs: &[Design], rounds: usize) {
     let _ = writeln!(
         out,
-        "\n## Pools picked from evidence ({} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| pools | input events/s | vs pools 1 (median, range) | CPU us/event | peak RSS MiB |\n| --- | --: | --: | --: | --: |",
-        rounds.len(),
+        "\n## Pools picked from evidence ({rounds} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| design | input events/s | vs ceiling (median, range) | CPU us/event | CPU vs ceiling | peak RSS MiB |\n| --- | --: | --: | --: | --: | --: |",
         steps.join("; ")
     );
-    for (i, v) in designs.iter().enumerate() {
-        let ratios: Vec<f64> = rounds
-            .iter()
-            .map(|r| r[i].events_per_second / r[0].events_per_second.max(1.0))
-            .collect();
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
-        let of = |f: fn(&Measurement) -> f64| median(rounds.iter().map(|r| f(&r[i])).collect());
+    for d in designs {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.2}x ({lo:.2}-{hi:.2}) | {:.2} | {:.1} |",
-            v.label(),
-            of(|m| m.events_per_second),
-            median(ratios.clone()),
-            of(|m| m.cpu_us_per_event),
-            of(|m| m.peak_rss_mib),
+            "| {} | {:.0} | {} | {:.2} | {} | {:.1} |",
+            d.variant.label(),
+            d.median.events_per_second,
+            d.throughput,
+            d.median.cpu_us_per_event,
+            d.cpu,
+            d.median.peak_rss_mib,
         );
     }
 }

@@ -1,0 +1,181 @@
+//! Designs measured in rounds: every round runs each design once, in the same
+//! order (ABC ABC ...), so whatever drifts over a benchmark (the broker's log
+//! cleaner, page cache, a neighbour's load) hits every design alike. Each
+//! ratio is taken within a round, against that round's baseline, and reported
+//! as its median with the spread.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::suite::{Input, Measurement, Plan, Run, Variant, measure, median, medians};
+
+/// A ratio over the rounds: median, lowest and highest.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Self {
+        Self {
+            median: median(values.to_vec()),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
+
+impl fmt::Display for Spread {
+    /// `0.93x (0.90-0.97)`; a single round has no spread to show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}x", self.median)?;
+        if self.max > self.min {
+            write!(f, " ({:.2}-{:.2})", self.min, self.max)?;
+        }
+        Ok(())
+    }
+}
+
+/// One design over all rounds.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub variant: Variant,
+    /// The median of each measure over the rounds.
+    pub median: Measurement,
+    /// Events per second over the baseline's, per round.
+    pub throughput: Spread,
+    /// CPU per event over the baseline's, per round.
+    pub cpu: Spread,
+    /// Stage times of the last round.
+    pub stages: HashMap<String, f64>,
+}
+
+/// Measures `variants` in `plan.runs` rounds; the first is the baseline the
+/// ratios are taken against.
+pub(crate) async fn interleaved(
+    plan: &Plan,
+    input: &Input,
+    variants: &[Variant],
+) -> anyhow::Result<Vec<Design>> {
+    let mut runs: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 1..=plan.runs {
+        for (runs, &v) in runs.iter_mut().zip(variants) {
+            let run = measure(plan, input, v).await?;
+            let m = &run.m;
+            eprintln!(
+                "  {:<32} round {round}: {:>8.0} events/s, {:>6.2} us/event, p99 {:>5.2} s, {:>6.1} MiB",
+                v.label(),
+                m.events_per_second,
+                m.cpu_us_per_event,
+                m.p99_age,
+                m.peak_rss_mib
+            );
+            runs.push(run);
+        }
+    }
+    let baseline: Vec<Measurement> = runs[0].iter().map(|r| r.m).collect();
+    Ok(variants
+        .iter()
+        .zip(runs)
+        .map(|(&variant, runs)| design(variant, runs, &baseline))
+        .collect())
+}
+
+fn design(variant: Variant, runs: Vec<Run>, baseline: &[Measurement]) -> Design {
+    let ratio = |f: fn(&Measurement) -> f64| {
+        let per_round: Vec<f64> = runs
+            .iter()
+            .zip(baseline)
+            .map(|(r, b)| f(&r.m) / f(b).max(1e-9))
+            .collect();
+        Spread::of(&per_round)
+    };
+    let ms: Vec<Measurement> = runs.iter().map(|r| r.m).collect();
+    Design {
+        variant,
+        median: medians(&ms),
+        throughput: ratio(|m| m.events_per_second),
+        cpu: ratio(|m| m.cpu_us_per_event),
+        stages: runs.last().map(|r| r.stages.clone()).unwrap_or_default(),
+    }
+}
+
+/// The lines a script reads from the end of the benchmark's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Pixelpipe's events per second over the ceiling's (median of rounds).
+    pub throughput_ratio: f64,
+    pub pixelpipe_cpu_us: f64,
+    pub ceiling_cpu_us: f64,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "ratio throughput {:.3}", self.throughput_ratio)?;
+        writeln!(
+            f,
+            "cpu_us_per_event pixelpipe {:.2} ceiling {:.2}",
+            self.pixelpipe_cpu_us, self.ceiling_cpu_us
+        )?;
+        write!(
+            f,
+            "events_per_core_second pixelpipe {:.0}",
+            1e6 / self.pixelpipe_cpu_us.max(1e-9)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(events_per_second: f64, cpu_us_per_event: f64) -> Run {
+        Run {
+            m: Measurement {
+                events_per_second,
+                cpu_us_per_event,
+                ..Measurement::default()
+            },
+            ..Run::default()
+        }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_round() {
+        // The machine slows by half in round 2: a design that keeps pace with
+        // the baseline in both rounds is at 1.0x, whatever the drift.
+        let baseline = [run(100.0, 5.0).m, run(50.0, 10.0).m];
+        let d = design(
+            Variant::Unbounded,
+            vec![run(90.0, 6.0), run(45.0, 12.0)],
+            &baseline,
+        );
+        assert_eq!(d.throughput.median, 0.9);
+        assert_eq!((d.throughput.min, d.throughput.max), (0.9, 0.9));
+        assert!((d.cpu.median - 1.2).abs() < 1e-12);
+        assert_eq!(d.median.events_per_second, 67.5);
+    }
+
+    #[test]
+    fn a_spread_shows_its_range() {
+        let s = Spread::of(&[0.97, 0.9, 0.93]);
+        assert_eq!(s.to_string(), "0.93x (0.90-0.97)");
+        assert_eq!(Spread::of(&[1.5]).to_string(), "1.50x");
+    }
+
+    #[test]
+    fn the_verdict_is_three_lines_a_script_can_split() {
+        let v = Verdict {
+            throughput_ratio: 0.9512,
+            pixelpipe_cpu_us: 8.0,
+            ceiling_cpu_us: 6.5,
+        };
+        assert_eq!(
+            v.to_string(),
+            "ratio throughput 0.951\ncpu_us_per_event pixelpipe 8.00 ceiling 6.50\n\
+             events_per_core_second pixelpipe 125000"
+        );
+    }
+}
