@@ -13,8 +13,6 @@
 mod json;
 mod read;
 
-use serde::Serialize;
-
 /// Why a message went to the dead-letter topic. The code is a metric label and a
 /// header, so the set is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
@@ -76,8 +74,7 @@ impl Rejection {
 }
 
 /// What the customer allowed. Every flag defaults to "not allowed".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Consent {
     pub analytics: bool,
     pub marketing: bool,

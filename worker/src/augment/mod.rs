@@ -4,11 +4,14 @@
 
 use jiff::Timestamp;
 use pixelpipe_crds::PrivacySpec;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::event::{Consent, Event};
+use crate::event::{Consent, Context, Customer, Event};
+
+mod json;
+
+use json::Object;
 
 /// The privacy rules augment applies, with the spec's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,58 +36,17 @@ impl Privacy {
 pub enum PayloadError {
     #[error("the {0} time {1} ms is outside the calendar")]
     Time(&'static str, i64),
-    #[error("serializing the partner payload: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
-/// `2026-11-27T05:00:01.123Z`.
-fn rfc3339_ms(what: &'static str, ms: i64) -> Result<String, PayloadError> {
-    let t = Timestamp::from_millisecond(ms).map_err(|_| PayloadError::Time(what, ms))?;
-    Ok(format!("{t:.3}"))
+/// The time at `ms`; printed with `{:.3}` it is `2026-11-27T05:00:01.123Z`.
+fn time(what: &'static str, ms: i64) -> Result<Timestamp, PayloadError> {
+    Timestamp::from_millisecond(ms).map_err(|_| PayloadError::Time(what, ms))
 }
 
-/// The JSON a partner receives.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PartnerEvent<'a> {
-    id: &'a str,
-    name: &'a str,
-    timestamp: &'a str,
-    received_at: String,
-    processed_at: String,
-    event_age_ms: i64,
-    shop_id: u64,
-    client_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    region: Option<&'a str>,
-    consent: &'a Consent,
-    context: PartnerContext<'a>,
-    customer: HashedCustomer,
-    // `data` follows, written as the raw text it arrived as (see
-    // `partner_payload`): it was checked when decoded.
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PartnerContext<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    referrer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_agent: Option<&'a str>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HashedCustomer {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email_sha256: Option<Sha256Hex>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    phone_sha256: Option<Sha256Hex>,
-}
-
-/// Builds the partner payload for one valid event.
+/// Builds the partner payload for one valid event: the event's own fields,
+/// when it arrived and how old it was when processed, its URLs without
+/// personal query parameters, hashes instead of raw identifiers, and `data`
+/// as it arrived. Absent optional fields are left out.
 ///
 /// `received_ms` is when the pipeline's input topic got the event (the Kafka
 /// timestamp); `now_ms` is the processing time the age is measured at.
@@ -95,57 +57,62 @@ pub fn partner_payload(
     now_ms: i64,
     privacy: &Privacy,
 ) -> Result<Vec<u8>, PayloadError> {
-    let out = PartnerEvent {
-        id: &event.id,
-        name: &event.name,
-        timestamp: &event.timestamp,
-        received_at: rfc3339_ms("received", received_ms)?,
-        processed_at: rfc3339_ms("processing", now_ms)?,
-        event_age_ms: now_ms.saturating_sub(event_ms).max(0),
-        shop_id: event.shop_id,
-        client_id: &event.client_id,
-        region: event.region.as_deref(),
-        consent: &event.consent,
-        context: PartnerContext {
-            url: event
-                .context
-                .url
-                .as_deref()
-                .map(|u| strip_url(u, &privacy.url_query_allowlist)),
-            referrer: event
-                .context
-                .referrer
-                .as_deref()
-                .map(|u| strip_url(u, &privacy.url_query_allowlist)),
-            user_agent: event.context.user_agent.as_deref(),
-        },
-        customer: HashedCustomer {
-            email_sha256: event
-                .customer
-                .email
-                .as_deref()
-                .and_then(normalize_email)
-                .map(|e| sha256_hex(&e)),
-            phone_sha256: event
-                .customer
-                .phone
-                .as_deref()
-                .and_then(|p| normalize_phone(p, &privacy.phone_country_code))
-                .map(|p| sha256_hex(&p)),
-        },
-    };
+    let received = time("received", received_ms)?;
+    let processed = time("processing", now_ms)?;
+    let data = event.data.as_ref().map(|d| d.get());
     // Room for the fields around `data` without growing the buffer.
-    let data_len = event.data.as_ref().map_or(0, |d| d.get().len());
-    let mut json = Vec::with_capacity(768 + data_len);
-    serde_json::to_writer(&mut json, &out)?;
-    if let Some(data) = &event.data {
-        // The object ends with `}`: reopen it for the last member.
-        json.pop();
-        json.extend_from_slice(b",\"data\":");
-        json.extend_from_slice(data.get().as_bytes());
-        json.push(b'}');
+    let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
+    let mut o = Object::open(&mut buf);
+    o.str("id", &event.id);
+    o.str("name", &event.name);
+    o.str("timestamp", &event.timestamp);
+    o.plain("receivedAt", format_args!("{received:.3}"));
+    o.plain("processedAt", format_args!("{processed:.3}"));
+    o.scalar("eventAgeMs", now_ms.saturating_sub(event_ms).max(0));
+    o.scalar("shopId", event.shop_id);
+    o.str("clientId", &event.client_id);
+    o.opt_str("region", event.region.as_deref());
+    consent(o.object("consent"), &event.consent);
+    context(o.object("context"), &event.context, privacy);
+    customer(o.object("customer"), &event.customer, privacy);
+    if let Some(data) = data {
+        o.raw("data", data);
     }
-    Ok(json)
+    o.close();
+    Ok(buf)
+}
+
+fn consent(mut o: Object<'_>, c: &Consent) {
+    o.scalar("analytics", c.analytics);
+    o.scalar("marketing", c.marketing);
+    o.scalar("preferences", c.preferences);
+    o.scalar("saleOfData", c.sale_of_data);
+    o.close();
+}
+
+fn context(mut o: Object<'_>, c: &Context, privacy: &Privacy) {
+    let allow = &privacy.url_query_allowlist;
+    let url = c.url.as_deref().map(|u| strip_url(u, allow));
+    let referrer = c.referrer.as_deref().map(|u| strip_url(u, allow));
+    o.opt_str("url", url.as_deref());
+    o.opt_str("referrer", referrer.as_deref());
+    o.opt_str("userAgent", c.user_agent.as_deref());
+    o.close();
+}
+
+fn customer(mut o: Object<'_>, c: &Customer, privacy: &Privacy) {
+    let email = c.email.as_deref().and_then(normalize_email);
+    let phone = c
+        .phone
+        .as_deref()
+        .and_then(|p| normalize_phone(p, &privacy.phone_country_code));
+    if let Some(e) = email {
+        o.str("emailSha256", sha256_hex(&e).as_str());
+    }
+    if let Some(p) = phone {
+        o.str("phoneSha256", sha256_hex(&p).as_str());
+    }
+    o.close();
 }
 
 /// Lower-cased, trimmed; `None` when it is not an address at all.
@@ -197,12 +164,6 @@ impl Sha256Hex {
 impl std::fmt::Debug for Sha256Hex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Sha256Hex {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }
 
@@ -327,6 +288,27 @@ mod tests {
             sha256_hex("+15550100199").as_str()
         );
         assert_eq!(v["data"]["checkout"]["totalPrice"]["amount"], 129.5);
+    }
+
+    #[test]
+    fn the_payload_is_exactly_this_text() {
+        let raw = r#"{"id":"e\"1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
+            "shopId":7,"clientId":"c-9","region":"US-CA","consent":{"marketing":true},
+            "context":{"url":"https://s.example/p?email=a@b.c#top","userAgent":"UA\t1"},
+            "customer":{"email":"Ana@Example.com"},"data":[1,2]}"#;
+        let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
+        let at = 1_764_219_600_000; // 2025-11-27T05:00:00Z
+        let out = partner_payload(&e, at, at + 10, at + 2500, &privacy()).expect("payload");
+        let expected = format!(
+            "{{\"id\":\"e\\\"1\",\"name\":\"page_viewed\",\"timestamp\":\"2026-11-27T05:00:00Z\",\
+             \"receivedAt\":\"2025-11-27T05:00:00.010Z\",\"processedAt\":\"2025-11-27T05:00:02.500Z\",\
+             \"eventAgeMs\":2500,\"shopId\":7,\"clientId\":\"c-9\",\"region\":\"US-CA\",\
+             \"consent\":{{\"analytics\":false,\"marketing\":true,\"preferences\":false,\"saleOfData\":false}},\
+             \"context\":{{\"url\":\"https://s.example/p\",\"userAgent\":\"UA\\t1\"}},\
+             \"customer\":{{\"emailSha256\":\"{}\"}},\"data\":[1,2]}}",
+            sha256_hex("ana@example.com").as_str()
+        );
+        assert_eq!(String::from_utf8(out).expect("utf8"), expected);
     }
 
     #[test]
