@@ -378,6 +378,7 @@ async fn drive(
     );
     let mut disrupted: Vec<f64> = Vec::new();
     let mut capacities: Vec<f64> = Vec::new();
+    let mut at_surge: Vec<f64> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(sc.interval_seconds.max(1) as u64));
     loop {
         tokio::select! {
@@ -409,7 +410,8 @@ async fn drive(
             .and_then(parse_age)
             .unwrap_or(0.0);
         max_age = max_age.max(age);
-        capacities.extend(status.capacity_per_replica.map(|c| c as f64));
+        let capacity = status.capacity_per_replica.map(|c| c as f64);
+        capacities.extend(capacity);
         let pools = status.pools.unwrap_or_default();
         points.push(Point {
             t: t(),
@@ -432,6 +434,9 @@ async fn drive(
         )
         .await?;
         let (phase, rate) = sc.load_at(t());
+        if !loaded && rate > sc.steady_rate {
+            at_surge.extend(capacity);
+        }
         println!(
             "{:>5.0}s {:>7} {:>6} {:>4}  {}",
             t(),
@@ -488,6 +493,7 @@ async fn drive(
         chart,
         restarts: 0,
         capacity_per_replica: median(capacities).unwrap_or(sc.worker_capacity),
+        capacity_at_surge: median(at_surge).unwrap_or(sc.worker_capacity),
     })
 }
 

@@ -65,8 +65,12 @@ pub struct Report {
     pub chart: Option<PathBuf>,
     /// Worker or operator processes that exited on their own and were restarted.
     pub restarts: u32,
-    /// Events per second one replica takes (the scenario's intake limit).
+    /// Events per second one replica takes (the scenario's intake limit):
+    /// the operator's median measure over the run.
     pub capacity_per_replica: f64,
+    /// The same measure over the surge only, when every replica's batches
+    /// fill: what a worker takes in at its CPU limit under load.
+    pub capacity_at_surge: f64,
 }
 
 /// Peaks and final values of the run, for the summary and the test.
@@ -254,6 +258,7 @@ mod tests {
             chart: Some(PathBuf::from("x.png")),
             restarts: 0,
             capacity_per_replica: 1_000.0,
+            capacity_at_surge: 1_200.0,
         }
     }
 
