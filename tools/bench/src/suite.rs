@@ -684,10 +684,6 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
         println!("{out}\n{verdict}");
         return Ok(true);
     }
-    if plan.designs_only {
-        println!("{out}");
-        return Ok(true);
-    }
 
     let _ = writeln!(
         out,

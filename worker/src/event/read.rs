@@ -253,27 +253,19 @@ enum ContextField {
     UserAgent,
 }
 
+impl From<ContextField> for u8 {
+    fn from(f: ContextField) -> u8 {
+        f as u8
+    }
+}
+
 fn context(j: &mut Jiter) -> Result<Context, Rejection> {
-    object(j, "context")?;
-    let (mut c, mut seen) = (Context::default(), Seen::default());
-    members(
-        j,
-        |k| k.parse::<ContextField>().ok(),
-        |j, field| {
-            let Some(field) = field else {
-                let peek = j.peek().map_err(malformed)?;
-                return skip(j, peek, 2);
-            };
-            seen.first(field, field as u8)?;
-            let value = optional_string(j, field.into())?;
-            match field {
-                ContextField::Url => c.url = value,
-                ContextField::Referrer => c.referrer = value,
-                ContextField::UserAgent => c.user_agent = value,
-            }
-            Ok(())
-        },
-    )?;
+    let mut c = Context::default();
+    optional_strings(j, "context", |field, value| match field {
+        ContextField::Url => c.url = value,
+        ContextField::Referrer => c.referrer = value,
+        ContextField::UserAgent => c.user_agent = value,
+    })?;
     Ok(c)
 }
 
@@ -284,27 +276,48 @@ enum CustomerField {
     Phone,
 }
 
+impl From<CustomerField> for u8 {
+    fn from(f: CustomerField) -> u8 {
+        f as u8
+    }
+}
+
 fn customer(j: &mut Jiter) -> Result<Customer, Rejection> {
-    object(j, "customer")?;
-    let (mut c, mut seen) = (Customer::default(), Seen::default());
+    let mut c = Customer::default();
+    optional_strings(j, "customer", |field, value| match field {
+        CustomerField::Email => c.email = value,
+        CustomerField::Phone => c.phone = value,
+    })?;
+    Ok(c)
+}
+
+/// An object of optional strings (`context`, `customer`) one level inside the
+/// event: each named field at most once, a string or null; other members
+/// checked and stepped over.
+fn optional_strings<F>(
+    j: &mut Jiter,
+    name: &str,
+    mut set: impl FnMut(F, Option<String>),
+) -> Result<(), Rejection>
+where
+    F: Copy + std::str::FromStr + Into<&'static str>,
+    u8: From<F>,
+{
+    object(j, name)?;
+    let mut seen = Seen::default();
     members(
         j,
-        |k| k.parse::<CustomerField>().ok(),
+        |k| k.parse::<F>().ok(),
         |j, field| {
             let Some(field) = field else {
                 let peek = j.peek().map_err(malformed)?;
                 return skip(j, peek, 2);
             };
-            seen.first(field, field as u8)?;
-            let value = optional_string(j, field.into())?;
-            match field {
-                CustomerField::Email => c.email = value,
-                CustomerField::Phone => c.phone = value,
-            }
+            seen.first(field, u8::from(field))?;
+            set(field, optional_string(j, field.into())?);
             Ok(())
         },
-    )?;
-    Ok(c)
+    )
 }
 
 /// `data` as the raw text it arrived as, after checking all of it; `null`
