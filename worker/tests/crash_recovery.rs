@@ -46,7 +46,7 @@ fn sigkill_mid_stream_loses_nothing() {
     });
     let duplicates = assert_all_delivered(&p, &sent);
     println!("{kills} SIGKILLs: 0 lost, {duplicates} duplicate partner messages");
-    assert!(w.sigterm(Duration::from_secs(30)).success());
+    w.stop_cleanly(Duration::from_secs(30));
 }
 
 #[test]
@@ -71,8 +71,7 @@ fn sigterm_under_load_drains_commits_and_exits_zero() {
         w.metric("pixelpipe_events_delivered_total") >= 5_000.0
     });
     let in_before_term = w.metric("pixelpipe_events_in_total");
-    let status = w.sigterm(Duration::from_secs(40));
-    assert!(status.success(), "exit 0 after draining, got {status}");
+    w.stop_cleanly(Duration::from_secs(40));
     feeder.join().expect("feeder");
 
     // Everything consumed before the stop was delivered and committed.
@@ -98,7 +97,51 @@ fn sigterm_under_load_drains_commits_and_exits_zero() {
     for id in delivered_before.keys() {
         assert_eq!(after[id], 1, "{id} delivered again after restart");
     }
-    assert!(w.sigterm(Duration::from_secs(30)).success());
+    w.stop_cleanly(Duration::from_secs(30));
+}
+
+/// Outputs librdkafka still holds when the pools have finished are not
+/// purged by the stop: the worker waits for their acknowledgements, commits
+/// them and exits 0. A long linger keeps them in the producer's queue.
+#[test]
+fn sigterm_with_outputs_still_in_the_producer_waits_for_their_acknowledgements() {
+    let p = Pipeline::create("linger", 3);
+    let sent = generate(&unique("l"), 2_000, 0.0, 0.0, 23);
+    produce(&p.input, &sent);
+    let w = Worker::start(
+        &p,
+        &[
+            "--batch-max-events",
+            "100",
+            "--kafka-option",
+            "linger.ms=3000",
+        ],
+    );
+    w.wait_until("events are taken in", Duration::from_secs(60), || {
+        w.metric("pixelpipe_events_in_total") >= 500.0
+    });
+    let taken = w.metric("pixelpipe_events_in_total");
+    let delivered = w.metric("pixelpipe_events_delivered_total");
+    assert!(
+        delivered < taken,
+        "the test needs outputs in flight at the stop: {delivered} of {taken} delivered"
+    );
+    w.stop_cleanly(Duration::from_secs(40));
+    let at_stop: i64 = committed(&p.group, &p.input, 3).values().sum();
+    assert!(
+        at_stop as f64 >= taken,
+        "committed {at_stop} < taken in {taken}"
+    );
+    let w = Worker::start(&p, &[]);
+    w.wait_until("the rest is processed", Duration::from_secs(120), || {
+        committed(&p.group, &p.input, 3).values().sum::<i64>() >= sent.len() as i64
+    });
+    assert_eq!(
+        assert_all_delivered(&p, &sent),
+        0,
+        "nothing delivered twice"
+    );
+    w.stop_cleanly(Duration::from_secs(30));
 }
 
 #[test]
@@ -222,5 +265,5 @@ fn exactly_once_mode_shows_read_committed_consumers_no_duplicate_across_sigkills
         "exactly-once, {kills} SIGKILLs: 0 lost, 0 duplicates for read-committed consumers \
          ({aborted} records of aborted transactions visible only to read-uncommitted ones)"
     );
-    assert!(w.sigterm(Duration::from_secs(30)).success());
+    w.stop_cleanly(Duration::from_secs(30));
 }

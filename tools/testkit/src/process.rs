@@ -81,9 +81,7 @@ impl Process {
 
     /// The last 40 lines of the log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        tail(&self.log)
     }
 
     pub fn pid(&self) -> u32 {
@@ -107,6 +105,16 @@ impl Process {
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit status.
+    /// SIGTERM, then exit 0 within `timeout`, or a panic with the log's end.
+    pub fn stop_cleanly(self, timeout: Duration) {
+        let log = self.log.clone();
+        let name = self.name.clone();
+        let status = self.sigterm(timeout);
+        if !status.success() {
+            panic!("{name} stopped with {status}, not 0; log:\n{}", tail(&log));
+        }
+    }
+
     pub fn sigterm(mut self, timeout: Duration) -> ExitStatus {
         let ok = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
@@ -136,4 +144,11 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The last 40 lines of a log file.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -92,6 +92,9 @@ struct Worker {
     fatal: Fatal,
     health: Arc<Health>,
     consumer: Arc<InputConsumer>,
+    /// Held until the exit is decided: dropping the last handle purges what
+    /// librdkafka still has queued or in flight, failing those jobs.
+    producer: Arc<OutputProducer>,
     pools: Arc<Pools>,
     in_flight: Arc<Semaphore>,
     guard: Option<Arc<transaction::Guard>>,
@@ -135,7 +138,7 @@ impl Worker {
         let produce = produce_stage(&settings, &file, &producer, ack);
         let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce);
         let transactions = guard.as_ref().map(|_| transaction::Committer {
-            producer,
+            producer: producer.clone(),
             consumer: consumer.clone(),
             topic: settings.input_topic.clone(),
             tracker: tracker.clone(),
@@ -181,6 +184,7 @@ impl Worker {
             fatal,
             health,
             consumer,
+            producer,
             pools,
             in_flight,
             guard,
@@ -229,13 +233,17 @@ impl Worker {
             let _ = tokio::task::spawn_blocking(move || a.join()).await;
         }
         drop(self.metrics);
-        if let Some(reason) = self.fatal.reason() {
+        let exit = if let Some(reason) = self.fatal.reason() {
             Exit::Fatal(reason)
         } else if !drained {
             Exit::GraceExceeded { in_flight_jobs }
         } else {
             Exit::Clean
-        }
+        };
+        // Only now: an earlier drop would purge outputs still awaiting their
+        // acknowledgement and turn a clean stop into a fatal one.
+        drop(self.producer);
+        exit
     }
 }
 

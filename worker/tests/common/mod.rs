@@ -151,6 +151,11 @@ impl Worker {
     pub fn sigterm(self, timeout: Duration) -> std::process::ExitStatus {
         self.0.sigterm(timeout)
     }
+
+    /// SIGTERM and exit 0, or a panic showing the end of the worker's log.
+    pub fn stop_cleanly(self, timeout: Duration) {
+        self.0.stop_cleanly(timeout)
+    }
 }
 
 impl Deref for Worker {
