@@ -2,17 +2,8 @@
 //! partners' standard parsers reject or read differently never passes, even in
 //! parts the worker does not read (`data`, unknown fields).
 
-use jiter::{Jiter, JiterError, Peek};
-
+use super::lex::{Lexer, Peek};
 use super::{DeadReason, MAX_DEPTH, Rejection};
-
-/// A JSON syntax error, as the dead-letter detail gives it.
-pub(super) fn malformed(e: JiterError) -> Rejection {
-    Rejection::new(
-        DeadReason::MalformedJson,
-        format!("{} at byte {}", e.error_type, e.index),
-    )
-}
 
 /// The containers open inside the value being skipped: a bit per level, set
 /// for an array. [`MAX_DEPTH`] levels fit, so the stack needs no allocation.
@@ -46,7 +37,7 @@ impl Open {
 
 /// Consumes the value that starts with `peek`, `outer` containers deep,
 /// checking all of it.
-pub(super) fn skip(j: &mut Jiter, mut peek: Peek, outer: usize) -> Result<(), Rejection> {
+pub(super) fn skip(j: &mut Lexer, mut peek: Peek, outer: usize) -> Result<(), Rejection> {
     let mut open = Open {
         arrays: 0,
         len: 0,
@@ -61,9 +52,9 @@ pub(super) fn skip(j: &mut Jiter, mut peek: Peek, outer: usize) -> Result<(), Re
         loop {
             let next = match open.top() {
                 None => return Ok(()),
-                Some(true) => j.array_step().map_err(malformed)?,
-                Some(false) => match j.next_key_bytes().map_err(malformed)? {
-                    Some(_) => Some(j.peek().map_err(malformed)?),
+                Some(true) => j.array_next()?,
+                Some(false) => match j.object_next()? {
+                    Some(_) => Some(j.peek()?),
                     None => None,
                 },
             };
@@ -78,11 +69,11 @@ pub(super) fn skip(j: &mut Jiter, mut peek: Peek, outer: usize) -> Result<(), Re
 
 /// Consumes a scalar, or opens a container: `Some` with the first value
 /// inside it, `None` when the value (an empty container too) is complete.
-fn enter(j: &mut Jiter, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rejection> {
+fn enter(j: &mut Lexer, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rejection> {
     match peek {
         Peek::Array => {
             open.push(true)?;
-            let first = j.known_array().map_err(malformed)?;
+            let first = j.array_first()?;
             if first.is_none() {
                 open.len -= 1;
             }
@@ -90,19 +81,18 @@ fn enter(j: &mut Jiter, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rej
         }
         Peek::Object => {
             open.push(false)?;
-            if j.next_object_bytes().map_err(malformed)?.is_some() {
-                return Ok(Some(j.peek().map_err(malformed)?));
+            if j.object_first()?.is_some() {
+                return Ok(Some(j.peek()?));
             }
             open.len -= 1;
             Ok(None)
         }
-        Peek::String => j.known_bytes().map(|_| None).map_err(malformed),
-        Peek::Null => j.known_null().map(|()| None).map_err(malformed),
-        Peek::True | Peek::False => j.known_bool(peek).map(|_| None).map_err(malformed),
-        _ => {
-            let at = j.current_index();
-            let number = j.known_number_bytes(peek).map_err(malformed)?;
-            finite(number, at).map(|()| None)
+        Peek::String => Ok(j.skip_string().map(|()| None)?),
+        Peek::Null => Ok(j.null().map(|()| None)?),
+        Peek::True | Peek::False => Ok(j.boolean(peek).map(|_| None)?),
+        Peek::Number => {
+            let at = j.index();
+            finite(j.number()?, at).map(|()| None)
         }
     }
 }
@@ -110,21 +100,18 @@ fn enter(j: &mut Jiter, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rej
 /// A number partners can read as a double: JSON allows any digits, but most
 /// parsers (JavaScript's, Python's with defaults, Go's) fail or give infinity
 /// past about 1.8e308. Underflow to zero is what every parser does: accepted.
-pub(super) fn finite(number: &[u8], at: usize) -> Result<(), Rejection> {
+pub(super) fn finite(number: &str, at: usize) -> Result<(), Rejection> {
     let digits_before_point = number
-        .iter()
-        .take_while(|&&b| b != b'.')
-        .filter(|b| b.is_ascii_digit())
+        .bytes()
+        .take_while(|&b| b != b'.')
+        .filter(u8::is_ascii_digit)
         .count();
-    let exponent = number.iter().any(|&b| b == b'e' || b == b'E');
+    let exponent = number.bytes().any(|b| b == b'e' || b == b'E');
     // Fewer than 309 integer digits and no exponent: below 1e308, so finite.
     if !exponent && digits_before_point <= 308 {
         return Ok(());
     }
-    let value: f64 = std::str::from_utf8(number)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::INFINITY);
+    let value: f64 = number.parse().unwrap_or(f64::INFINITY);
     if value.is_finite() {
         Ok(())
     } else {
@@ -141,12 +128,12 @@ mod tests {
 
     /// The verdict on a whole document: `None` when it passes.
     fn check(text: &str) -> Option<String> {
-        let mut j = Jiter::new(text.as_bytes());
+        let mut j = Lexer::new(text);
         let result = j
             .peek()
-            .map_err(malformed)
+            .map_err(Rejection::from)
             .and_then(|p| skip(&mut j, p, 0))
-            .and_then(|()| j.finish().map_err(malformed));
+            .and_then(|()| Ok(j.finish()?));
         result.err().map(|r| {
             assert_eq!(r.reason, DeadReason::MalformedJson);
             r.detail
@@ -187,10 +174,10 @@ mod tests {
     #[test]
     fn the_outer_containers_count() {
         let text = format!("{}{}", "[".repeat(30), "]".repeat(30));
-        let mut j = Jiter::new(text.as_bytes());
+        let mut j = Lexer::new(&text);
         let peek = j.peek().expect("peek");
         assert!(skip(&mut j, peek, 2).is_ok());
-        let mut j = Jiter::new(text.as_bytes());
+        let mut j = Lexer::new(&text);
         let peek = j.peek().expect("peek");
         assert!(skip(&mut j, peek, 3).is_err());
     }

@@ -11,6 +11,7 @@
 //! surrogate escapes, numbers outside the IEEE-754 double range.
 
 mod json;
+mod lex;
 mod read;
 
 /// Why a message went to the dead-letter topic. The code is a metric label and a

@@ -4,9 +4,8 @@
 //! wrong types, missing, duplicate or (in `consent`) unknown fields are
 //! `schema`; anything a JSON parser rejects is `malformed_json`.
 
-use jiter::{Jiter, Peek};
-
-use super::json::{finite, malformed, skip};
+use super::json::{finite, skip};
+use super::lex::{Lexer, Peek};
 use super::{Consent, Context, Customer, DeadReason, Event, RawJson, Rejection};
 
 fn schema(detail: impl Into<String>) -> Rejection {
@@ -21,7 +20,7 @@ fn kind(peek: Peek) -> &'static str {
         Peek::String => "a string",
         Peek::Null => "null",
         Peek::True | Peek::False => "a boolean",
-        _ => "a number",
+        Peek::Number => "a number",
     }
 }
 
@@ -45,17 +44,16 @@ impl Seen {
 }
 
 /// Walks the members of the object whose `{` is next: `classify` names each
-/// key (the parser may hold its text only until the value is read), and
-/// `member` reads the value.
-fn members<K>(
-    j: &mut Jiter,
+/// key, and `member` reads the value.
+fn members<'a, K>(
+    j: &mut Lexer<'a>,
     classify: impl Fn(&str) -> K,
-    mut member: impl FnMut(&mut Jiter, K) -> Result<(), Rejection>,
+    mut member: impl FnMut(&mut Lexer<'a>, K) -> Result<(), Rejection>,
 ) -> Result<(), Rejection> {
-    let mut key = j.known_object().map_err(malformed)?.map(&classify);
+    let mut key = j.object_first()?.map(|k| classify(&k));
     while let Some(k) = key {
         member(j, k)?;
-        key = j.next_key().map_err(malformed)?.map(&classify);
+        key = j.object_next()?.map(|k| classify(&k));
     }
     Ok(())
 }
@@ -87,8 +85,8 @@ const REQUIRED: [Field; 6] = [
 
 /// The event in `text`, which is valid UTF-8.
 pub(super) fn event(text: &str) -> Result<Event, Rejection> {
-    let mut j = Jiter::new(text.as_bytes());
-    let peek = j.peek().map_err(malformed)?;
+    let mut j = Lexer::new(text);
+    let peek = j.peek()?;
     if peek != Peek::Object {
         // Check the whole value first: a JSON error outranks the wrong type.
         skip(&mut j, peek, 0)?;
@@ -115,7 +113,7 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         |k| k.parse::<Field>().ok(),
         |j, field| {
             let Some(field) = field else {
-                let peek = j.peek().map_err(malformed)?;
+                let peek = j.peek()?;
                 return skip(j, peek, 1);
             };
             seen.first(field, field as u8)?;
@@ -130,7 +128,7 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
                 Field::Consent => e.consent = consent(j)?,
                 Field::Context => e.context = context(j)?,
                 Field::Customer => e.customer = customer(j)?,
-                Field::Data => e.data = data(j, text)?,
+                Field::Data => e.data = data(j)?,
             }
             Ok(())
         },
@@ -139,44 +137,43 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         let name: &'static str = (*missing).into();
         return Err(schema(format!("missing field `{name}`")));
     }
-    j.finish().map_err(malformed)?;
+    j.finish()?;
     Ok(e)
 }
 
-fn string(j: &mut Jiter, field: &str) -> Result<String, Rejection> {
-    match j.peek().map_err(malformed)? {
-        Peek::String => Ok(j.known_str().map_err(malformed)?.to_owned()),
+fn string(j: &mut Lexer, field: &str) -> Result<String, Rejection> {
+    match j.peek()? {
+        Peek::String => Ok(j.string()?.into_owned()),
         other => Err(wrong_type(j, other, field, "a string")),
     }
 }
 
-fn optional_string(j: &mut Jiter, field: &str) -> Result<Option<String>, Rejection> {
-    match j.peek().map_err(malformed)? {
-        Peek::String => Ok(Some(j.known_str().map_err(malformed)?.to_owned())),
-        Peek::Null => j.known_null().map(|()| None).map_err(malformed),
+fn optional_string(j: &mut Lexer, field: &str) -> Result<Option<String>, Rejection> {
+    match j.peek()? {
+        Peek::String => Ok(Some(j.string()?.into_owned())),
+        Peek::Null => Ok(j.null().map(|()| None)?),
         other => Err(wrong_type(j, other, field, "a string or null")),
     }
 }
 
-fn boolean(j: &mut Jiter, field: &str) -> Result<bool, Rejection> {
-    match j.peek().map_err(malformed)? {
-        peek @ (Peek::True | Peek::False) => j.known_bool(peek).map_err(malformed),
+fn boolean(j: &mut Lexer, field: &str) -> Result<bool, Rejection> {
+    match j.peek()? {
+        peek @ (Peek::True | Peek::False) => Ok(j.boolean(peek)?),
         other => Err(wrong_type(j, other, field, "a boolean")),
     }
 }
 
 /// A whole number within u64; a fraction, an exponent or a sign is `schema`
 /// (after the number is checked as JSON and as a double).
-fn unsigned(j: &mut Jiter, field: &str) -> Result<u64, Rejection> {
-    let peek = j.peek().map_err(malformed)?;
-    if !peek.is_num() {
+fn unsigned(j: &mut Lexer, field: &str) -> Result<u64, Rejection> {
+    let peek = j.peek()?;
+    if peek != Peek::Number {
         return Err(wrong_type(j, peek, field, "a whole number"));
     }
-    let at = j.current_index();
-    let number = j.known_number_bytes(peek).map_err(malformed)?;
+    let at = j.index();
+    let number = j.number()?;
     finite(number, at)?;
-    std::str::from_utf8(number)
-        .ok()
+    Some(number)
         .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| {
@@ -190,7 +187,7 @@ fn unsigned(j: &mut Jiter, field: &str) -> Result<u64, Rejection> {
 /// The schema error for a value of the wrong type, unless a scalar there is
 /// not JSON at all (then that is the error). A container is not read: its
 /// first byte decides, as in serde.
-fn wrong_type(j: &mut Jiter, peek: Peek, field: &str, expected: &str) -> Rejection {
+fn wrong_type(j: &mut Lexer, peek: Peek, field: &str, expected: &str) -> Rejection {
     if !matches!(peek, Peek::Array | Peek::Object)
         && let Err(bad) = skip(j, peek, 1)
     {
@@ -203,8 +200,8 @@ fn wrong_type(j: &mut Jiter, peek: Peek, field: &str, expected: &str) -> Rejecti
 }
 
 /// An object value, or the error for whatever else is there.
-fn object(j: &mut Jiter, field: &str) -> Result<(), Rejection> {
-    match j.peek().map_err(malformed)? {
+fn object(j: &mut Lexer, field: &str) -> Result<(), Rejection> {
+    match j.peek()? {
         Peek::Object => Ok(()),
         other => Err(wrong_type(j, other, field, "an object")),
     }
@@ -221,7 +218,7 @@ enum ConsentField {
 
 /// Consent names exactly its flags: an unknown one might be a consent the
 /// customer did not give, so it is an error rather than ignored.
-fn consent(j: &mut Jiter) -> Result<Consent, Rejection> {
+fn consent(j: &mut Lexer) -> Result<Consent, Rejection> {
     object(j, "consent")?;
     let (mut c, mut seen) = (Consent::default(), Seen::default());
     let classify = |k: &str| k.parse::<ConsentField>().map_err(|_| k.to_owned());
@@ -259,7 +256,7 @@ impl From<ContextField> for u8 {
     }
 }
 
-fn context(j: &mut Jiter) -> Result<Context, Rejection> {
+fn context(j: &mut Lexer) -> Result<Context, Rejection> {
     let mut c = Context::default();
     optional_strings(j, "context", |field, value| match field {
         ContextField::Url => c.url = value,
@@ -282,7 +279,7 @@ impl From<CustomerField> for u8 {
     }
 }
 
-fn customer(j: &mut Jiter) -> Result<Customer, Rejection> {
+fn customer(j: &mut Lexer) -> Result<Customer, Rejection> {
     let mut c = Customer::default();
     optional_strings(j, "customer", |field, value| match field {
         CustomerField::Email => c.email = value,
@@ -295,7 +292,7 @@ fn customer(j: &mut Jiter) -> Result<Customer, Rejection> {
 /// event: each named field at most once, a string or null; other members
 /// checked and stepped over.
 fn optional_strings<F>(
-    j: &mut Jiter,
+    j: &mut Lexer,
     name: &str,
     mut set: impl FnMut(F, Option<String>),
 ) -> Result<(), Rejection>
@@ -310,7 +307,7 @@ where
         |k| k.parse::<F>().ok(),
         |j, field| {
             let Some(field) = field else {
-                let peek = j.peek().map_err(malformed)?;
+                let peek = j.peek()?;
                 return skip(j, peek, 2);
             };
             seen.first(field, u8::from(field))?;
@@ -322,13 +319,12 @@ where
 
 /// `data` as the raw text it arrived as, after checking all of it; `null`
 /// is no data.
-fn data(j: &mut Jiter, text: &str) -> Result<Option<RawJson>, Rejection> {
-    let peek = j.peek().map_err(malformed)?;
+fn data(j: &mut Lexer) -> Result<Option<RawJson>, Rejection> {
+    let peek = j.peek()?;
     if peek == Peek::Null {
-        return j.known_null().map(|()| None).map_err(malformed);
+        return Ok(j.null().map(|()| None)?);
     }
-    let start = j.current_index();
+    let start = j.index();
     skip(j, peek, 1)?;
-    let raw = text.get(start..j.current_index()).unwrap_or_default();
-    Ok(Some(RawJson(raw.into())))
+    Ok(Some(RawJson(j.since(start).into())))
 }
