@@ -6,6 +6,8 @@
 use std::fmt::Display;
 use std::io::Write as _;
 
+use jiff::Timestamp;
+
 /// One JSON object being written; [`Object::close`] ends it.
 #[derive(Debug)]
 pub(super) struct Object<'b> {
@@ -31,8 +33,17 @@ impl<'b> Object<'b> {
     }
 
     pub fn str(&mut self, key: &str, value: &str) {
+        self.str_pieces(key, [value]);
+    }
+
+    /// One string value given in pieces, written as their concatenation.
+    pub fn str_pieces<'s>(&mut self, key: &str, pieces: impl IntoIterator<Item = &'s str>) {
         self.key(key);
-        string(self.buf, value);
+        self.buf.push(b'"');
+        for piece in pieces {
+            string_content(self.buf, piece);
+        }
+        self.buf.push(b'"');
     }
 
     /// Nothing for `None`, as serde's `skip_serializing_if = "Option::is_none"`.
@@ -48,10 +59,12 @@ impl<'b> Object<'b> {
         let _ = write!(self.buf, "{value}");
     }
 
-    /// A string whose `Display` never needs escaping (an RFC 3339 time).
-    pub fn plain(&mut self, key: &str, value: impl Display) {
+    /// A time as an RFC 3339 string in UTC with milliseconds.
+    pub fn time(&mut self, key: &str, value: Millis) {
         self.key(key);
-        let _ = write!(self.buf, "\"{value}\"");
+        self.buf.push(b'"');
+        value.write(self.buf);
+        self.buf.push(b'"');
     }
 
     /// JSON text checked elsewhere, written as it is.
@@ -70,10 +83,44 @@ impl<'b> Object<'b> {
     }
 }
 
-/// A JSON string. The check for bytes that need escaping is a fold with no
-/// early exit, so it compiles to wide compares rather than a byte loop.
-fn string(buf: &mut Vec<u8>, s: &str) {
-    buf.push(b'"');
+/// A time written as `2026-11-27T05:00:01.123Z`, what jiff prints with `{:.3}`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Millis(pub Timestamp);
+
+impl Millis {
+    /// Fixed-width digits for the years 0-9999 (every time Kafka carries),
+    /// jiff's printer for the rest: formatting machinery cost more than the
+    /// rest of the payload's fields together.
+    fn write(self, buf: &mut Vec<u8>) {
+        let t = jiff::tz::Offset::UTC.to_datetime(self.0);
+        let Ok(year) = u16::try_from(t.year()) else {
+            let _ = write!(buf, "{:.3}", self.0);
+            return;
+        };
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        let fields: [(usize, usize, u32); 7] = [
+            (0, 4, year.into()),
+            (5, 2, t.month().unsigned_abs().into()),
+            (8, 2, t.day().unsigned_abs().into()),
+            (11, 2, t.hour().unsigned_abs().into()),
+            (14, 2, t.minute().unsigned_abs().into()),
+            (17, 2, t.second().unsigned_abs().into()),
+            (20, 3, t.millisecond().unsigned_abs().into()),
+        ];
+        for (at, width, mut value) in fields {
+            for digit in text[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        buf.extend_from_slice(&text);
+    }
+}
+
+/// A JSON string's content. The check for bytes that need escaping is a
+/// fold with no early exit, so it compiles to wide compares rather than a
+/// byte loop.
+fn string_content(buf: &mut Vec<u8>, s: &str) {
     let plain = s
         .bytes()
         .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
@@ -82,7 +129,6 @@ fn string(buf: &mut Vec<u8>, s: &str) {
     } else {
         escaped(buf, s);
     }
-    buf.push(b'"');
 }
 
 /// serde_json's escapes: `"`, `\`, the short forms of five controls, and
@@ -115,8 +161,9 @@ mod tests {
 
     fn written(s: &str) -> String {
         let mut buf = Vec::new();
-        string(&mut buf, s);
-        String::from_utf8(buf).expect("utf8")
+        Object::open(&mut buf).str("k", s);
+        let text = String::from_utf8(buf).expect("utf8");
+        text["{\"k\":".len()..].to_string()
     }
 
     #[test]
@@ -126,7 +173,10 @@ mod tests {
         o.str("id", "e1");
         o.opt_str("region", None);
         o.scalar("n", 42u64);
-        o.plain("at", "2026-11-27T05:00:00.000Z");
+        o.time(
+            "at",
+            Millis("2026-11-27T05:00:00.01Z".parse().expect("time")),
+        );
         let mut c = o.object("consent");
         c.scalar("analytics", true);
         c.scalar("marketing", false);
@@ -136,7 +186,7 @@ mod tests {
         o.close();
         assert_eq!(
             String::from_utf8(buf).expect("utf8"),
-            r#"{"id":"e1","n":42,"at":"2026-11-27T05:00:00.000Z","consent":{"analytics":true,"marketing":false},"empty":{},"data":{ "a" : [1] }}"#
+            r#"{"id":"e1","n":42,"at":"2026-11-27T05:00:00.010Z","consent":{"analytics":true,"marketing":false},"empty":{},"data":{ "a" : [1] }}"#
         );
     }
 
@@ -158,6 +208,18 @@ mod tests {
         #[test]
         fn any_string_is_written_as_serde_json_writes_it(s in any::<String>()) {
             prop_assert_eq!(written(&s), serde_json::to_string(&s).expect("json"));
+        }
+
+        /// The fixed-width writer prints what jiff prints, at any millisecond
+        /// of years 0-9999 and beyond them.
+        #[test]
+        fn times_are_written_as_jiff_prints_them(
+            ms in Timestamp::MIN.as_millisecond()..=Timestamp::MAX.as_millisecond()
+        ) {
+            let t = Timestamp::from_millisecond(ms).expect("in range");
+            let mut buf = Vec::new();
+            Millis(t).write(&mut buf);
+            prop_assert_eq!(String::from_utf8(buf).expect("utf8"), format!("{t:.3}"));
         }
     }
 }

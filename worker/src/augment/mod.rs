@@ -38,9 +38,11 @@ pub enum PayloadError {
     Time(&'static str, i64),
 }
 
-/// The time at `ms`; printed with `{:.3}` it is `2026-11-27T05:00:01.123Z`.
-fn time(what: &'static str, ms: i64) -> Result<Timestamp, PayloadError> {
-    Timestamp::from_millisecond(ms).map_err(|_| PayloadError::Time(what, ms))
+/// The time at `ms`, written as `2026-11-27T05:00:01.123Z`.
+fn time(what: &'static str, ms: i64) -> Result<json::Millis, PayloadError> {
+    Timestamp::from_millisecond(ms)
+        .map(json::Millis)
+        .map_err(|_| PayloadError::Time(what, ms))
 }
 
 /// Builds the partner payload for one valid event: the event's own fields,
@@ -66,8 +68,8 @@ pub fn partner_payload(
     o.str("id", &event.id);
     o.str("name", &event.name);
     o.str("timestamp", &event.timestamp);
-    o.plain("receivedAt", format_args!("{received:.3}"));
-    o.plain("processedAt", format_args!("{processed:.3}"));
+    o.time("receivedAt", received);
+    o.time("processedAt", processed);
     o.scalar("eventAgeMs", now_ms.saturating_sub(event_ms).max(0));
     o.scalar("shopId", event.shop_id);
     o.str("clientId", &event.client_id);
@@ -92,10 +94,12 @@ fn consent(mut o: Object<'_>, c: &Consent) {
 
 fn context(mut o: Object<'_>, c: &Context, privacy: &Privacy) {
     let allow = &privacy.url_query_allowlist;
-    let url = c.url.as_deref().map(|u| strip_url(u, allow));
-    let referrer = c.referrer.as_deref().map(|u| strip_url(u, allow));
-    o.opt_str("url", url.as_deref());
-    o.opt_str("referrer", referrer.as_deref());
+    if let Some(url) = &c.url {
+        o.str_pieces("url", stripped(url, allow));
+    }
+    if let Some(referrer) = &c.referrer {
+        o.str_pieces("referrer", stripped(referrer, allow));
+    }
     o.opt_str("userAgent", c.user_agent.as_deref());
     o.close();
 }
@@ -132,14 +136,16 @@ pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
         return None;
     }
     let digits: String = t.chars().filter(char::is_ascii_digit).collect();
-    let e164 = if t.starts_with('+') {
-        digits
+    let (cc, national) = if t.starts_with('+') {
+        ("", digits.as_str())
     } else if let Some(rest) = digits.strip_prefix("00") {
-        rest.to_string()
+        ("", rest)
     } else {
-        format!("{default_cc}{}", digits.trim_start_matches('0'))
+        (default_cc, digits.trim_start_matches('0'))
     };
-    (8..=15).contains(&e164.len()).then(|| format!("+{e164}"))
+    (8..=15)
+        .contains(&(cc.len() + national.len()))
+        .then(|| ["+", cc, national].concat())
 }
 
 /// Lowercase hex SHA-256, the form conversion APIs expect.
@@ -169,22 +175,24 @@ impl std::fmt::Debug for Sha256Hex {
 
 /// Drops the fragment and every query parameter not in `allow`.
 pub fn strip_url(url: &str, allow: &[String]) -> String {
+    stripped(url, allow).collect()
+}
+
+/// The pieces of [`strip_url`]'s result, in order, borrowed from `url`: the
+/// payload writes them without building the string.
+fn stripped<'u>(url: &'u str, allow: &'u [String]) -> impl Iterator<Item = &'u str> {
     let without_fragment = url.split_once('#').map_or(url, |(u, _)| u);
-    let Some((base, query)) = without_fragment.split_once('?') else {
-        return without_fragment.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            allow.iter().any(|a| a == key)
-        })
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    }
+    let (base, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    let kept = query.split('&').filter(move |pair| {
+        let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+        allow.iter().any(|a| a == key)
+    });
+    let separated = kept
+        .enumerate()
+        .flat_map(|(i, pair)| [if i == 0 { "?" } else { "&" }, pair]);
+    std::iter::once(base).chain(separated)
 }
 
 #[cfg(test)]
