@@ -14,6 +14,10 @@ use pixelpipe_worker::event::decode;
 use pixelpipe_worker::routing::Router;
 use pixelpipe_worker::validate::validate;
 
+// The worker's allocator: the events' strings and payloads are allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn events() -> Vec<Vec<u8>> {
     let mut g = Generator::new(Mix {
         seed: 3,
