@@ -162,25 +162,27 @@ pub(super) async fn enqueue(
     mut record: BaseRecord<'_, [u8], [u8], Box<Output>>,
     waiting: Option<&Occupancy>,
 ) {
-    let started = Instant::now();
-    let mut waited = false;
+    // Read the clock only once the queue is full: this runs for every output.
+    let mut waiting_since: Option<Instant> = None;
     let result = loop {
         match producer.send(record) {
             Ok(()) => break Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                if started.elapsed() < QUEUE_FULL_PATIENCE =>
+                if waiting_since.is_none_or(|t| t.elapsed() < QUEUE_FULL_PATIENCE) =>
             {
                 record = back;
-                if !waited && let Some(w) = waiting {
-                    w.enter();
+                if waiting_since.is_none() {
+                    waiting_since = Some(Instant::now());
+                    if let Some(w) = waiting {
+                        w.enter();
+                    }
                 }
-                waited = true;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             Err((err, back)) => break Err((err, back)),
         }
     };
-    if waited && let Some(w) = waiting {
+    if waiting_since.is_some() && let Some(w) = waiting {
         w.leave();
     }
     if let Err((err, back)) = result {
