@@ -182,7 +182,9 @@ pub(super) async fn enqueue(
             Err((err, back)) => break Err((err, back)),
         }
     };
-    if waiting_since.is_some() && let Some(w) = waiting {
+    if waiting_since.is_some()
+        && let Some(w) = waiting
+    {
         w.leave();
     }
     if let Err((err, back)) = result {
