@@ -125,20 +125,30 @@ impl<'a> Lexer<'a> {
     /// After a member's value: the next key, or `None` at the object's end.
     #[inline]
     pub fn object_next(&mut self) -> Result<Option<Cow<'a, str>>, Syntax> {
-        match self.next_byte() {
-            Some(b',') => {
-                self.at += 1;
-                self.key().map(Some)
-            }
-            Some(b'}') => {
-                self.at += 1;
-                Ok(None)
-            }
-            _ => Err(malformed("expected `,` or `}`", self.at)),
+        if self.more(b'}', "expected `,` or `}`")? {
+            self.key().map(Some)
+        } else {
+            Ok(None)
         }
     }
 
+    /// After a member or an element: `true` past a `,` (another follows),
+    /// `false` past the container's `close`.
     #[inline]
+    fn more(&mut self, close: u8, expected: &'static str) -> Result<bool, Syntax> {
+        match self.next_byte() {
+            Some(b',') => {
+                self.at += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.at += 1;
+                Ok(false)
+            }
+            _ => Err(malformed(expected, self.at)),
+        }
+    }
+
     fn key(&mut self) -> Result<Cow<'a, str>, Syntax> {
         if self.next_byte() != Some(b'"') {
             return Err(malformed("expected a key", self.at));
@@ -163,16 +173,10 @@ impl<'a> Lexer<'a> {
     /// After an element: the next one, or `None` at the array's end.
     #[inline]
     pub fn array_next(&mut self) -> Result<Option<Peek>, Syntax> {
-        match self.next_byte() {
-            Some(b',') => {
-                self.at += 1;
-                self.peek().map(Some)
-            }
-            Some(b']') => {
-                self.at += 1;
-                Ok(None)
-            }
-            _ => Err(malformed("expected `,` or `]`", self.at)),
+        if self.more(b']', "expected `,` or `]`")? {
+            self.peek().map(Some)
+        } else {
+            Ok(None)
         }
     }
 
