@@ -464,16 +464,18 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     };
     let _ = child.kill().await;
 
-    let kafka = plan.kafka.clone();
-    let topics_to_read = partner_topics.clone();
-    let firsts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
-        let mut out = Vec::new();
-        for t in &topics_to_read {
-            out.extend(ledger::read(&kafka, t)?.values().map(|s| s.first_ms));
+    // In exactly-once mode the input offsets and the outputs commit in one
+    // transaction, but the coordinator writes its commit marker to each
+    // partition separately: the offsets can be visible to the check above
+    // a moment before the last outputs are to a read-committed reader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let firsts = loop {
+        let firsts = first_deliveries(&plan.kafka, &partner_topics).await?;
+        if firsts.len() >= input.deliveries || Instant::now() > deadline {
+            break firsts;
         }
-        Ok(out)
-    })
-    .await??;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let mut all: Vec<&str> = partner_topics.iter().map(String::as_str).collect();
     all.push(&dead_letter);
     delete_topics(&plan.kafka, &all).await;
@@ -533,6 +535,20 @@ async fn evidence(http: &Http, port: u16) -> Option<WorkerEvidence> {
         Ok((200, body)) => serde_json::from_slice(&body).ok(),
         _ => None,
     }
+}
+
+/// When each distinct (event, partner) pair first reached its partner topic,
+/// as a read-committed reader sees the topics now.
+async fn first_deliveries(kafka: &KafkaSettings, topics: &[String]) -> anyhow::Result<Vec<i64>> {
+    let (kafka, topics) = (kafka.clone(), topics.to_vec());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
+        let mut out = Vec::new();
+        for t in &topics {
+            out.extend(ledger::read(&kafka, t)?.values().map(|s| s.first_ms));
+        }
+        Ok(out)
+    })
+    .await?
 }
 
 /// Seconds the worker's stages spent on batches, from its metrics.
