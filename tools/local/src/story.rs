@@ -89,19 +89,20 @@ pub enum Disruption {
     DeleteWorkerPod,
 }
 
-/// The worker pods' CPU in the story: one worker then takes in about 1,500
-/// events/s (measured on the node; docs/benchmarks.md, "The story's worker").
+/// The worker pods' CPU in the story: one worker then takes in about 3,000
+/// events/s, 1,200 to 3,200 depending on the host (measured on the node;
+/// docs/benchmarks.md, "The story's worker").
 pub const WORKER_CPU: &str = "35m";
 
 impl Scenario {
     /// The README's demo: about five minutes.
     ///
     /// The numbers follow from the policy, which spends the SLO's slack
-    /// before it adds replicas: one replica takes about 1,500 events/s, so
-    /// the 3x surge (3,000/s) ages the backlog by half a second every second;
+    /// before it adds replicas: one replica takes about 3,000 events/s, so
+    /// the 3x surge (6,000/s) ages the backlog by a second every second;
     /// the oldest event nears the target (half the 60 s SLO) about a minute
     /// into the surge, so replicas are added then, not at its first second.
-    /// Steady traffic (1,000/s) and the quiet evening fit one replica. A
+    /// Steady traffic (2,000/s) and the quiet evening fit one replica. A
     /// worker pod is Ready about ten seconds after it is created here (the
     /// container starts, the consumer group takes it in, the readiness
     /// probe's period passes).
@@ -118,8 +119,8 @@ impl Scenario {
             min_replicas: 1,
             max_replicas: 6,
             worker_cpu: WORKER_CPU.into(),
-            worker_capacity: 1_500.0,
-            steady_rate: 1_000.0,
+            worker_capacity: 3_000.0,
+            steady_rate: 2_000.0,
             phases: vec![
                 phase("steady", 40.0, 1.0),
                 phase("SURGE", 100.0, 3.0),
@@ -136,7 +137,7 @@ impl Scenario {
     pub fn test() -> Self {
         Self {
             // The demo's 100 s surge: one worker at its CPU limit takes in
-            // 1,300 to 2,100 events/s depending on the host, and at the top
+            // 1,200 to 3,200 events/s depending on the host, and at the top
             // of that range a 70 s surge fits the SLO's slack (the policy
             // then rightly adds no replica), so the story had nothing to show.
             phases: vec![
@@ -691,10 +692,10 @@ mod tests {
     #[test]
     fn the_schedule_follows_the_phases() {
         let sc = Scenario::test();
-        assert_eq!(sc.schedule(), "20@1000,100@3000,50@1000,40@250");
-        assert_eq!(sc.load_at(10.0), ("steady", 1_000.0));
-        assert_eq!(sc.load_at(25.0), ("SURGE", 3_000.0));
-        assert_eq!(sc.load_at(209.0), ("quiet", 250.0));
+        assert_eq!(sc.schedule(), "20@2000,100@6000,50@2000,40@500");
+        assert_eq!(sc.load_at(10.0), ("steady", 2_000.0));
+        assert_eq!(sc.load_at(25.0), ("SURGE", 6_000.0));
+        assert_eq!(sc.load_at(209.0), ("quiet", 500.0));
         assert_eq!(sc.load_at(211.0), ("done", 0.0));
         // The surge needs a second replica; steady traffic fits in one.
         assert!(sc.steady_rate * 3.0 > sc.worker_capacity);
