@@ -25,19 +25,19 @@ pub fn validate(
     now_ms: i64,
 ) -> Result<Validated, Rejection> {
     let invalid = |m: String| Err(Rejection::new(DeadReason::InvalidField, m));
-    let Some(index) = event_index(&event.name) else {
+    let Some(index) = event_index(event.name()) else {
         return Err(Rejection::new(
             DeadReason::UnknownEvent,
-            format!("unknown event name ({} bytes)", event.name.len()),
+            format!("unknown event name ({} bytes)", event.name().len()),
         ));
     };
-    for (field, value) in [("id", &event.id), ("clientId", &event.client_id)] {
+    for (field, value) in [("id", event.id()), ("clientId", event.client_id())] {
         if value.trim().is_empty() || value.len() > MAX_ID_LEN {
             return invalid(format!("{field} must be 1-{MAX_ID_LEN} characters"));
         }
     }
     let Ok(event_ms) = event
-        .timestamp
+        .timestamp()
         .parse::<Timestamp>()
         .map(Timestamp::as_millisecond)
     else {
@@ -50,14 +50,14 @@ pub fn validate(
             limits.max_future_skew_seconds
         ));
     }
-    if let Some(region) = &event.region
+    if let Some(region) = event.region()
         && !valid_region(region)
     {
         return invalid("region is not an ISO 3166 code like US or US-CA".into());
     }
     Ok(Validated {
         event_ms,
-        decision: router.route(index, event.region.as_deref(), &event.consent),
+        decision: router.route(index, event.region(), &event.consent),
     })
 }
 

@@ -89,10 +89,16 @@ fn agree(bytes: &[u8]) {
     match (&ours, &theirs) {
         (Ok(e), Ok(o)) => {
             assert_eq!(
-                (&e.id, &e.name, &e.timestamp, e.shop_id, &e.client_id),
-                (&o.id, &o.name, &o.timestamp, o.shop_id, &o.client_id)
+                (e.id(), e.name(), e.timestamp(), e.shop_id, e.client_id()),
+                (
+                    o.id.as_str(),
+                    o.name.as_str(),
+                    o.timestamp.as_str(),
+                    o.shop_id,
+                    o.client_id.as_str()
+                )
             );
-            assert_eq!(e.region, o.region);
+            assert_eq!(e.region(), o.region.as_deref());
             let c = &e.consent;
             let oc = &o.consent;
             assert_eq!(
@@ -100,17 +106,18 @@ fn agree(bytes: &[u8]) {
                 (oc.analytics, oc.marketing, oc.preferences, oc.sale_of_data)
             );
             assert_eq!(
-                (&e.context.url, &e.context.referrer, &e.context.user_agent),
-                (&o.context.url, &o.context.referrer, &o.context.user_agent)
+                (e.url(), e.referrer(), e.user_agent()),
+                (
+                    o.context.url.as_deref(),
+                    o.context.referrer.as_deref(),
+                    o.context.user_agent.as_deref()
+                )
             );
             assert_eq!(
-                (&e.customer.email, &e.customer.phone),
-                (&o.customer.email, &o.customer.phone)
+                (e.email(), e.phone()),
+                (o.customer.email.as_deref(), o.customer.phone.as_deref())
             );
-            assert_eq!(
-                e.data.as_ref().map(|d| d.get()),
-                o.data.as_ref().map(|d| d.get())
-            );
+            assert_eq!(e.data(), o.data.as_ref().map(|d| d.get()));
         }
         (Err(r), Ok(_)) => {
             assert!(

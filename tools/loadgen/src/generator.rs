@@ -393,7 +393,7 @@ mod tests {
                         Kind::Malformed(Malformed::UnknownEvent | Malformed::BadTimestamp)
                     ),
                     "{}",
-                    e.id
+                    e.id()
                 );
             }
         }

@@ -7,7 +7,7 @@ use pixelpipe_crds::PrivacySpec;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::event::{Consent, Context, Customer, Event};
+use crate::event::{Consent, Event};
 
 mod json;
 
@@ -61,22 +61,22 @@ pub fn partner_payload(
 ) -> Result<Vec<u8>, PayloadError> {
     let received = time("received", received_ms)?;
     let processed = time("processing", now_ms)?;
-    let data = event.data.as_ref().map(|d| d.get());
+    let data = event.data();
     // Room for the fields around `data` without growing the buffer.
     let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
     let mut o = Object::open(&mut buf);
-    o.str("id", &event.id);
-    o.str("name", &event.name);
-    o.str("timestamp", &event.timestamp);
+    o.str("id", event.id());
+    o.str("name", event.name());
+    o.str("timestamp", event.timestamp());
     o.time("receivedAt", received);
     o.time("processedAt", processed);
     o.scalar("eventAgeMs", now_ms.saturating_sub(event_ms).max(0));
     o.scalar("shopId", event.shop_id);
-    o.str("clientId", &event.client_id);
-    o.opt_str("region", event.region.as_deref());
+    o.str("clientId", event.client_id());
+    o.opt_str("region", event.region());
     consent(o.object("consent"), &event.consent);
-    context(o.object("context"), &event.context, privacy);
-    customer(o.object("customer"), &event.customer, privacy);
+    context(o.object("context"), event, privacy);
+    customer(o.object("customer"), event, privacy);
     if let Some(data) = data {
         o.raw("data", data);
     }
@@ -92,23 +92,22 @@ fn consent(mut o: Object<'_>, c: &Consent) {
     o.close();
 }
 
-fn context(mut o: Object<'_>, c: &Context, privacy: &Privacy) {
+fn context(mut o: Object<'_>, e: &Event, privacy: &Privacy) {
     let allow = &privacy.url_query_allowlist;
-    if let Some(url) = &c.url {
+    if let Some(url) = e.url() {
         o.str_pieces("url", stripped(url, allow));
     }
-    if let Some(referrer) = &c.referrer {
+    if let Some(referrer) = e.referrer() {
         o.str_pieces("referrer", stripped(referrer, allow));
     }
-    o.opt_str("userAgent", c.user_agent.as_deref());
+    o.opt_str("userAgent", e.user_agent());
     o.close();
 }
 
-fn customer(mut o: Object<'_>, c: &Customer, privacy: &Privacy) {
-    let email = c.email.as_deref().and_then(normalize_email);
-    let phone = c
-        .phone
-        .as_deref()
+fn customer(mut o: Object<'_>, e: &Event, privacy: &Privacy) {
+    let email = e.email().and_then(normalize_email);
+    let phone = e
+        .phone()
         .and_then(|p| normalize_phone(p, &privacy.phone_country_code));
     if let Some(e) = email {
         o.str("emailSha256", sha256_hex(&e).as_str());
@@ -271,7 +270,7 @@ mod tests {
             "data":{"checkout":{"totalPrice":{"amount":129.5,"currencyCode":"USD"}}}}"#;
         let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
         let start = e
-            .timestamp
+            .timestamp()
             .parse::<Timestamp>()
             .expect("ts")
             .as_millisecond();

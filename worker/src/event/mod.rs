@@ -83,46 +83,91 @@ pub struct Consent {
     pub sale_of_data: bool,
 }
 
-/// Where the event happened. URLs may carry personal data in query strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Context {
-    pub url: Option<String>,
-    pub referrer: Option<String>,
-    pub user_agent: Option<String>,
+/// Where one of an event's strings sits in its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
 }
 
-/// Raw customer identifiers. They are hashed by augment and never forwarded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Customer {
-    pub email: Option<String>,
-    pub phone: Option<String>,
-}
-
-/// A decoded storefront event.
+/// A decoded storefront event. Its strings share one buffer, one allocation
+/// per event rather than one per field; the accessors read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    pub id: String,
-    pub name: String,
-    pub timestamp: String,
+    text: String,
+    id: Span,
+    name: Span,
+    timestamp: Span,
     pub shop_id: u64,
-    pub client_id: String,
-    pub region: Option<String>,
+    client_id: Span,
+    region: Option<Span>,
     pub consent: Consent,
-    pub context: Context,
-    pub customer: Customer,
-    /// Event-specific payload, kept as raw JSON text: it is forwarded as is, and
-    /// building a tree of it would cost more than the rest of the event.
-    pub data: Option<RawJson>,
+    url: Option<Span>,
+    referrer: Option<Span>,
+    user_agent: Option<Span>,
+    email: Option<Span>,
+    phone: Option<Span>,
+    data: Option<Span>,
 }
 
-/// One JSON value exactly as it arrived, checked by the decoder: valid syntax,
-/// nesting, escapes and numbers. Only the decoder makes one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawJson(Box<str>);
+impl Event {
+    fn get(&self, span: Span) -> &str {
+        self.text.get(span.start..span.end).unwrap_or_default()
+    }
 
-impl RawJson {
-    pub fn get(&self) -> &str {
-        &self.0
+    fn get_opt(&self, span: Option<Span>) -> Option<&str> {
+        span.map(|s| self.get(s))
+    }
+
+    pub fn id(&self) -> &str {
+        self.get(self.id)
+    }
+
+    pub fn name(&self) -> &str {
+        self.get(self.name)
+    }
+
+    /// The event's own time, as the storefront wrote it (validate parses it).
+    pub fn timestamp(&self) -> &str {
+        self.get(self.timestamp)
+    }
+
+    pub fn client_id(&self) -> &str {
+        self.get(self.client_id)
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.get_opt(self.region)
+    }
+
+    /// Where the event happened. URLs may carry personal data in query strings.
+    pub fn url(&self) -> Option<&str> {
+        self.get_opt(self.url)
+    }
+
+    pub fn referrer(&self) -> Option<&str> {
+        self.get_opt(self.referrer)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.get_opt(self.user_agent)
+    }
+
+    /// A raw customer identifier: hashed by augment, never forwarded.
+    pub fn email(&self) -> Option<&str> {
+        self.get_opt(self.email)
+    }
+
+    /// A raw customer identifier: hashed by augment, never forwarded.
+    pub fn phone(&self) -> Option<&str> {
+        self.get_opt(self.phone)
+    }
+
+    /// Event-specific payload, exactly the JSON text that arrived, checked by
+    /// the decoder (syntax, nesting, escapes, numbers): it is forwarded as
+    /// is, and building a tree of it would cost more than the rest of the event.
+    pub fn data(&self) -> Option<&str> {
+        self.get_opt(self.data)
     }
 }
 
@@ -179,11 +224,17 @@ mod tests {
     #[test]
     fn decodes_a_full_event() {
         let e = decode(Some(GOOD.as_bytes()), 64 * 1024).expect("decodes");
-        assert_eq!(e.name, "page_viewed");
+        assert_eq!(e.name(), "page_viewed");
         assert_eq!(e.shop_id, 4211);
         assert!(e.consent.analytics && !e.consent.marketing && !e.consent.sale_of_data);
-        assert_eq!(e.customer.email.as_deref(), Some(" Ana@Example.com "));
-        assert!(e.data.expect("data").get().contains("currencyCode"));
+        assert_eq!(e.email(), Some(" Ana@Example.com "));
+        assert_eq!(e.url(), Some("https://shop.example/p?email=a@b.c"));
+        assert_eq!(e.referrer(), None);
+        assert_eq!(
+            (e.id(), e.client_id(), e.region()),
+            ("e1", "c-1", Some("US-CA"))
+        );
+        assert!(e.data().expect("data").contains("currencyCode"));
     }
 
     #[test]
@@ -242,7 +293,7 @@ mod tests {
         for fine in ["1.7976931348623157e308", "1e-400", "-0.0"] {
             let ok = GOOD.replace("12.5", fine);
             let e = decode(Some(ok.as_bytes()), 64 * 1024).expect(fine);
-            assert!(e.data.expect("data").get().contains(fine));
+            assert!(e.data().expect("data").contains(fine));
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::json::{finite, skip};
 use super::lex::{Lexer, Peek};
-use super::{Consent, Context, Customer, DeadReason, Event, RawJson, Rejection};
+use super::{Consent, DeadReason, Event, Rejection, Span};
 
 fn schema(detail: impl Into<String>) -> Rejection {
     Rejection::new(DeadReason::Schema, detail)
@@ -95,16 +95,22 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
             kind(peek)
         )));
     }
+    let empty = Span { start: 0, end: 0 };
+    // Whatever the event keeps is at most as long as the payload: one allocation.
     let mut e = Event {
-        id: String::new(),
-        name: String::new(),
-        timestamp: String::new(),
+        text: String::with_capacity(text.len()),
+        id: empty,
+        name: empty,
+        timestamp: empty,
         shop_id: 0,
-        client_id: String::new(),
+        client_id: empty,
         region: None,
         consent: Consent::default(),
-        context: Context::default(),
-        customer: Customer::default(),
+        url: None,
+        referrer: None,
+        user_agent: None,
+        email: None,
+        phone: None,
         data: None,
     };
     let mut seen = Seen::default();
@@ -119,16 +125,16 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
             seen.first(field, field as u8)?;
             let name: &'static str = field.into();
             match field {
-                Field::Id => e.id = string(j, name)?,
-                Field::Name => e.name = string(j, name)?,
-                Field::Timestamp => e.timestamp = string(j, name)?,
+                Field::Id => e.id = string(j, name, &mut e.text)?,
+                Field::Name => e.name = string(j, name, &mut e.text)?,
+                Field::Timestamp => e.timestamp = string(j, name, &mut e.text)?,
                 Field::ShopId => e.shop_id = unsigned(j, name)?,
-                Field::ClientId => e.client_id = string(j, name)?,
-                Field::Region => e.region = optional_string(j, name)?,
+                Field::ClientId => e.client_id = string(j, name, &mut e.text)?,
+                Field::Region => e.region = optional_string(j, name, &mut e.text)?,
                 Field::Consent => e.consent = consent(j)?,
-                Field::Context => e.context = context(j)?,
-                Field::Customer => e.customer = customer(j)?,
-                Field::Data => e.data = data(j)?,
+                Field::Context => context(j, &mut e)?,
+                Field::Customer => customer(j, &mut e)?,
+                Field::Data => e.data = data(j, &mut e.text)?,
             }
             Ok(())
         },
@@ -141,16 +147,30 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
     Ok(e)
 }
 
-fn string(j: &mut Lexer, field: &str) -> Result<String, Rejection> {
+/// Appends `s` to the event's text; where it landed.
+fn keep(text: &mut String, s: &str) -> Span {
+    let start = text.len();
+    text.push_str(s);
+    Span {
+        start,
+        end: text.len(),
+    }
+}
+
+fn string(j: &mut Lexer, field: &str, text: &mut String) -> Result<Span, Rejection> {
     match j.peek()? {
-        Peek::String => Ok(j.string()?.into_owned()),
+        Peek::String => Ok(keep(text, &j.string()?)),
         other => Err(wrong_type(j, other, field, "a string")),
     }
 }
 
-fn optional_string(j: &mut Lexer, field: &str) -> Result<Option<String>, Rejection> {
+fn optional_string(
+    j: &mut Lexer,
+    field: &str,
+    text: &mut String,
+) -> Result<Option<Span>, Rejection> {
     match j.peek()? {
-        Peek::String => Ok(Some(j.string()?.into_owned())),
+        Peek::String => Ok(Some(keep(text, &j.string()?))),
         Peek::Null => Ok(j.null().map(|()| None)?),
         other => Err(wrong_type(j, other, field, "a string or null")),
     }
@@ -256,14 +276,12 @@ impl From<ContextField> for u8 {
     }
 }
 
-fn context(j: &mut Lexer) -> Result<Context, Rejection> {
-    let mut c = Context::default();
-    optional_strings(j, "context", |field, value| match field {
-        ContextField::Url => c.url = value,
-        ContextField::Referrer => c.referrer = value,
-        ContextField::UserAgent => c.user_agent = value,
-    })?;
-    Ok(c)
+fn context(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
+    optional_strings(j, "context", &mut e.text, |field, value| match field {
+        ContextField::Url => e.url = value,
+        ContextField::Referrer => e.referrer = value,
+        ContextField::UserAgent => e.user_agent = value,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
@@ -279,13 +297,11 @@ impl From<CustomerField> for u8 {
     }
 }
 
-fn customer(j: &mut Lexer) -> Result<Customer, Rejection> {
-    let mut c = Customer::default();
-    optional_strings(j, "customer", |field, value| match field {
-        CustomerField::Email => c.email = value,
-        CustomerField::Phone => c.phone = value,
-    })?;
-    Ok(c)
+fn customer(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
+    optional_strings(j, "customer", &mut e.text, |field, value| match field {
+        CustomerField::Email => e.email = value,
+        CustomerField::Phone => e.phone = value,
+    })
 }
 
 /// An object of optional strings (`context`, `customer`) one level inside the
@@ -294,7 +310,8 @@ fn customer(j: &mut Lexer) -> Result<Customer, Rejection> {
 fn optional_strings<F>(
     j: &mut Lexer,
     name: &str,
-    mut set: impl FnMut(F, Option<String>),
+    text: &mut String,
+    mut set: impl FnMut(F, Option<Span>),
 ) -> Result<(), Rejection>
 where
     F: Copy + std::str::FromStr + Into<&'static str>,
@@ -311,7 +328,7 @@ where
                 return skip(j, peek, 2);
             };
             seen.first(field, u8::from(field))?;
-            set(field, optional_string(j, field.into())?);
+            set(field, optional_string(j, field.into(), text)?);
             Ok(())
         },
     )
@@ -319,12 +336,12 @@ where
 
 /// `data` as the raw text it arrived as, after checking all of it; `null`
 /// is no data.
-fn data(j: &mut Lexer) -> Result<Option<RawJson>, Rejection> {
+fn data(j: &mut Lexer, text: &mut String) -> Result<Option<Span>, Rejection> {
     let peek = j.peek()?;
     if peek == Peek::Null {
         return Ok(j.null().map(|()| None)?);
     }
     let start = j.index();
     skip(j, peek, 1)?;
-    Ok(Some(RawJson(j.since(start).into())))
+    Ok(Some(keep(text, j.since(start))))
 }
