@@ -3,7 +3,6 @@
 //! whole when nothing in them needs escaping, which is nearly always. The
 //! output is byte for byte what serde_json writes for the same values.
 
-use std::fmt::Display;
 use std::io::Write as _;
 
 use jiff::Timestamp;
@@ -53,10 +52,10 @@ impl<'b> Object<'b> {
         }
     }
 
-    /// A number or a boolean: its `Display` is its JSON.
-    pub fn scalar(&mut self, key: &str, value: impl Display) {
+    /// A number or a boolean.
+    pub fn scalar(&mut self, key: &str, value: impl Scalar) {
         self.key(key);
-        let _ = write!(self.buf, "{value}");
+        value.write(self.buf);
     }
 
     /// A time as an RFC 3339 string in UTC with milliseconds.
@@ -80,6 +79,29 @@ impl<'b> Object<'b> {
 
     pub fn close(self) {
         self.buf.push(b'}');
+    }
+}
+
+/// A JSON number or boolean, written without the formatting machinery.
+pub(super) trait Scalar {
+    fn write(self, buf: &mut Vec<u8>);
+}
+
+impl Scalar for bool {
+    fn write(self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(if self { b"true" } else { b"false" });
+    }
+}
+
+impl Scalar for u64 {
+    fn write(self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(itoa::Buffer::new().format(self).as_bytes());
+    }
+}
+
+impl Scalar for i64 {
+    fn write(self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(itoa::Buffer::new().format(self).as_bytes());
     }
 }
 

@@ -105,54 +105,112 @@ fn context(mut o: Object<'_>, e: &Event, privacy: &Privacy) {
 }
 
 fn customer(mut o: Object<'_>, e: &Event, privacy: &Privacy) {
-    let email = e.email().and_then(normalize_email);
+    if let Some(hash) = e.email().and_then(email_sha256) {
+        o.str("emailSha256", hash.as_str());
+    }
     let phone = e
         .phone()
         .and_then(|p| normalize_phone(p, &privacy.phone_country_code));
-    if let Some(e) = email {
-        o.str("emailSha256", sha256_hex(&e).as_str());
-    }
     if let Some(p) = phone {
-        o.str("phoneSha256", sha256_hex(&p).as_str());
+        o.str("phoneSha256", sha256_hex(p.as_str()).as_str());
     }
     o.close();
 }
 
 /// Lower-cased, trimmed; `None` when it is not an address at all.
 pub fn normalize_email(raw: &str) -> Option<String> {
-    let e = raw.trim().to_lowercase();
-    let at = e.find('@')?;
-    (at > 0 && at + 1 < e.len() && !e.contains(char::is_whitespace)).then_some(e)
+    let e = raw.trim();
+    is_address(e).then(|| e.to_lowercase())
+}
+
+/// Something before and after an `@`, and no whitespace. Lower-casing
+/// changes neither, so the check runs on the text as it arrived.
+fn is_address(trimmed: &str) -> bool {
+    trimmed
+        .find('@')
+        .is_some_and(|at| at > 0 && at + 1 < trimmed.len())
+        && !trimmed.contains(char::is_whitespace)
+}
+
+/// The SHA-256 of [`normalize_email`]'s result. ASCII addresses (nearly
+/// all) are lower-cased into the hash a block at a time, with no string
+/// in between; others take `str::to_lowercase`, whose Unicode rules depend
+/// on context (a final sigma).
+pub fn email_sha256(raw: &str) -> Option<Sha256Hex> {
+    let e = raw.trim();
+    if !is_address(e) {
+        return None;
+    }
+    if !e.is_ascii() {
+        return Some(sha256_hex(&e.to_lowercase()));
+    }
+    let mut hasher = Sha256::new();
+    let mut block = [0u8; 64];
+    for chunk in e.as_bytes().chunks(block.len()) {
+        let lower = &mut block[..chunk.len()];
+        lower.copy_from_slice(chunk);
+        lower.make_ascii_lowercase();
+        hasher.update(lower);
+    }
+    Some(Sha256Hex::of(hasher.finalize().as_slice()))
+}
+
+/// A phone number in E.164, on the stack: `+` and at most 15 digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct E164 {
+    text: [u8; 16],
+    len: usize,
+}
+
+impl E164 {
+    pub fn as_str(&self) -> &str {
+        // `+` and ASCII digits only.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for E164 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// E.164: `+` and digits. Separators are dropped, `00` becomes `+`, and numbers
 /// without either get `default_cc`. `None` when the digit count cannot be a phone.
-pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
+pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<E164> {
     let t = raw.trim();
-    if t.chars()
-        .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
     {
         return None;
     }
-    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
-    let (cc, national) = if t.starts_with('+') {
-        ("", digits.as_str())
-    } else if let Some(rest) = digits.strip_prefix("00") {
-        ("", rest)
+    let mut digits = t.bytes().filter(u8::is_ascii_digit).peekable();
+    let cc = if t.starts_with('+') {
+        ""
+    } else if t.bytes().filter(u8::is_ascii_digit).take(2).eq(*b"00") {
+        digits.nth(1);
+        ""
     } else {
-        (default_cc, digits.trim_start_matches('0'))
+        while digits.next_if_eq(&b'0').is_some() {}
+        default_cc
     };
-    (8..=15)
-        .contains(&(cc.len() + national.len()))
-        .then(|| ["+", cc, national].concat())
+    let mut e = E164 {
+        text: [0; 16],
+        len: 1,
+    };
+    e.text[0] = b'+';
+    for d in cc.bytes().chain(digits) {
+        // More than 15 digits cannot be a phone.
+        *e.text.get_mut(e.len)? = d;
+        e.len += 1;
+    }
+    (9..=16).contains(&e.len).then_some(e)
 }
 
 /// Lowercase hex SHA-256, the form conversion APIs expect.
 pub fn sha256_hex(s: &str) -> Sha256Hex {
-    let mut hex = [0; 64];
-    // 64 bytes is exactly twice the digest: encoding cannot fail.
-    let _ = hex::encode_to_slice(Sha256::digest(s.as_bytes()), &mut hex);
-    Sha256Hex(hex)
+    Sha256Hex::of(Sha256::digest(s.as_bytes()).as_slice())
 }
 
 /// A SHA-256 as 64 lowercase hex digits, kept on the stack.
@@ -160,6 +218,13 @@ pub fn sha256_hex(s: &str) -> Sha256Hex {
 pub struct Sha256Hex([u8; 64]);
 
 impl Sha256Hex {
+    fn of(digest: &[u8]) -> Self {
+        let mut hex = [0; 64];
+        // 64 bytes is exactly twice the digest: encoding cannot fail.
+        let _ = hex::encode_to_slice(digest, &mut hex);
+        Self(hex)
+    }
+
     pub fn as_str(&self) -> &str {
         // Hex digits are ASCII.
         std::str::from_utf8(&self.0).unwrap_or_default()
@@ -198,6 +263,7 @@ fn stripped<'u>(url: &'u str, allow: &'u [String]) -> impl Iterator<Item = &'u s
 mod tests {
     use super::*;
     use crate::event::decode;
+    use proptest::prelude::*;
 
     fn privacy() -> Privacy {
         Privacy::of(&PrivacySpec::default())
@@ -222,26 +288,45 @@ mod tests {
         );
     }
 
+    fn phone(raw: &str, cc: &str) -> Option<String> {
+        normalize_phone(raw, cc).map(|e| e.as_str().to_string())
+    }
+
     #[test]
     fn normalizes_phones_to_e164() {
+        assert_eq!(phone("+1 555 010 0199", "1"), Some("+15550100199".into()));
+        assert_eq!(phone("(555) 010-0199", "1"), Some("+15550100199".into()));
         assert_eq!(
-            normalize_phone("+1 555 010 0199", "1"),
-            Some("+15550100199".into())
-        );
-        assert_eq!(
-            normalize_phone("(555) 010-0199", "1"),
-            Some("+15550100199".into())
-        );
-        assert_eq!(
-            normalize_phone("0044 20 7946 0958", "1"),
+            phone("0044 20 7946 0958", "1"),
             Some("+442079460958".into())
         );
+        assert_eq!(phone("020 7946 0958", "44"), Some("+442079460958".into()));
+        assert_eq!(phone("call me", "1"), None);
+        assert_eq!(phone("12", "1"), None);
+    }
+
+    #[test]
+    fn phones_longer_than_fifteen_digits_are_not_phones() {
+        assert_eq!(phone("+1234567890123456", "1"), None);
         assert_eq!(
-            normalize_phone("020 7946 0958", "44"),
-            Some("+442079460958".into())
+            phone("+123456789012345", "1").as_deref(),
+            Some("+123456789012345")
         );
-        assert_eq!(normalize_phone("call me", "1"), None);
-        assert_eq!(normalize_phone("12", "1"), None);
+        assert_eq!(phone("0000 1234 5678", "1").as_deref(), Some("+0012345678"));
+        assert_eq!(phone("012 3456 7890", "1").as_deref(), Some("+11234567890"));
+    }
+
+    proptest! {
+        /// Hashing while lower-casing is hashing the normalized address.
+        #[test]
+        fn email_hash_is_the_hash_of_the_normalized_address(
+            raw in "[ \tA-Za-z0-9@.ΣΑß_-]{0,90}"
+        ) {
+            prop_assert_eq!(
+                email_sha256(&raw),
+                normalize_email(&raw).map(|e| sha256_hex(&e))
+            );
+        }
     }
 
     #[test]
