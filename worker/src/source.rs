@@ -243,13 +243,17 @@ async fn fill_batch(
 ) -> (Vec<InputMessage>, bool) {
     let mut batch: Vec<(InputMessage, u64)> = Vec::with_capacity(batching.max_events);
     batch.push(first);
-    let deadline = Instant::now() + batching.max_wait;
+    // One timer and one cancellation waiter for the whole batch: new ones
+    // per message would be registered and dropped for every event.
+    let deadline = tokio::time::sleep(batching.max_wait);
+    let cancelled = stop.cancelled();
+    tokio::pin!(deadline, cancelled);
     let mut stopping = false;
     while batch.len() < batching.max_events {
         tokio::select! {
             biased;
-            _ = stop.cancelled() => { stopping = true; break }
-            _ = tokio::time::sleep_until(deadline) => break,
+            _ = &mut cancelled => { stopping = true; break }
+            _ = &mut deadline => break,
             m = next_message(consumer, tracker, metrics) => batch.push(m),
         }
     }
