@@ -4,5 +4,6 @@
 
 pub mod designs;
 pub mod pools;
+pub mod profile;
 pub mod rounds;
 pub mod suite;

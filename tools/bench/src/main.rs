@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pixelpipe_bench::designs::{self, Design};
+use pixelpipe_bench::profile::Profile;
 use pixelpipe_bench::suite::{self, Plan};
 use pixelpipe_crds::PipelineFile;
 use pixelpipe_crds::worker::WorkerArgs;
@@ -44,6 +45,9 @@ enum Cmd {
         #[arg(long)]
         designs_only: bool,
     },
+    /// Where a worker's CPU goes: reads `perf script -F comm,tid,ip,sym`
+    /// on stdin, prints each role's share (tools/bench/profile.sh runs it).
+    Profile,
     /// One comparison design as a process (the benchmark starts these).
     Design {
         #[arg(long, value_enum)]
@@ -78,6 +82,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Profile => {
+            let text = std::io::read_to_string(std::io::stdin())?;
+            print!("{}", Profile::of_perf_script(&text));
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Design { design, worker } => {
             pixelpipe_runtime::logging::init(worker.log_format);
