@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use health::{Health, NotReady};
 pub use pools::{PoolResize, PoolStatus, Pools, SizeError, check_size};
-use tasks::{Watched, spawn_admin, spawn_committer, spawn_follower};
+use tasks::{Watched, spawn_admin, spawn_committer, spawn_follower, spawn_source};
 
 use crate::fatal::Fatal;
 use crate::metrics::Metrics;
@@ -29,7 +29,7 @@ use crate::offsets::OffsetTracker;
 use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
-use crate::source::{InputConsumer, SourceContext, commit_all, run_source};
+use crate::source::{InputConsumer, SourceContext, commit_all};
 use crate::stages::{Augment, Parse, Validate};
 use crate::transaction;
 
@@ -157,15 +157,9 @@ impl Worker {
         let admin = spawn_admin(&settings, watched, &stops)?;
         let follower = spawn_follower(&settings, &pools, &stops);
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
-        let source = tokio::spawn(run_source(
-            consumer.clone(),
-            tracker.clone(),
-            metrics.clone(),
-            parse_tx,
-            in_flight.clone(),
-            settings.batching,
-            stops.intake.clone(),
-        ));
+        let source = spawn_source(
+            &settings, &consumer, &tracker, &metrics, parse_tx, &in_flight, &stops,
+        );
         let committer = spawn_committer(
             &settings,
             &consumer,

@@ -1,18 +1,20 @@
-//! The worker's tasks besides the pools: the admin endpoint, the committer,
-//! and the follower of pool sizes.
+//! The worker's tasks besides the pools: the source, the admin endpoint, the
+//! committer, and the follower of pool sizes.
 
 use std::sync::Arc;
 
+use async_channel::Sender;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{Health, PipelineError, Pools, Stops};
 use crate::evidence::Reporter;
+use crate::job::Job;
 use crate::metrics::Metrics;
 use crate::occupancy::Waits;
 use crate::offsets::OffsetTracker;
 use crate::settings::Settings;
-use crate::source::{InputConsumer, run_committer};
+use crate::source::{InputConsumer, run_committer, run_source};
 use crate::transaction;
 
 /// What the admin endpoint reports on.
@@ -54,6 +56,28 @@ pub(super) fn spawn_admin(
     crate::admin::spawn(listener, state, stops.admin.clone())
         .map(Some)
         .map_err(|source| PipelineError::Admin { addr, source })
+}
+
+/// The source: reads batches into the parse stage's channel while a job
+/// slot is free, until intake stops.
+pub(super) fn spawn_source(
+    settings: &Settings,
+    consumer: &Arc<InputConsumer>,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &Arc<Metrics>,
+    parse: Sender<Job>,
+    in_flight: &Arc<Semaphore>,
+    stops: &Stops,
+) -> JoinHandle<()> {
+    tokio::spawn(run_source(
+        consumer.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        parse,
+        in_flight.clone(),
+        settings.batching,
+        stops.intake.clone(),
+    ))
 }
 
 pub(super) fn spawn_committer(
