@@ -138,7 +138,7 @@ impl Metrics {
             delivery_failures: add(&mut r, "delivery_failures", "Output sends the broker refused (each is retried within a bound, or its input is never committed)", Counter::default()),
             delivery_retries: add(&mut r, "delivery_retries", "Refused outputs sent again, by topic", Family::default()),
             outputs_retrying: add(&mut r, "outputs_retrying", "Outputs refused at least once and not yet acknowledged; the worker is not ready while any are", Gauge::default()),
-            commits: add(&mut r, "commits", "Offset commits by outcome", Family::default()),
+            commits: add(&mut r, "commits", "Synchronous offset commits (on revoke and at shutdown) by outcome; the periodic ones are asynchronous and librdkafka reports their outcome to no one", Family::default()),
             consumer_errors: add(&mut r, "consumer_errors", "Errors from the Kafka consumer", Counter::default()),
             batch_duration: add(&mut r, "batch_duration_seconds", "Time a stage spends on one batch job", Family::new_with_constructor(batch_histogram as fn() -> Histogram)),
             stage_busy: add(&mut r, "stage_busy_seconds", "Worker-seconds a stage's pool spent on jobs, counted as each job ends", Family::default()),

@@ -156,11 +156,21 @@ impl OffsetTracker {
 
     /// Positions that moved since the last commit, marked as sent.
     pub fn take_commit(&self) -> Vec<(i32, i64)> {
+        self.take(false)
+    }
+
+    /// Every committable position, moved or not, marked as sent: the
+    /// committer's periodic refresh (see `source::REFRESH_EVERY`).
+    pub fn take_all(&self) -> Vec<(i32, i64)> {
+        self.take(true)
+    }
+
+    fn take(&self, all: bool) -> Vec<(i32, i64)> {
         let mut inner = self.lock();
         let mut out = Vec::new();
         for (&partition, p) in inner.partitions.iter_mut() {
             if let Some(next) = p.mark.committable()
-                && p.sent != Some(next)
+                && (all || p.sent != Some(next))
             {
                 p.sent = Some(next);
                 out.push((partition, next));
@@ -168,21 +178,6 @@ impl OffsetTracker {
         }
         out.sort_unstable();
         out
-    }
-
-    /// A commit of these positions failed (e.g. its group generation ended
-    /// in a rebalance): they go out again with the next commit. Without this
-    /// a partition that receives nothing more would keep a stale committed
-    /// offset, read as lag that never drains.
-    pub fn commit_failed(&self, positions: &[(i32, i64)]) {
-        let mut inner = self.lock();
-        for &(partition, next) in positions {
-            if let Some(p) = inner.partitions.get_mut(&partition)
-                && p.sent == Some(next)
-            {
-                p.sent = None;
-            }
-        }
     }
 
     /// Every committable position, sent before or not: for synchronous commits.
@@ -306,19 +301,19 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_commit_is_sent_again() {
+    fn a_refresh_sends_every_position_again_moved_or_not() {
         let t = OffsetTracker::default();
         t.assign(&[0, 1]);
         let a = t.register(1, &[(0, 9), (1, 4)]);
         t.complete(1, &a);
         assert_eq!(t.take_commit(), [(0, 10), (1, 5)]);
-        // Nothing moved: nothing to send.
+        // Nothing moved: nothing to send, unless refreshing.
         assert!(t.take_commit().is_empty());
-        // The commit of partition 0 failed; a stale failure of an older
-        // position changes nothing.
-        t.commit_failed(&[(0, 10), (1, 3)]);
-        assert_eq!(t.take_commit(), [(0, 10)]);
-        assert!(t.take_commit().is_empty());
+        assert_eq!(t.take_all(), [(0, 10), (1, 5)]);
+        let b = t.register(2, &[(1, 8)]);
+        t.complete(2, &b);
+        assert_eq!(t.take_all(), [(0, 10), (1, 9)]);
+        assert!(t.take_commit().is_empty(), "the refresh marked them sent");
     }
 
     proptest! {

@@ -68,23 +68,6 @@ impl ConsumerContext for SourceContext {
             Rebalance::Revoke(_) => {}
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.count_commit(&result);
-        if let Err(e) = result {
-            let positions: Vec<(i32, i64)> = offsets
-                .elements()
-                .iter()
-                .filter(|e| e.topic() == self.topic)
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some((e.partition(), o)),
-                    _ => None,
-                })
-                .collect();
-            self.tracker.commit_failed(&positions);
-            tracing::warn!(error = %e, "offset commit failed; it is retried with the next one");
-        }
-    }
 }
 
 impl SourceContext {
@@ -136,6 +119,16 @@ pub fn commit_all(
 /// A commit taken from the tracker just before a cooperative revoke may reach
 /// the broker after the revoke's own synchronous commit. It can only carry an
 /// equal or older position, so the worst case is events read twice, never lost.
+/// Every this many commit intervals the committer sends every committable
+/// position again, moved or not. The result of an asynchronous manual commit
+/// reaches no one: `rd_kafka_commit` passes no reply queue, and rust-rdkafka's
+/// event API sets no `offset_commit_cb`, so librdkafka only logs a failure
+/// (COMMITFAIL, e.g. "Specified group generation id is not valid" in a
+/// rebalance). Without the refresh, a partition that receives nothing more
+/// keeps its stale committed offset: lag that never drains.
+pub const REFRESH_EVERY: u32 = 5;
+
+/// Commits what was delivered every `interval`, asynchronously.
 pub async fn run_committer(
     consumer: Arc<InputConsumer>,
     topic: String,
@@ -146,13 +139,19 @@ pub async fn run_committer(
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = 0u32;
     loop {
+        round = round.wrapping_add(1);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         metrics.uncommitted_runs.set(tracker.pending() as i64);
-        let positions = tracker.take_commit();
+        let positions = if round.is_multiple_of(REFRESH_EVERY) {
+            tracker.take_all()
+        } else {
+            tracker.take_commit()
+        };
         if !positions.is_empty()
             && let Err(e) = consumer.commit(&to_tpl(&topic, &positions), CommitMode::Async)
         {
