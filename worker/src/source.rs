@@ -114,11 +114,6 @@ pub fn commit_all(
     Ok(positions.len())
 }
 
-/// Commits whatever advanced, every `interval`, without waiting for the broker.
-///
-/// A commit taken from the tracker just before a cooperative revoke may reach
-/// the broker after the revoke's own synchronous commit. It can only carry an
-/// equal or older position, so the worst case is events read twice, never lost.
 /// Every this many commit intervals the committer sends every committable
 /// position again, moved or not. The result of an asynchronous manual commit
 /// reaches no one: `rd_kafka_commit` passes no reply queue, and rust-rdkafka's
@@ -128,7 +123,12 @@ pub fn commit_all(
 /// keeps its stale committed offset: lag that never drains.
 pub const REFRESH_EVERY: u32 = 5;
 
-/// Commits what was delivered every `interval`, asynchronously.
+/// Commits whatever advanced, every `interval`, without waiting for the broker,
+/// and every position every [`REFRESH_EVERY`] intervals.
+///
+/// A commit taken from the tracker just before a cooperative revoke may reach
+/// the broker after the revoke's own synchronous commit. It can only carry an
+/// equal or older position, so the worst case is events read twice, never lost.
 pub async fn run_committer(
     consumer: Arc<InputConsumer>,
     topic: String,

@@ -188,7 +188,7 @@ pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<E164> {
     let mut digits = t.bytes().filter(u8::is_ascii_digit).peekable();
     let cc = if t.starts_with('+') {
         ""
-    } else if t.bytes().filter(u8::is_ascii_digit).take(2).eq(*b"00") {
+    } else if digits.clone().take(2).eq(*b"00") {
         digits.nth(1);
         ""
     } else {
