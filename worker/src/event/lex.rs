@@ -1,15 +1,15 @@
 //! A JSON lexer over text already known to be UTF-8, for the one shape of
 //! reading the decoder does: forward only, each value either taken or
 //! stepped over, nothing built that is not kept. Strings without escapes are
-//! borrowed from the payload; the scan for a string's end reads eight
-//! bytes at a time. Every error is `malformed_json` and names its byte.
+//! borrowed from the payload; the scan for a string's end reads a block
+//! of bytes at a time ([`scan`](super::scan)). Every error is `malformed_json` and names its byte.
 //!
 //! It replaced a general-purpose parser (jiter) whose per-token machinery
 //! cost about twice the decode of a whole 1 KB event (docs/benchmarks.md).
 
 use std::borrow::Cow;
 
-use super::{DeadReason, Rejection};
+use super::{DeadReason, Rejection, scan};
 
 /// The kind of value that starts at the next byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,35 +293,9 @@ impl<'a> Lexer<'a> {
 
     /// The end of the run of bytes from `from` that a string holds as they
     /// are: the first `"`, `\\` or control byte, or the end of the text.
-    /// Eight bytes at a time: most strings are short, and memchr's setup
-    /// cost more than this loop (measured: parse 1.24 us against 1.0).
     #[inline]
     fn plain_run(&self, from: usize) -> usize {
-        const ONES: u64 = u64::from_ne_bytes([1; 8]);
-        const HIGH: u64 = ONES << 7;
-        // A byte of `x` is zero: the lowest flag is exact, which is the one used.
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-        let b = self.bytes();
-        let mut i = from;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            let w = u64::from_le_bytes(word);
-            let stop = zero(w ^ (ONES * u64::from(b'"')))
-                | zero(w ^ (ONES * u64::from(b'\\')))
-                | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
-            if stop != 0 {
-                return i + (stop.trailing_zeros() / 8) as usize;
-            }
-            i += 8;
-        }
-        while b
-            .get(i)
-            .is_some_and(|&c| c >= 0x20 && c != b'"' && c != b'\\')
-        {
-            i += 1;
-        }
-        i
+        scan::plain_run(self.bytes(), from)
     }
 
     /// The `null` that is next.

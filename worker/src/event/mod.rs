@@ -13,6 +13,7 @@
 mod json;
 mod lex;
 mod read;
+mod scan;
 
 /// Why a message went to the dead-letter topic. The code is a metric label and a
 /// header, so the set is closed.
