@@ -2,6 +2,7 @@
 //! unbounded design ([`designs`]), measured from outside each process by
 //! [`suite`]. Results and the command: docs/benchmarks.md.
 
+pub mod cpu;
 pub mod designs;
 pub mod pools;
 pub mod profile;

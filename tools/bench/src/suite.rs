@@ -30,6 +30,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::process::{Child, Command};
 
+use crate::cpu::{CpuClock, CpuTrace};
 use crate::designs::FANOUT_HEADER;
 use crate::pools::Window;
 use crate::rounds::{self, Design, Spread};
@@ -282,14 +283,6 @@ async fn preload(
     })
 }
 
-fn proc_cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
 fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -299,15 +292,6 @@ fn proc_peak_rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 fn committed(consumer: &BaseConsumer, input: &Input) -> anyhow::Result<i64> {
@@ -418,7 +402,8 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     // run, so the polling adds no connections during the measurement.
     let group_reader: BaseConsumer =
         pixelpipe_worker::clients::consumer(&plan.kafka, &group).create()?;
-    let mut samples: Vec<(i64, u64)> = Vec::new();
+    let clock = CpuClock::of(pid).context("no CPU clock for the design under test")?;
+    let mut cpu = CpuTrace::default();
     let started = Instant::now();
     let timeout = Duration::from_secs(if plan.smoke { 120 } else { 900 });
     let mut last_check = Instant::now();
@@ -427,9 +412,9 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     let http = Http::default();
     let mut window = Window::new(input.events as u64);
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(ticks) = proc_cpu_ticks(pid) {
-            samples.push((now_ms(), ticks));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(seconds) = clock.seconds() {
+            cpu.push(now_ms(), seconds);
         }
         if let Some(status) = child.try_wait()? {
             bail!(
@@ -502,14 +487,8 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
             .copied()
             .unwrap_or(0.0)
     };
-    let ticks_at = |t: i64| {
-        samples
-            .iter()
-            .find(|(w, _)| *w >= t)
-            .or(samples.last())
-            .map_or(0, |&(_, c)| c)
-    };
-    let cpu_seconds = (ticks_at(last) - ticks_at(first - 100)) as f64 / clock_ticks();
+    // From just before the first delivery: the first batch's work precedes it.
+    let cpu_seconds = cpu.between(first - 100, last);
     let seconds = ((last - first) as f64 / 1000.0).max(0.001);
     let per_event_stage = stages
         .into_iter()
@@ -834,9 +813,7 @@ mod tests {
     }
 
     #[test]
-    fn cpu_ticks_are_read_from_proc() {
-        let me = std::process::id();
-        assert!(proc_cpu_ticks(me).is_some());
-        assert!(proc_peak_rss_kib(me).is_some_and(|k| k > 0));
+    fn peak_rss_is_read_from_proc() {
+        assert!(proc_peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
     }
 }
