@@ -12,12 +12,29 @@ use jiff::Timestamp;
 pub(super) struct Object<'b> {
     buf: &'b mut Vec<u8>,
     first: bool,
+    /// Every string value is known to need no escaping.
+    plain: bool,
 }
 
 impl<'b> Object<'b> {
     pub fn open(buf: &'b mut Vec<u8>) -> Self {
+        Self::open_with(buf, false)
+    }
+
+    /// An object whose string values, and its nested objects' too, the
+    /// caller knows hold no `"`, `\\` or control character: they are copied
+    /// without being checked.
+    pub fn open_plain(buf: &'b mut Vec<u8>) -> Self {
+        Self::open_with(buf, true)
+    }
+
+    fn open_with(buf: &'b mut Vec<u8>, plain: bool) -> Self {
         buf.push(b'{');
-        Self { buf, first: true }
+        Self {
+            buf,
+            first: true,
+            plain,
+        }
     }
 
     /// `key` is a constant of the payload: plain ASCII, nothing to escape.
@@ -40,7 +57,11 @@ impl<'b> Object<'b> {
         self.key(key);
         self.buf.push(b'"');
         for piece in pieces {
-            string_content(self.buf, piece);
+            if self.plain {
+                self.buf.extend_from_slice(piece.as_bytes());
+            } else {
+                string_content(self.buf, piece);
+            }
         }
         self.buf.push(b'"');
     }
@@ -74,7 +95,7 @@ impl<'b> Object<'b> {
 
     pub fn object(&mut self, key: &str) -> Object<'_> {
         self.key(key);
-        Object::open(self.buf)
+        Object::open_with(self.buf, self.plain)
     }
 
     pub fn close(self) {

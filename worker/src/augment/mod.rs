@@ -64,7 +64,13 @@ pub fn partner_payload(
     let data = event.data();
     // Room for the fields around `data` without growing the buffer.
     let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
-    let mut o = Object::open(&mut buf);
+    // Hashes, times and pieces of the event's own strings: when those arrived
+    // without escapes, nothing in the payload needs any.
+    let mut o = if event.strings_are_plain() {
+        Object::open_plain(&mut buf)
+    } else {
+        Object::open(&mut buf)
+    };
     o.str("id", event.id());
     o.str("name", event.name());
     o.str("timestamp", event.timestamp());
@@ -401,6 +407,30 @@ mod tests {
             sha256_hex("ana@example.com").as_str()
         );
         assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    }
+
+    /// An event whose strings arrived without escapes takes the unchecked
+    /// copy; the same values spelled with escapes take the escaping writer.
+    /// Both write the same payload.
+    #[test]
+    fn plain_and_escaped_spellings_give_the_same_payload() {
+        let raw = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
+            "shopId":7,"clientId":"c-9","consent":{},"context":{"userAgent":"UA/1 é"}}"#;
+        let escaped = raw.replace("UA/1 é", r"UA\/1 \u00e9");
+        let payload = |raw: &str| {
+            let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
+            (
+                e.strings_are_plain(),
+                partner_payload(&e, 0, 0, 0, &privacy()).expect("payload"),
+            )
+        };
+        let (plain, a) = payload(raw);
+        let (not_plain, b) = payload(&escaped);
+        assert!(plain && !not_plain);
+        assert_eq!(
+            String::from_utf8(a).expect("utf8"),
+            String::from_utf8(b).expect("utf8")
+        );
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Event {
     email: Option<Span>,
     phone: Option<Span>,
     data: Option<Span>,
+    /// No string the event keeps had an escape in the payload.
+    plain: bool,
 }
 
 impl Event {
@@ -162,6 +164,14 @@ impl Event {
     /// A raw customer identifier: hashed by augment, never forwarded.
     pub fn phone(&self) -> Option<&str> {
         self.get_opt(self.phone)
+    }
+
+    /// Whether every string the accessors return arrived without escapes, so
+    /// holds no `"`, `\\` or control character: written into JSON as it is,
+    /// with nothing to escape and nothing to check. `data` is JSON text and
+    /// not one of these strings.
+    pub fn strings_are_plain(&self) -> bool {
+        self.plain
     }
 
     /// Event-specific payload, exactly the JSON text that arrived, checked by

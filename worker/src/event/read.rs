@@ -112,6 +112,7 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         email: None,
         phone: None,
         data: None,
+        plain: false,
     };
     let mut seen = Seen::default();
     members(
@@ -144,6 +145,7 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         return Err(schema(format!("missing field `{name}`")));
     }
     j.finish()?;
+    e.plain = !j.unescaped_any();
     Ok(e)
 }
 
