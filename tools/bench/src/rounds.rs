@@ -1,8 +1,11 @@
-//! Designs measured in rounds: every round runs each design once, in the same
-//! order (ABC ABC ...), so whatever drifts over a benchmark (the broker's log
-//! cleaner, page cache, a neighbour's load) hits every design alike. Each
-//! ratio is taken within a round, against that round's baseline, and reported
-//! as its median with the spread.
+//! Designs measured in rounds: every round runs each design once, so whatever
+//! drifts over a benchmark (the broker's log cleaner, page cache, a
+//! neighbour's load) hits every design alike. Each round starts one design
+//! later (ABC BCA CAB ...), so no design always runs first, just after the
+//! input was loaded, or always right after the same neighbour; and one run of
+//! the first design before the rounds, not counted, takes the broker's first
+//! reads of a freshly loaded input. Each ratio is taken within a round,
+//! against that round's baseline, and reported as its median with the spread.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,8 +63,17 @@ pub(crate) async fn interleaved(
     variants: &[Variant],
 ) -> anyhow::Result<Vec<Design>> {
     let mut runs: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
+    if let Some(&first) = variants.first() {
+        let warm_up = measure(plan, input, first).await?;
+        eprintln!(
+            "  {:<32} warm-up:  {:>8.0} events/s (not counted)",
+            first.label(),
+            warm_up.m.events_per_second
+        );
+    }
     for round in 1..=plan.runs {
-        for (runs, &v) in runs.iter_mut().zip(variants) {
+        for i in order(round, variants.len()) {
+            let v = variants[i];
             let run = measure(plan, input, v).await?;
             let m = &run.m;
             eprintln!(
@@ -72,7 +84,7 @@ pub(crate) async fn interleaved(
                 m.p99_age,
                 m.peak_rss_mib
             );
-            runs.push(run);
+            runs[i].push(run);
         }
     }
     let baseline: Vec<Measurement> = runs[0].iter().map(|r| r.m).collect();
@@ -81,6 +93,13 @@ pub(crate) async fn interleaved(
         .zip(runs)
         .map(|(&variant, runs)| design(variant, runs, &baseline))
         .collect())
+}
+
+/// The designs' indices in the order round `round` (from 1) runs them: the
+/// first round in the given order, each next one starting one design later.
+fn order(round: usize, designs: usize) -> impl Iterator<Item = usize> {
+    let start = round.saturating_sub(1) % designs.max(1);
+    (0..designs).map(move |i| (start + i) % designs)
 }
 
 fn design(variant: Variant, runs: Vec<Run>, baseline: &[Measurement]) -> Design {
@@ -140,6 +159,13 @@ mod tests {
             },
             ..Run::default()
         }
+    }
+
+    #[test]
+    fn each_round_starts_one_design_later() {
+        let rounds: Vec<Vec<usize>> = (1..=4).map(|r| order(r, 3).collect()).collect();
+        assert_eq!(rounds, [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]);
+        assert_eq!(order(1, 0).count(), 0);
     }
 
     #[test]
