@@ -17,18 +17,10 @@ pub(super) struct Object<'b> {
 }
 
 impl<'b> Object<'b> {
-    pub fn open(buf: &'b mut Vec<u8>) -> Self {
-        Self::open_with(buf, false)
-    }
-
-    /// An object whose string values, and its nested objects' too, the
-    /// caller knows hold no `"`, `\\` or control character: they are copied
-    /// without being checked.
-    pub fn open_plain(buf: &'b mut Vec<u8>) -> Self {
-        Self::open_with(buf, true)
-    }
-
-    fn open_with(buf: &'b mut Vec<u8>, plain: bool) -> Self {
+    /// With `plain`, the caller knows that no string value of this object or
+    /// of its nested ones holds a `"`, `\\` or control character: they are
+    /// copied without being checked.
+    pub fn open(buf: &'b mut Vec<u8>, plain: bool) -> Self {
         buf.push(b'{');
         Self {
             buf,
@@ -95,7 +87,7 @@ impl<'b> Object<'b> {
 
     pub fn object(&mut self, key: &str) -> Object<'_> {
         self.key(key);
-        Object::open_with(self.buf, self.plain)
+        Object::open(self.buf, self.plain)
     }
 
     pub fn close(self) {
@@ -204,7 +196,7 @@ mod tests {
 
     fn written(s: &str) -> String {
         let mut buf = Vec::new();
-        Object::open(&mut buf).str("k", s);
+        Object::open(&mut buf, false).str("k", s);
         let text = String::from_utf8(buf).expect("utf8");
         text["{\"k\":".len()..].to_string()
     }
@@ -212,7 +204,7 @@ mod tests {
     #[test]
     fn objects_nest_and_skip_what_is_absent() {
         let mut buf = Vec::new();
-        let mut o = Object::open(&mut buf);
+        let mut o = Object::open(&mut buf, false);
         o.str("id", "e1");
         o.opt_str("region", None);
         o.scalar("n", 42u64);

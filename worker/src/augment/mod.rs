@@ -66,11 +66,7 @@ pub fn partner_payload(
     let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
     // Hashes, times and pieces of the event's own strings: when those arrived
     // without escapes, nothing in the payload needs any.
-    let mut o = if event.strings_are_plain() {
-        Object::open_plain(&mut buf)
-    } else {
-        Object::open(&mut buf)
-    };
+    let mut o = Object::open(&mut buf, event.strings_are_plain());
     o.str("id", event.id());
     o.str("name", event.name());
     o.str("timestamp", event.timestamp());

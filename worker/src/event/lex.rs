@@ -2,7 +2,8 @@
 //! reading the decoder does: forward only, each value either taken or
 //! stepped over, nothing built that is not kept. Strings without escapes are
 //! borrowed from the payload; the scan for a string's end reads a block
-//! of bytes at a time ([`scan`](super::scan)). Every error is `malformed_json` and names its byte.
+//! of bytes at a time ([`scan`](super::scan)). Every error is
+//! `malformed_json` and names its byte.
 //!
 //! It replaced a general-purpose parser (jiter) whose per-token machinery
 //! cost about twice the decode of a whole 1 KB event (docs/benchmarks.md).
