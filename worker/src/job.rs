@@ -16,6 +16,8 @@ pub struct InputMessage {
     /// The record's Kafka timestamp, when it has one.
     pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
+    /// Moved into the [`Event`] while one is decoded from it, without a
+    /// copy; back here when the message is dead-lettered.
     pub payload: Option<Vec<u8>>,
     /// Original headers, kept so a dead letter carries them.
     pub headers: Vec<(String, Vec<u8>)>,

@@ -8,8 +8,8 @@ use pixelpipe_crds::{PipelineFile, PrivacySpec, Stage};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::augment::{Privacy, partner_payload};
-use crate::event::{DeadReason, Rejection, decode};
-use crate::job::{Job, Outcome};
+use crate::event::{DeadReason, Event, Rejection, decode_in_place};
+use crate::job::{InputMessage, Job, Outcome};
 use crate::metrics::{Metrics, PartnerReasonLabel};
 use crate::pool::Work;
 use crate::routing::{DropReason, Router};
@@ -25,9 +25,9 @@ impl Work for Parse {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        for (msg, outcome) in job.messages.iter().zip(job.outcomes.iter_mut()) {
+        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
             if matches!(outcome, Outcome::Raw) {
-                *outcome = match decode(msg.payload.as_deref(), self.max_event_bytes) {
+                *outcome = match decode_in_place(&mut msg.payload, self.max_event_bytes) {
                     Ok(event) => Outcome::Parsed(Box::new(event)),
                     Err(rejection) => Outcome::Dead {
                         stage: Stage::Parse,
@@ -38,6 +38,13 @@ impl Work for Parse {
         }
         job
     }
+}
+
+/// A decoded event's dead letter: its payload back in its message, which
+/// the dead letter carries.
+fn dead(msg: &mut InputMessage, event: Event, stage: Stage, rejection: Rejection) -> Outcome {
+    msg.payload = Some(event.into_payload());
+    Outcome::Dead { stage, rejection }
 }
 
 /// Semantic checks, consent and routing.
@@ -88,7 +95,7 @@ impl Work for Validate {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
-        for outcome in job.outcomes.iter_mut() {
+        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Parsed(event) => {
                     match validate(&event, &self.router, &self.config.limits, now) {
@@ -99,10 +106,7 @@ impl Work for Validate {
                                 Some(reason) => Outcome::Dropped(reason),
                             }
                         }
-                        Err(rejection) => Outcome::Dead {
-                            stage: Stage::Validate,
-                            rejection,
-                        },
+                        Err(rejection) => dead(msg, *event, Stage::Validate, rejection),
                     }
                 }
                 other => other,
@@ -131,7 +135,7 @@ impl Work for Augment {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
-        for (msg, outcome) in job.messages.iter().zip(job.outcomes.iter_mut()) {
+        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Validated(event, v) => {
                     let received = msg.timestamp_ms.unwrap_or(now);
@@ -141,10 +145,11 @@ impl Work for Augment {
                             partners: v.decision.partners,
                             event_ms: v.event_ms,
                         },
-                        Err(e) => Outcome::Dead {
-                            stage: Stage::Augment,
-                            rejection: Rejection::new(DeadReason::Unserializable, e.to_string()),
-                        },
+                        Err(e) => {
+                            let rejection =
+                                Rejection::new(DeadReason::Unserializable, e.to_string());
+                            dead(msg, *event, Stage::Augment, rejection)
+                        }
                     }
                 }
                 other => other,

@@ -50,17 +50,11 @@ fn malformed(what: &'static str, at: usize) -> Syntax {
 pub(super) struct Lexer<'a> {
     text: &'a str,
     at: usize,
-    /// A string taken with [`Lexer::string`] had an escape.
-    unescaped: bool,
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            at: 0,
-            unescaped: false,
-        }
+        Self { text, at: 0 }
     }
 
     /// The byte offset of the next unread byte.
@@ -198,19 +192,12 @@ impl<'a> Lexer<'a> {
                 Ok(Cow::Borrowed(self.text.get(start..end).unwrap_or_default()))
             }
             _ => {
-                self.unescaped = true;
                 let mut owned = String::from(self.text.get(start..end).unwrap_or_default());
                 self.at = end;
                 self.rest_of_string(Some(&mut owned))?;
                 Ok(Cow::Owned(owned))
             }
         }
-    }
-
-    /// Whether any string taken so far had an escape. Those taken without
-    /// one hold no `"`, `\\` or control character.
-    pub fn unescaped_any(&self) -> bool {
-        self.unescaped
     }
 
     /// Steps over the string whose `"` is next, checking it.

@@ -84,18 +84,25 @@ pub struct Consent {
     pub sale_of_data: bool,
 }
 
-/// Where one of an event's strings sits in its text.
+/// Where one of an event's strings sits: in the payload it arrived in, or,
+/// when it had escapes, in the event's buffer of decoded strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: usize,
     end: usize,
+    decoded: bool,
 }
 
-/// A decoded storefront event. Its strings share one buffer, one allocation
-/// per event rather than one per field; the accessors read them.
+/// A decoded storefront event. It owns the payload it was read from, and
+/// its strings are spans of it: decoding allocates nothing for them and
+/// copies nothing, except strings with escapes, which are decoded into one
+/// buffer of their own (empty, so unallocated, for nearly every event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The payload, as it arrived.
     text: String,
+    /// The strings that had escapes, decoded.
+    decoded: String,
     id: Span,
     name: Span,
     timestamp: Span,
@@ -109,13 +116,22 @@ pub struct Event {
     email: Option<Span>,
     phone: Option<Span>,
     data: Option<Span>,
-    /// No string the event keeps had an escape in the payload.
-    plain: bool,
 }
 
 impl Event {
     fn get(&self, span: Span) -> &str {
-        self.text.get(span.start..span.end).unwrap_or_default()
+        let text = if span.decoded {
+            &self.decoded
+        } else {
+            &self.text
+        };
+        text.get(span.start..span.end).unwrap_or_default()
+    }
+
+    /// The payload the event was decoded from, as it arrived: a later
+    /// stage that dead-letters the event puts it back in its message.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.text.into_bytes()
     }
 
     fn get_opt(&self, span: Option<Span>) -> Option<&str> {
@@ -171,7 +187,8 @@ impl Event {
     /// with nothing to escape and nothing to check. `data` is JSON text and
     /// not one of these strings.
     pub fn strings_are_plain(&self) -> bool {
-        self.plain
+        // An escape decodes to at least one character.
+        self.decoded.is_empty()
     }
 
     /// Event-specific payload, exactly the JSON text that arrived, checked by
@@ -185,25 +202,43 @@ impl Event {
 /// Deepest object/array nesting accepted anywhere in an event.
 pub const MAX_DEPTH: usize = 32;
 
-/// Decodes one message payload into an [`Event`].
-pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejection> {
-    let bytes = match payload {
-        None | Some([]) => return Err(Rejection::new(DeadReason::Empty, "empty payload")),
-        Some(b) => b,
-    };
-    if bytes.len() > max_bytes {
+/// Decodes one message payload into an [`Event`], which takes the payload
+/// (no copy); a payload that does not decode stays where it was, for the
+/// dead letter.
+pub fn decode_in_place(
+    payload: &mut Option<Vec<u8>>,
+    max_bytes: usize,
+) -> Result<Event, Rejection> {
+    let len = payload.as_ref().map_or(0, Vec::len);
+    if len == 0 {
+        return Err(Rejection::new(DeadReason::Empty, "empty payload"));
+    }
+    if len > max_bytes {
         return Err(Rejection::new(
             DeadReason::Oversized,
-            format!("payload is {} bytes, limit {max_bytes}", bytes.len()),
+            format!("payload is {len} bytes, limit {max_bytes}"),
         ));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection::new(
-            DeadReason::InvalidUtf8,
-            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-        )
-    })?;
-    read::event(text)
+    let text = match String::from_utf8(payload.take().unwrap_or_default()) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            *payload = Some(e.into_bytes());
+            return Err(Rejection::new(
+                DeadReason::InvalidUtf8,
+                format!("invalid UTF-8 at byte {at}"),
+            ));
+        }
+    };
+    read::event(text).map_err(|(rejection, text)| {
+        *payload = Some(text.into_bytes());
+        rejection
+    })
+}
+
+/// [`decode_in_place`] on a copy of `payload`.
+pub fn decode(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, Rejection> {
+    decode_in_place(&mut payload.map(<[u8]>::to_vec), max_bytes)
 }
 
 #[cfg(test)]
@@ -246,6 +281,34 @@ mod tests {
             ("e1", "c-1", Some("US-CA"))
         );
         assert!(e.data().expect("data").contains("currencyCode"));
+    }
+
+    #[test]
+    fn the_event_takes_its_payload_and_a_rejection_leaves_it() {
+        let mut payload = Some(GOOD.as_bytes().to_vec());
+        let e = decode_in_place(&mut payload, 64 * 1024).expect("decodes");
+        assert_eq!(payload, None);
+        assert_eq!(e.into_payload(), GOOD.as_bytes());
+        let truncated = GOOD.as_bytes()[..40].to_vec();
+        let missing = GOOD.replace("\"shopId\":4211,", "").into_bytes();
+        for bad in [vec![0xff, b'{'], truncated, missing, b"[]".to_vec()] {
+            let mut payload = Some(bad.clone());
+            assert!(decode_in_place(&mut payload, 64 * 1024).is_err());
+            assert_eq!(payload, Some(bad), "left for the dead letter");
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded_beside_the_payload() {
+        let escaped = GOOD
+            .replace("\"c-1\"", r#""c-\u0031\n""#)
+            .replace("\"UA\"", r#""U\"A""#);
+        let e = decode(Some(escaped.as_bytes()), 64 * 1024).expect("decodes");
+        assert_eq!((e.client_id(), e.user_agent()), ("c-1\n", Some("U\"A")));
+        assert_eq!((e.id(), e.region()), ("e1", Some("US-CA")));
+        assert!(!e.strings_are_plain());
+        let plain = decode(Some(GOOD.as_bytes()), 64 * 1024).expect("decodes");
+        assert!(plain.strings_are_plain());
     }
 
     #[test]

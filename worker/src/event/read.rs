@@ -4,6 +4,8 @@
 //! wrong types, missing, duplicate or (in `consent`) unknown fields are
 //! `schema`; anything a JSON parser rejects is `malformed_json`.
 
+use std::borrow::Cow;
+
 use super::json::{finite, skip};
 use super::lex::{Lexer, Peek};
 use super::{Consent, DeadReason, Event, Rejection, Span};
@@ -83,8 +85,20 @@ const REQUIRED: [Field; 6] = [
     Field::Consent,
 ];
 
-/// The event in `text`, which is valid UTF-8.
-pub(super) fn event(text: &str) -> Result<Event, Rejection> {
+/// The event in `text`, which it keeps; `text` back with the rejection when
+/// it is not one.
+pub(super) fn event(text: String) -> Result<Event, (Rejection, String)> {
+    match fields(&text) {
+        Ok(mut e) => {
+            e.text = text;
+            Ok(e)
+        }
+        Err(rejection) => Err((rejection, text)),
+    }
+}
+
+/// The event's fields, its text left empty.
+fn fields(text: &str) -> Result<Event, Rejection> {
     let mut j = Lexer::new(text);
     let peek = j.peek()?;
     if peek != Peek::Object {
@@ -95,10 +109,14 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
             kind(peek)
         )));
     }
-    let empty = Span { start: 0, end: 0 };
-    // Whatever the event keeps is at most as long as the payload: one allocation.
+    let empty = Span {
+        start: 0,
+        end: 0,
+        decoded: false,
+    };
     let mut e = Event {
-        text: String::with_capacity(text.len()),
+        text: String::new(),
+        decoded: String::new(),
         id: empty,
         name: empty,
         timestamp: empty,
@@ -112,7 +130,6 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         email: None,
         phone: None,
         data: None,
-        plain: false,
     };
     let mut seen = Seen::default();
     members(
@@ -125,17 +142,18 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
             };
             seen.first(field, field as u8)?;
             let name: &'static str = field.into();
+            let decoded = &mut e.decoded;
             match field {
-                Field::Id => e.id = string(j, name, &mut e.text)?,
-                Field::Name => e.name = string(j, name, &mut e.text)?,
-                Field::Timestamp => e.timestamp = string(j, name, &mut e.text)?,
+                Field::Id => e.id = string(j, name, decoded)?,
+                Field::Name => e.name = string(j, name, decoded)?,
+                Field::Timestamp => e.timestamp = string(j, name, decoded)?,
                 Field::ShopId => e.shop_id = unsigned(j, name)?,
-                Field::ClientId => e.client_id = string(j, name, &mut e.text)?,
-                Field::Region => e.region = optional_string(j, name, &mut e.text)?,
+                Field::ClientId => e.client_id = string(j, name, decoded)?,
+                Field::Region => e.region = optional_string(j, name, decoded)?,
                 Field::Consent => e.consent = consent(j)?,
                 Field::Context => context(j, &mut e)?,
                 Field::Customer => customer(j, &mut e)?,
-                Field::Data => e.data = data(j, &mut e.text)?,
+                Field::Data => e.data = data(j)?,
             }
             Ok(())
         },
@@ -145,23 +163,37 @@ pub(super) fn event(text: &str) -> Result<Event, Rejection> {
         return Err(schema(format!("missing field `{name}`")));
     }
     j.finish()?;
-    e.plain = !j.unescaped_any();
     Ok(e)
 }
 
-/// Appends `s` to the event's text; where it landed.
-fn keep(text: &mut String, s: &str) -> Span {
-    let start = text.len();
-    text.push_str(s);
-    Span {
-        start,
-        end: text.len(),
-    }
+/// The string whose `"` is next, kept: where it is in the payload, or, if
+/// it has escapes, where its decoded text landed in `decoded`.
+fn keep(j: &mut Lexer, decoded: &mut String) -> Result<Span, Rejection> {
+    Ok(match j.string()? {
+        // Without escapes, the string ends right before its closing quote.
+        Cow::Borrowed(s) => {
+            let end = j.index() - 1;
+            Span {
+                start: end - s.len(),
+                end,
+                decoded: false,
+            }
+        }
+        Cow::Owned(s) => {
+            let start = decoded.len();
+            decoded.push_str(&s);
+            Span {
+                start,
+                end: decoded.len(),
+                decoded: true,
+            }
+        }
+    })
 }
 
-fn string(j: &mut Lexer, field: &str, text: &mut String) -> Result<Span, Rejection> {
+fn string(j: &mut Lexer, field: &str, decoded: &mut String) -> Result<Span, Rejection> {
     match j.peek()? {
-        Peek::String => Ok(keep(text, &j.string()?)),
+        Peek::String => keep(j, decoded),
         other => Err(wrong_type(j, other, field, "a string")),
     }
 }
@@ -169,10 +201,10 @@ fn string(j: &mut Lexer, field: &str, text: &mut String) -> Result<Span, Rejecti
 fn optional_string(
     j: &mut Lexer,
     field: &str,
-    text: &mut String,
+    decoded: &mut String,
 ) -> Result<Option<Span>, Rejection> {
     match j.peek()? {
-        Peek::String => Ok(Some(keep(text, &j.string()?))),
+        Peek::String => Ok(Some(keep(j, decoded)?)),
         Peek::Null => Ok(j.null().map(|()| None)?),
         other => Err(wrong_type(j, other, field, "a string or null")),
     }
@@ -279,7 +311,7 @@ impl From<ContextField> for u8 {
 }
 
 fn context(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
-    optional_strings(j, "context", &mut e.text, |field, value| match field {
+    optional_strings(j, "context", &mut e.decoded, |field, value| match field {
         ContextField::Url => e.url = value,
         ContextField::Referrer => e.referrer = value,
         ContextField::UserAgent => e.user_agent = value,
@@ -300,7 +332,7 @@ impl From<CustomerField> for u8 {
 }
 
 fn customer(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
-    optional_strings(j, "customer", &mut e.text, |field, value| match field {
+    optional_strings(j, "customer", &mut e.decoded, |field, value| match field {
         CustomerField::Email => e.email = value,
         CustomerField::Phone => e.phone = value,
     })
@@ -312,7 +344,7 @@ fn customer(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
 fn optional_strings<F>(
     j: &mut Lexer,
     name: &str,
-    text: &mut String,
+    decoded: &mut String,
     mut set: impl FnMut(F, Option<Span>),
 ) -> Result<(), Rejection>
 where
@@ -330,7 +362,7 @@ where
                 return skip(j, peek, 2);
             };
             seen.first(field, u8::from(field))?;
-            set(field, optional_string(j, field.into(), text)?);
+            set(field, optional_string(j, field.into(), decoded)?);
             Ok(())
         },
     )
@@ -338,12 +370,16 @@ where
 
 /// `data` as the raw text it arrived as, after checking all of it; `null`
 /// is no data.
-fn data(j: &mut Lexer, text: &mut String) -> Result<Option<Span>, Rejection> {
+fn data(j: &mut Lexer) -> Result<Option<Span>, Rejection> {
     let peek = j.peek()?;
     if peek == Peek::Null {
         return Ok(j.null().map(|()| None)?);
     }
     let start = j.index();
     skip(j, peek, 1)?;
-    Ok(Some(keep(text, j.since(start))))
+    Ok(Some(Span {
+        start,
+        end: j.index(),
+        decoded: false,
+    }))
 }
