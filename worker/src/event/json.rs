@@ -53,9 +53,9 @@ pub(super) fn skip(j: &mut Lexer, mut peek: Peek, outer: usize) -> Result<(), Re
             let next = match open.top() {
                 None => return Ok(()),
                 Some(true) => j.array_next()?,
-                Some(false) => match j.object_next()? {
-                    Some(_) => Some(j.peek()?),
-                    None => None,
+                Some(false) => match j.object_next_skipped()? {
+                    true => Some(j.peek()?),
+                    false => None,
                 },
             };
             if let Some(next) = next {
@@ -81,7 +81,7 @@ fn enter(j: &mut Lexer, peek: Peek, open: &mut Open) -> Result<Option<Peek>, Rej
         }
         Peek::Object => {
             open.push(false)?;
-            if j.object_first()?.is_some() {
+            if j.object_first_skipped()? {
                 return Ok(Some(j.peek()?));
             }
             open.len -= 1;

@@ -150,15 +150,53 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// As [`Lexer::object_first`], stepping over the key (checked) instead
+    /// of taking it: whether the object has a member.
+    #[inline]
+    pub fn object_first_skipped(&mut self) -> Result<bool, Syntax> {
+        self.at += 1;
+        if self.eat(b'}') {
+            return Ok(false);
+        }
+        self.skip_key().map(|()| true)
+    }
+
+    /// As [`Lexer::object_next`], stepping over the key.
+    #[inline]
+    pub fn object_next_skipped(&mut self) -> Result<bool, Syntax> {
+        if self.more(b'}', "expected `,` or `}`")? {
+            self.skip_key().map(|()| true)
+        } else {
+            Ok(false)
+        }
+    }
+
     fn key(&mut self) -> Result<Cow<'a, str>, Syntax> {
-        if self.next_byte() != Some(b'"') {
-            return Err(malformed("expected a key", self.at));
-        }
+        self.key_quote()?;
         let key = self.string()?;
-        if !self.eat(b':') {
-            return Err(malformed("expected `:`", self.at));
+        self.colon().map(|()| key)
+    }
+
+    fn skip_key(&mut self) -> Result<(), Syntax> {
+        self.key_quote()?;
+        self.skip_string()?;
+        self.colon()
+    }
+
+    #[inline]
+    fn key_quote(&mut self) -> Result<(), Syntax> {
+        match self.next_byte() {
+            Some(b'"') => Ok(()),
+            _ => Err(malformed("expected a key", self.at)),
         }
-        Ok(key)
+    }
+
+    #[inline]
+    fn colon(&mut self) -> Result<(), Syntax> {
+        match self.eat(b':') {
+            true => Ok(()),
+            false => Err(malformed("expected `:`", self.at)),
+        }
     }
 
     /// Opens the array whose `[` is next: its first value, or `None` if empty.

@@ -12,20 +12,25 @@
 /// `bytes.len()` when there is none.
 #[inline]
 pub(super) fn plain_run(bytes: &[u8], from: usize) -> usize {
-    let i = wide_run(bytes, from);
-    i + bytes
-        .get(i..)
-        .unwrap_or_default()
-        .iter()
-        .take_while(|&&c| c >= 0x20 && c != b'"' && c != b'\\')
-        .count()
+    match wide_run(bytes, from) {
+        Ok(found) => found,
+        Err(tail) => {
+            tail + bytes
+                .get(tail..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|&&c| c >= 0x20 && c != b'"' && c != b'\\')
+                .count()
+        }
+    }
 }
 
-/// Whole sixteen-byte blocks from `from`: the first special byte's index, or
-/// where the blocks end (fewer than sixteen bytes left).
+/// Whole sixteen-byte blocks from `from`: `Ok` with the first special
+/// byte's index, or `Err` with where the blocks end (fewer than sixteen
+/// bytes left, none of them looked at).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn wide_run(bytes: &[u8], mut i: usize) -> usize {
+fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
     use safe_arch::{
         cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
     };
@@ -40,17 +45,17 @@ fn wide_run(bytes: &[u8], mut i: usize) -> usize {
             | cmp_eq_mask_i8_m128i(min_u8_m128i(v, below_space), v);
         let mask = move_mask_i8_m128i(special) as u32;
         if mask != 0 {
-            return i + mask.trailing_zeros() as usize;
+            return Ok(i + mask.trailing_zeros() as usize);
         }
         i += 16;
     }
-    i
+    Err(i)
 }
 
 /// Whole eight-byte words from `from`, as [`wide_run`] with blocks of eight.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn wide_run(bytes: &[u8], mut i: usize) -> usize {
+fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     // A byte of `x` is zero: the lowest flag is exact, which is the one used.
@@ -61,11 +66,11 @@ fn wide_run(bytes: &[u8], mut i: usize) -> usize {
             | zero(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
         if stop != 0 {
-            return i + (stop.trailing_zeros() / 8) as usize;
+            return Ok(i + (stop.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    i
+    Err(i)
 }
 
 #[cfg(test)]
