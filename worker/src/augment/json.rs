@@ -30,6 +30,9 @@ impl<'b> Object<'b> {
     }
 
     /// `key` is a constant of the payload: plain ASCII, nothing to escape.
+    /// Inlined, so that each key's copy has a length known where it is
+    /// written, and compiles to a few moves instead of a call to `memcpy`.
+    #[inline(always)]
     fn key(&mut self, key: &str) {
         if !self.first {
             self.buf.push(b',');
@@ -40,11 +43,13 @@ impl<'b> Object<'b> {
         self.buf.extend_from_slice(b"\":");
     }
 
+    #[inline]
     pub fn str(&mut self, key: &str, value: &str) {
         self.str_pieces(key, [value]);
     }
 
     /// One string value given in pieces, written as their concatenation.
+    #[inline]
     pub fn str_pieces<'s>(&mut self, key: &str, pieces: impl IntoIterator<Item = &'s str>) {
         self.key(key);
         self.buf.push(b'"');
@@ -59,6 +64,7 @@ impl<'b> Object<'b> {
     }
 
     /// Nothing for `None`, as serde's `skip_serializing_if = "Option::is_none"`.
+    #[inline]
     pub fn opt_str(&mut self, key: &str, value: Option<&str>) {
         if let Some(v) = value {
             self.str(key, v);
@@ -66,12 +72,14 @@ impl<'b> Object<'b> {
     }
 
     /// A number or a boolean.
+    #[inline]
     pub fn scalar(&mut self, key: &str, value: impl Scalar) {
         self.key(key);
         value.write(self.buf);
     }
 
     /// A time as an RFC 3339 string in UTC with milliseconds.
+    #[inline]
     pub fn time(&mut self, key: &str, value: Millis) {
         self.key(key);
         self.buf.push(b'"');
@@ -80,11 +88,13 @@ impl<'b> Object<'b> {
     }
 
     /// JSON text checked elsewhere, written as it is.
+    #[inline]
     pub fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
         self.buf.extend_from_slice(json.as_bytes());
     }
 
+    #[inline]
     pub fn object(&mut self, key: &str) -> Object<'_> {
         self.key(key);
         Object::open(self.buf, self.plain)

@@ -135,20 +135,23 @@ fn is_address(trimmed: &str) -> bool {
 }
 
 /// The SHA-256 of [`normalize_email`]'s result. ASCII addresses (nearly
-/// all) are lower-cased into the hash a block at a time, with no string
-/// in between; others take `str::to_lowercase`, whose Unicode rules depend
-/// on context (a final sigma).
+/// all) are checked and lower-cased into the hash a block at a time, with
+/// no string in between; others take `str::to_lowercase`, whose Unicode
+/// rules depend on context (a final sigma).
 pub fn email_sha256(raw: &str) -> Option<Sha256Hex> {
     let e = raw.trim();
-    if !is_address(e) {
-        return None;
-    }
     if !e.is_ascii() {
-        return Some(sha256_hex(&e.to_lowercase()));
+        return is_address(e).then(|| sha256_hex(&e.to_lowercase()));
+    }
+    let b = e.as_bytes();
+    let at = memchr::memchr(b'@', b)?;
+    // `char::is_whitespace` on ASCII: space, and tab to carriage return.
+    if at == 0 || at + 1 >= b.len() || b.iter().any(|c| matches!(c, b' ' | b'\t'..=b'\r')) {
+        return None;
     }
     let mut hasher = Sha256::new();
     let mut block = [0u8; 64];
-    for chunk in e.as_bytes().chunks(block.len()) {
+    for chunk in b.chunks(block.len()) {
         let lower = &mut block[..chunk.len()];
         lower.copy_from_slice(chunk);
         lower.make_ascii_lowercase();
@@ -245,14 +248,26 @@ pub fn strip_url(url: &str, allow: &[String]) -> String {
 }
 
 /// The pieces of [`strip_url`]'s result, in order, borrowed from `url`: the
-/// payload writes them without building the string.
+/// payload writes them without building the string. The query runs from
+/// the first `?` to the first `#` after it; a `#` before any `?` leaves none.
 fn stripped<'u>(url: &'u str, allow: &'u [String]) -> impl Iterator<Item = &'u str> {
-    let without_fragment = url.split_once('#').map_or(url, |(u, _)| u);
-    let (base, query) = without_fragment
-        .split_once('?')
-        .unwrap_or((without_fragment, ""));
+    let bytes = url.as_bytes();
+    let (base, query) = match memchr::memchr2(b'?', b'#', bytes) {
+        Some(q) if bytes.get(q) == Some(&b'?') => {
+            let query = url.get(q + 1..).unwrap_or_default();
+            let end = memchr::memchr(b'#', query.as_bytes()).unwrap_or(query.len());
+            (
+                url.get(..q).unwrap_or_default(),
+                query.get(..end).unwrap_or_default(),
+            )
+        }
+        Some(fragment) => (url.get(..fragment).unwrap_or_default(), ""),
+        None => (url, ""),
+    };
     let kept = query.split('&').filter(move |pair| {
-        let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+        let key = memchr::memchr(b'=', pair.as_bytes())
+            .and_then(|eq| pair.get(..eq))
+            .unwrap_or(pair);
         allow.iter().any(|a| a == key)
     });
     let separated = kept
@@ -322,12 +337,28 @@ mod tests {
         /// Hashing while lower-casing is hashing the normalized address.
         #[test]
         fn email_hash_is_the_hash_of_the_normalized_address(
-            raw in "[ \tA-Za-z0-9@.ΣΑß_-]{0,90}"
+            raw in "[ \t\x0b\x0cA-Za-z0-9@.ΣΑß_-]{0,90}"
         ) {
             prop_assert_eq!(
                 email_sha256(&raw),
                 normalize_email(&raw).map(|e| sha256_hex(&e))
             );
+        }
+    }
+
+    proptest! {
+        /// The stripped URL is what splitting at `#`, `?`, `&` and `=` gives.
+        #[test]
+        fn stripping_agrees_with_splitting(url in "[a-z?#&=]{0,24}") {
+            let allow: Vec<String> = vec!["a".into(), "".into(), "b=".into()];
+            let without_fragment = url.split_once('#').map_or(url.as_str(), |(u, _)| u);
+            let (base, query) = without_fragment.split_once('?').unwrap_or((without_fragment, ""));
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| allow.iter().any(|a| a == pair.split_once('=').map_or(*pair, |(k, _)| k)))
+                .collect();
+            let expected = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+            prop_assert_eq!(strip_url(&url, &allow), expected);
         }
     }
 
