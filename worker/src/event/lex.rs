@@ -116,18 +116,50 @@ impl<'a> Lexer<'a> {
     /// Opens the object whose `{` is next: its first key, or `None` if empty.
     #[inline]
     pub fn object_first(&mut self) -> Result<Option<Cow<'a, str>>, Syntax> {
-        self.at += 1;
-        if self.eat(b'}') {
-            return Ok(None);
-        }
-        self.key().map(Some)
+        self.open_object(Self::key)
     }
 
     /// After a member's value: the next key, or `None` at the object's end.
     #[inline]
     pub fn object_next(&mut self) -> Result<Option<Cow<'a, str>>, Syntax> {
+        self.next_member(Self::key)
+    }
+
+    /// As [`Lexer::object_first`], stepping over the key (checked) instead
+    /// of taking it: whether the object has a member.
+    #[inline]
+    pub fn object_first_skipped(&mut self) -> Result<bool, Syntax> {
+        self.open_object(Self::skip_key).map(|k| k.is_some())
+    }
+
+    /// As [`Lexer::object_next`], stepping over the key.
+    #[inline]
+    pub fn object_next_skipped(&mut self) -> Result<bool, Syntax> {
+        self.next_member(Self::skip_key).map(|k| k.is_some())
+    }
+
+    /// Past the `{` that is next: its first key, read by `key`, or `None`.
+    #[inline]
+    fn open_object<K>(
+        &mut self,
+        key: impl FnOnce(&mut Self) -> Result<K, Syntax>,
+    ) -> Result<Option<K>, Syntax> {
+        self.at += 1;
+        if self.eat(b'}') {
+            return Ok(None);
+        }
+        key(self).map(Some)
+    }
+
+    /// Past the `,` or `}` after a member: the next key, read by `key`, or
+    /// `None` at the object's end.
+    #[inline]
+    fn next_member<K>(
+        &mut self,
+        key: impl FnOnce(&mut Self) -> Result<K, Syntax>,
+    ) -> Result<Option<K>, Syntax> {
         if self.more(b'}', "expected `,` or `}`")? {
-            self.key().map(Some)
+            key(self).map(Some)
         } else {
             Ok(None)
         }
@@ -147,27 +179,6 @@ impl<'a> Lexer<'a> {
                 Ok(false)
             }
             _ => Err(malformed(expected, self.at)),
-        }
-    }
-
-    /// As [`Lexer::object_first`], stepping over the key (checked) instead
-    /// of taking it: whether the object has a member.
-    #[inline]
-    pub fn object_first_skipped(&mut self) -> Result<bool, Syntax> {
-        self.at += 1;
-        if self.eat(b'}') {
-            return Ok(false);
-        }
-        self.skip_key().map(|()| true)
-    }
-
-    /// As [`Lexer::object_next`], stepping over the key.
-    #[inline]
-    pub fn object_next_skipped(&mut self) -> Result<bool, Syntax> {
-        if self.more(b'}', "expected `,` or `}`")? {
-            self.skip_key().map(|()| true)
-        } else {
-            Ok(false)
         }
     }
 
@@ -193,9 +204,10 @@ impl<'a> Lexer<'a> {
 
     #[inline]
     fn colon(&mut self) -> Result<(), Syntax> {
-        match self.eat(b':') {
-            true => Ok(()),
-            false => Err(malformed("expected `:`", self.at)),
+        if self.eat(b':') {
+            Ok(())
+        } else {
+            Err(malformed("expected `:`", self.at))
         }
     }
 

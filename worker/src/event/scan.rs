@@ -13,8 +13,8 @@
 #[inline]
 pub(super) fn plain_run(bytes: &[u8], from: usize) -> usize {
     match wide_run(bytes, from) {
-        Ok(found) => found,
-        Err(tail) => {
+        Wide::Stop(at) => at,
+        Wide::Tail(tail) => {
             tail + bytes
                 .get(tail..)
                 .unwrap_or_default()
@@ -25,12 +25,19 @@ pub(super) fn plain_run(bytes: &[u8], from: usize) -> usize {
     }
 }
 
-/// Whole sixteen-byte blocks from `from`: `Ok` with the first special
-/// byte's index, or `Err` with where the blocks end (fewer than sixteen
-/// bytes left, none of them looked at).
+/// Where a scan of whole blocks ended.
+enum Wide {
+    /// At this special byte.
+    Stop(usize),
+    /// Where the blocks end: fewer bytes than a block are left, none of
+    /// them looked at.
+    Tail(usize),
+}
+
+/// Whole sixteen-byte blocks from `from`, up to the first special byte.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+fn wide_run(bytes: &[u8], mut i: usize) -> Wide {
     use safe_arch::{
         cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
     };
@@ -45,17 +52,17 @@ fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
             | cmp_eq_mask_i8_m128i(min_u8_m128i(v, below_space), v);
         let mask = move_mask_i8_m128i(special) as u32;
         if mask != 0 {
-            return Ok(i + mask.trailing_zeros() as usize);
+            return Wide::Stop(i + mask.trailing_zeros() as usize);
         }
         i += 16;
     }
-    Err(i)
+    Wide::Tail(i)
 }
 
 /// Whole eight-byte words from `from`, as [`wide_run`] with blocks of eight.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
+fn wide_run(bytes: &[u8], mut i: usize) -> Wide {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     // A byte of `x` is zero: the lowest flag is exact, which is the one used.
@@ -66,11 +73,11 @@ fn wide_run(bytes: &[u8], mut i: usize) -> Result<usize, usize> {
             | zero(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
         if stop != 0 {
-            return Ok(i + (stop.trailing_zeros() / 8) as usize);
+            return Wide::Stop(i + (stop.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    Err(i)
+    Wide::Tail(i)
 }
 
 #[cfg(test)]
