@@ -126,32 +126,33 @@ pub fn normalize_email(raw: &str) -> Option<String> {
 }
 
 /// Something before and after an `@`, and no whitespace. Lower-casing
-/// changes neither, so the check runs on the text as it arrived.
+/// changes neither, so the check runs on the text as it arrived. Bytes, not
+/// characters: only a text with non-ASCII bytes can hold non-ASCII
+/// whitespace, and only such a text is decoded to look for it.
 fn is_address(trimmed: &str) -> bool {
-    trimmed
-        .find('@')
-        .is_some_and(|at| at > 0 && at + 1 < trimmed.len())
-        && !trimmed.contains(char::is_whitespace)
+    let b = trimmed.as_bytes();
+    // `char::is_whitespace` on ASCII: space, and tab to carriage return.
+    let ascii_space = b.iter().any(|c| matches!(c, b' ' | b'\t'..=b'\r'));
+    memchr::memchr(b'@', b).is_some_and(|at| at > 0 && at + 1 < b.len())
+        && !ascii_space
+        && (trimmed.is_ascii() || !trimmed.contains(char::is_whitespace))
 }
 
 /// The SHA-256 of [`normalize_email`]'s result. ASCII addresses (nearly
-/// all) are checked and lower-cased into the hash a block at a time, with
-/// no string in between; others take `str::to_lowercase`, whose Unicode
-/// rules depend on context (a final sigma).
+/// all) are lower-cased into the hash a block at a time, with no string
+/// in between; others take `str::to_lowercase`, whose Unicode rules depend
+/// on context (a final sigma).
 pub fn email_sha256(raw: &str) -> Option<Sha256Hex> {
     let e = raw.trim();
-    if !e.is_ascii() {
-        return is_address(e).then(|| sha256_hex(&e.to_lowercase()));
-    }
-    let b = e.as_bytes();
-    let at = memchr::memchr(b'@', b)?;
-    // `char::is_whitespace` on ASCII: space, and tab to carriage return.
-    if at == 0 || at + 1 >= b.len() || b.iter().any(|c| matches!(c, b' ' | b'\t'..=b'\r')) {
+    if !is_address(e) {
         return None;
+    }
+    if !e.is_ascii() {
+        return Some(sha256_hex(&e.to_lowercase()));
     }
     let mut hasher = Sha256::new();
     let mut block = [0u8; 64];
-    for chunk in b.chunks(block.len()) {
+    for chunk in e.as_bytes().chunks(block.len()) {
         let lower = &mut block[..chunk.len()];
         lower.copy_from_slice(chunk);
         lower.make_ascii_lowercase();
