@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Where the worker's CPU goes (docs/benchmarks.md, "Where the CPU goes"): preloads a
-# backlog of 1 KB events, runs the release worker on it with the benchmark's pipeline
-# and batching (--batch-max-events=500 --queue-capacity=16), samples it with perf for a
-# few seconds once it is busy, and prints each role's share of the CPU
-# (`pixelpipe-bench profile`) and the worker's CPU per event over the same window.
-# perf's call-graph sampling costs the worker some CPU of its own, so the CPU per event
-# here reads a little higher than the benchmark's.
+# backlog of the benchmark's own input (1 KB events, `pixelpipe-bench preload`), runs
+# the release worker on it with the benchmark's pipeline and batching
+# (--batch-max-events=500 --queue-capacity=16), samples it with perf for a few seconds
+# once it is busy, and prints the CPU per event over that window and each role's share
+# of it (`pixelpipe-bench profile`). `--design pass-through` profiles the benchmark's
+# ceiling the same way, so the two compare role by role. perf's call-graph sampling
+# costs the process some CPU of its own, so the CPU per event here reads a little
+# higher than the benchmark's.
 #
 #   tools/bench/profile.sh                                  pools 1/1/1/1, 6 s of samples
 #   tools/bench/profile.sh --pools 2/1/2/1 --seconds 10
+#   tools/bench/profile.sh --design pass-through            the ceiling
 #   tools/bench/profile.sh --flamegraph docs/img/worker-flamegraph.svg
 #
 # Needs perf (Debian: linux-perf); --flamegraph installs inferno into the cache.
@@ -18,10 +21,11 @@ cd "$repo"
 . tests/env/common.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
 
-pools=1/1/1/1 seconds=6 events=1500000 flamegraph=
+pools=1/1/1/1 seconds=6 events=1500000 flamegraph= design=worker
 while [ $# -gt 0 ]; do
   case "$1" in
     --pools) pools=$2; shift 2 ;;
+    --design) design=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --events) events=$2; shift 2 ;;
     --flamegraph) flamegraph=$2; shift 2 ;;
@@ -29,6 +33,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v perf >/dev/null || die "perf is missing: apt-get install linux-perf"
+case "$design" in
+  worker | pass-through | unbounded) ;;
+  *) die "unknown design $design: worker, pass-through or unbounded" ;;
+esac
 
 cargo build --release --locked -p pixelpipe-worker -p pixelpipe-bench -p pixelpipe-loadgen --bins >&2
 bin=$CARGO_TARGET_DIR/release
@@ -45,20 +53,21 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
 fi
 
 run="profile-$(date +%s)"
-log "preloading $events events into $run.in (6 partitions)"
+log "preloading $events events of the benchmark's input (6 partitions)"
 for topic in insights ads audiences dlq; do
   "$bin/pixelpipe-loadgen" --bootstrap-servers "$KAFKA_BOOTSTRAP" --topic "$run.$topic" \
     --count 0 --create-partitions 6 >/dev/null
 done
-"$bin/pixelpipe-loadgen" --bootstrap-servers "$KAFKA_BOOTSTRAP" --topic "$run.in" \
-  --count "$events" --create-partitions 6 --malformed-share 0 >/dev/null
+input=$("$bin/pixelpipe-bench" preload --bootstrap-servers "$KAFKA_BOOTSTRAP" --events "$events")
 sed -E "s/topic: (insights|ads|audiences)$/topic: $run.\1/" tools/bench/pipeline.yaml >"$work/pipeline.yaml"
 
+process=("$bin/pixelpipe-worker")
+[ "$design" = worker ] || process=("$bin/pixelpipe-bench" design --design "$design")
 admin=$(free_port)
-PIXELPIPE_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP PIXELPIPE_INPUT_TOPIC=$run.in PIXELPIPE_GROUP=$run \
+PIXELPIPE_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP PIXELPIPE_INPUT_TOPIC=$input PIXELPIPE_GROUP=$run \
   PIXELPIPE_DEAD_LETTER_TOPIC=$run.dlq PIXELPIPE_CONFIG=$work/pipeline.yaml \
   PIXELPIPE_POOLS=$pools PIXELPIPE_BATCH_MAX_EVENTS=500 PIXELPIPE_QUEUE_CAPACITY=16 \
-  PIXELPIPE_ADMIN_ADDR=127.0.0.1:$admin "$bin/pixelpipe-worker" >"$work/worker.log" 2>&1 &
+  PIXELPIPE_ADMIN_ADDR=127.0.0.1:$admin "${process[@]}" >"$work/worker.log" 2>&1 &
 worker=$!
 
 events_in() {
@@ -75,17 +84,18 @@ ticks1=$(cpu_ticks) in1=$(events_in)
 kill "$worker" && wait "$worker" || true
 worker=
 
+us_per_event=$(awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((in1 - in0)) \
+  'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+printf '%d events in %d s (%.0f/s), %s CPU %s us per event while sampled\n\n' \
+  $((in1 - in0)) "$seconds" "$(((in1 - in0) / seconds))" "$design" "$us_per_event"
 perf script -i "$work/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$work/perf.txt"
-"$bin/pixelpipe-bench" profile <"$work/perf.txt"
-awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((in1 - in0)) -v s="$seconds" 'BEGIN {
-  printf "\n%d events in %d s (%.0f/s), worker CPU %.2f us per event while sampled\n", n, s, n / s, t / hz * 1e6 / n
-}'
+"$bin/pixelpipe-bench" profile --us-per-event "$us_per_event" <"$work/perf.txt"
 
 if [ -n "$flamegraph" ]; then
   inferno=$PIXELPIPE_CACHE/inferno/bin
   [ -x "$inferno/inferno-flamegraph" ] ||
     cargo install inferno --locked --root "$PIXELPIPE_CACHE/inferno" >&2
   perf script -i "$work/perf.data" 2>/dev/null | "$inferno/inferno-collapse-perf" |
-    "$inferno/inferno-flamegraph" --minwidth 2 --title "pixelpipe-worker, pools $pools, 1 KB events" >"$flamegraph"
+    "$inferno/inferno-flamegraph" --minwidth 2 --title "$design, pools $pools, 1 KB events" >"$flamegraph"
   log "flame graph: $flamegraph"
 fi

@@ -11,9 +11,11 @@
 //!   batch, with unbounded channels and no in-flight bound: the design the
 //!   Pixelpipe story started from, kept here as the comparison only.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
+use axum::routing::get;
 use pixelpipe_crds::{PipelineFile, Stage};
 use pixelpipe_worker::fatal::Fatal;
 use pixelpipe_worker::job::{Job, Outcome};
@@ -179,6 +181,9 @@ pub async fn run(
             )
         }
     };
+    if let Some(addr) = settings.admin_addr {
+        serve_metrics(addr, metrics.clone(), stop.clone()).await?;
+    }
     let source = tokio::spawn(run_source(
         consumer.clone(),
         tracker.clone(),
@@ -199,5 +204,24 @@ pub async fn run(
     stop.cancelled().await;
     let _ = source.await;
     let _ = committer.await;
+    Ok(())
+}
+
+/// `GET /metrics` on the admin address, the worker's counters included, so
+/// that tools/bench/profile.sh counts a design's events as it counts the
+/// worker's.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = axum::Router::new().route("/metrics", get(move || async move { metrics.encode() }));
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, "the metrics endpoint failed");
+        }
+    });
     Ok(())
 }

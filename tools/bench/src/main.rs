@@ -47,7 +47,20 @@ enum Cmd {
     },
     /// Where a worker's CPU goes: reads `perf script -F comm,tid,ip,sym`
     /// on stdin, prints each role's share (tools/bench/profile.sh runs it).
-    Profile,
+    Profile {
+        /// The process's CPU per event over the samples' window: each role's
+        /// share is also given in microseconds per event.
+        #[arg(long)]
+        us_per_event: Option<f64>,
+    },
+    /// Preloads the benchmark's input (1 KB events, 6 partitions, each with
+    /// its partner count in a header) and prints the topic's name.
+    Preload {
+        #[arg(long, env = "KAFKA_BOOTSTRAP")]
+        bootstrap_servers: String,
+        #[arg(long)]
+        events: usize,
+    },
     /// One comparison design as a process (the benchmark starts these).
     Design {
         #[arg(long, value_enum)]
@@ -83,9 +96,17 @@ async fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Profile => {
+        Cmd::Profile { us_per_event } => {
             let text = std::io::read_to_string(std::io::stdin())?;
-            print!("{}", Profile::of_perf_script(&text));
+            let profile = Profile::of_perf_script(&text).with_us_per_event(us_per_event);
+            print!("{profile}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Preload {
+            bootstrap_servers,
+            events,
+        } => {
+            println!("{}", suite::preload_input(bootstrap_servers, events).await?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Design { design, worker } => {

@@ -15,6 +15,10 @@ struct Role {
 /// allocator, so the stage claims the sample before what it calls does.
 const ROLES: &[Role] = &[
     Role {
+        name: "copy (the ceiling's one stage)",
+        marks: &["designs::Copy"],
+    },
+    Role {
         name: "parse",
         marks: &["stages::Parse>", "event::decode"],
     },
@@ -63,6 +67,8 @@ const OTHER: &str = "other (kernel entry, threads' start)";
 pub struct Profile {
     samples: usize,
     roles: Vec<RoleShare>,
+    /// The process's CPU per event while sampled, when known.
+    us_per_event: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -97,6 +103,14 @@ impl Profile {
             role.leaves.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         }
         profile
+    }
+
+    /// Also gives each role in microseconds of CPU per event.
+    pub fn with_us_per_event(self, us_per_event: Option<f64>) -> Self {
+        Self {
+            us_per_event,
+            ..self
+        }
     }
 
     fn count(&mut self, name: &'static str, leaf: &str) {
@@ -136,26 +150,38 @@ fn symbol(frame: &str) -> &str {
     frame.split_once(' ').map_or(frame, |(_, s)| s.trim())
 }
 
-/// A Markdown table: each role's share of the samples and its three
-/// heaviest leaf symbols.
+/// A Markdown table: each role's share of the samples (and of the CPU per
+/// event, when known) and its three heaviest leaf symbols.
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.samples.max(1) as f64;
         writeln!(f, "{} samples\n", self.samples)?;
-        writeln!(f, "| role | share of CPU | where most of it is |")?;
-        writeln!(f, "| --- | --: | --- |")?;
+        let (us_header, us_rule) = match self.us_per_event {
+            Some(_) => (" us per event |", " --: |"),
+            None => ("", ""),
+        };
+        writeln!(
+            f,
+            "| role | share of CPU |{us_header} where most of it is |"
+        )?;
+        writeln!(f, "| --- | --: |{us_rule} --- |")?;
         for role in &self.roles {
+            let share = role.samples as f64 / total;
             let leaves: Vec<String> = role
                 .leaves
                 .iter()
                 .take(3)
                 .map(|(leaf, n)| format!("`{leaf}` {:.1} %", 100.0 * *n as f64 / total))
                 .collect();
+            let us = self
+                .us_per_event
+                .map(|us| format!(" {:.2} |", share * us))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "| {} | {:.1} % | {} |",
+                "| {} | {:.1} % |{us} {} |",
                 role.name,
-                100.0 * role.samples as f64 / total,
+                100.0 * share,
                 leaves.join(", ")
             )?;
         }
@@ -221,5 +247,17 @@ swapper 0
             "{table}"
         );
         assert_eq!(rows.len(), 5, "{table}");
+    }
+
+    #[test]
+    fn with_the_cpu_per_event_each_role_is_also_given_in_microseconds() {
+        let table = Profile::of_perf_script(SCRIPT)
+            .with_us_per_event(Some(5.0))
+            .to_string();
+        assert!(
+            table.contains("| role | share of CPU | us per event | where most of it is |"),
+            "{table}"
+        );
+        assert!(table.contains("| parse | 40.0 % | 2.00 | `"), "{table}");
     }
 }

@@ -212,6 +212,13 @@ async fn delete_topics(kafka: &KafkaSettings, topics: &[&str]) {
     }
 }
 
+/// Preloads the benchmark's own input (1 KB events, 6 partitions, the fanout
+/// header) for a run outside the suite, such as tools/bench/profile.sh's:
+/// the input topic's name.
+pub async fn preload_input(bootstrap: String, events: usize) -> anyhow::Result<String> {
+    Ok(preload(&settings(bootstrap), events, 1024, 6).await?.topic)
+}
+
 /// Produces `events` storefront events of about `size` bytes, 5 % without
 /// consent, each with the number of partners it goes to in a header.
 async fn preload(
