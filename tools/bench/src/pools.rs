@@ -135,6 +135,7 @@ pub(crate) async fn section(
         .iter()
         .find(|d| d.variant == picked)
         .map(|d| Verdict {
+            pools,
             throughput_ratio: d.throughput.median,
             pixelpipe_cpu_us: d.median.cpu_us_per_event,
             ceiling_cpu_us: designs[0].median.cpu_us_per_event,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::suite::{Input, Measurement, Plan, Run, Variant, measure, median, medians};
+use crate::suite::{Input, Measurement, Plan, Pools, Run, Variant, measure, median, medians};
 
 /// A ratio over the rounds: median, lowest and highest.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -124,6 +124,8 @@ fn design(variant: Variant, runs: Vec<Run>, baseline: &[Measurement]) -> Design 
 /// The lines a script reads from the end of the benchmark's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
+    /// The pools the autoscaler picked from the worker's evidence.
+    pub pools: Pools,
     /// Pixelpipe's events per second over the ceiling's (median of rounds).
     pub throughput_ratio: f64,
     pub pixelpipe_cpu_us: f64,
@@ -194,6 +196,7 @@ mod tests {
     #[test]
     fn the_verdict_is_three_lines_a_script_can_split() {
         let v = Verdict {
+            pools: Pools::splat(1),
             throughput_ratio: 0.9512,
             pixelpipe_cpu_us: 8.0,
             ceiling_cpu_us: 6.5,
