@@ -249,6 +249,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn calendar_edges_are_written_as_jiff_prints_them() {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            "2000-02-29T23:59:59.999Z",
+            "2000-03-01T00:00:00Z",
+            "1900-02-28T12:00:00.5Z",
+            "1900-03-01T00:00:00Z",
+            "2100-03-01T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "0000-02-29T00:00:00Z",
+            "9999-12-30T21:59:59.999Z",
+            "-000001-12-31T23:59:59.999Z",
+        ] {
+            let t: Timestamp = text.parse().expect(text);
+            let mut buf = Vec::new();
+            Millis(t).write(&mut buf);
+            assert_eq!(
+                String::from_utf8(buf).expect("utf8"),
+                format!("{t:.3}"),
+                "{text}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn any_string_is_written_as_serde_json_writes_it(s in any::<String>()) {

@@ -173,6 +173,13 @@ impl E164 {
         // `+` and ASCII digits only.
         std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
     }
+
+    /// `None` past 15 digits: more cannot be a phone.
+    fn push(&mut self, digit: u8) -> Option<()> {
+        *self.text.get_mut(self.len)? = digit;
+        self.len += 1;
+        Some(())
+    }
 }
 
 impl std::fmt::Debug for E164 {
@@ -181,35 +188,50 @@ impl std::fmt::Debug for E164 {
     }
 }
 
+/// How a phone number's digits began.
+#[derive(Clone, Copy)]
+enum Lead {
+    /// With `+` or `00`: the digits carry their own country code.
+    Own,
+    /// Not yet known: this many `0` digits so far (0 or 1).
+    Zeros(u8),
+}
+
 /// E.164: `+` and digits. Separators are dropped, `00` becomes `+`, and numbers
-/// without either get `default_cc`. `None` when the digit count cannot be a phone.
+/// without either get `default_cc` in place of one leading `0` (the trunk
+/// prefix). `None` when the digit count cannot be a phone. One pass over the
+/// bytes, nothing allocated.
 pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<E164> {
-    let t = raw.trim();
-    if !t
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
-    {
-        return None;
-    }
-    let mut digits = t.bytes().filter(u8::is_ascii_digit).peekable();
-    let cc = if t.starts_with('+') {
-        ""
-    } else if digits.clone().take(2).eq(*b"00") {
-        digits.nth(1);
-        ""
-    } else {
-        while digits.next_if_eq(&b'0').is_some() {}
-        default_cc
-    };
+    let t = raw.trim().as_bytes();
     let mut e = E164 {
         text: [0; 16],
         len: 1,
     };
     e.text[0] = b'+';
-    for d in cc.bytes().chain(digits) {
-        // More than 15 digits cannot be a phone.
-        *e.text.get_mut(e.len)? = d;
-        e.len += 1;
+    let mut lead = if t.first() == Some(&b'+') {
+        Lead::Own
+    } else {
+        Lead::Zeros(0)
+    };
+    for &b in t {
+        if !b.is_ascii_digit() {
+            if matches!(b, b' ' | b'+' | b'-' | b'(' | b')' | b'.') {
+                continue;
+            }
+            return None;
+        }
+        lead = match (lead, b) {
+            (Lead::Own, d) => e.push(d).map(|()| Lead::Own)?,
+            (Lead::Zeros(0), b'0') => Lead::Zeros(1),
+            (Lead::Zeros(_), b'0') => Lead::Own,
+            (Lead::Zeros(_), d) => {
+                default_cc.bytes().try_for_each(|c| e.push(c))?;
+                e.push(d).map(|()| Lead::Own)?
+            }
+        };
+    }
+    if let Lead::Zeros(_) = lead {
+        default_cc.bytes().try_for_each(|c| e.push(c))?;
     }
     (9..=16).contains(&e.len).then_some(e)
 }
@@ -332,6 +354,47 @@ mod tests {
         );
         assert_eq!(phone("0000 1234 5678", "1").as_deref(), Some("+0012345678"));
         assert_eq!(phone("012 3456 7890", "1").as_deref(), Some("+11234567890"));
+    }
+
+    /// The reading `normalize_phone` had before it became one pass: digits
+    /// filtered out, then `+`, `00` or leading zeros looked at.
+    fn phone_by_filtering(raw: &str, default_cc: &str) -> Option<String> {
+        let t = raw.trim();
+        if !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
+        {
+            return None;
+        }
+        let mut digits = t.bytes().filter(u8::is_ascii_digit).peekable();
+        let cc = if t.starts_with('+') {
+            ""
+        } else if digits.clone().take(2).eq(*b"00") {
+            digits.nth(1);
+            ""
+        } else {
+            while digits.next_if_eq(&b'0').is_some() {}
+            default_cc
+        };
+        let text: Vec<u8> = b"+"
+            .iter()
+            .copied()
+            .chain(cc.bytes())
+            .chain(digits)
+            .collect();
+        (9..=16)
+            .contains(&text.len())
+            .then(|| String::from_utf8(text).expect("ascii"))
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_phones_agree_with_filtering(
+            raw in "[ 0-9+().x-]{0,22}",
+            cc in "[0-9]{0,3}",
+        ) {
+            prop_assert_eq!(phone(&raw, &cc), phone_by_filtering(&raw, &cc));
+        }
     }
 
     proptest! {
