@@ -61,6 +61,12 @@ enum Cmd {
         #[arg(long)]
         events: usize,
     },
+    /// Deletes topics: tools/bench/alternate.sh's partner topics after each run.
+    DeleteTopics {
+        #[arg(long, env = "KAFKA_BOOTSTRAP")]
+        bootstrap_servers: String,
+        topics: Vec<String>,
+    },
     /// One comparison design as a process (the benchmark starts these).
     Design {
         #[arg(long, value_enum)]
@@ -107,6 +113,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             events,
         } => {
             println!("{}", suite::preload_input(bootstrap_servers, events).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::DeleteTopics {
+            bootstrap_servers,
+            topics,
+        } => {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            suite::delete_topics_at(bootstrap_servers, &topics).await;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Design { design, worker } => {

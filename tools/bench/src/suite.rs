@@ -219,6 +219,11 @@ pub async fn preload_input(bootstrap: String, events: usize) -> anyhow::Result<S
     Ok(preload(&settings(bootstrap), events, 1024, 6).await?.topic)
 }
 
+/// Deletes `topics` (a run outside the suite cleaning up after itself).
+pub async fn delete_topics_at(bootstrap: String, topics: &[&str]) {
+    delete_topics(&settings(bootstrap), topics).await;
+}
+
 /// Produces `events` storefront events of about `size` bytes, 5 % without
 /// consent, each with the number of partners it goes to in a header.
 async fn preload(
