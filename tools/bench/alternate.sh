@@ -32,63 +32,36 @@ while [ $# -gt 0 ]; do
 done
 [ ${#variants[@]} -gt 0 ] || die "no variants (see the top of $0)"
 
-cargo build --release --locked -p pixelpipe-worker -p pixelpipe-bench -p pixelpipe-loadgen --bins >&2
-bin=$CARGO_TARGET_DIR/release
-started=0 pid= work=$(mktemp -d)
+. tools/bench/lib.sh
+
+bench_build
+work=$(mktemp -d)
 cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
-  if [ "$started" = 1 ]; then tests/env/kafka.sh stop >&2 || true; fi
+  bench_stop
+  bench_broker_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  if ! tests/env/kafka.sh status >/dev/null 2>&1; then
-    # The broker's log in memory: no disk writeback on the cores being measured.
-    PIXELPIPE_KAFKA_IN_MEMORY=1 tests/env/kafka.sh start >&2
-    started=1
-  fi
-  . "$PIXELPIPE_RUN/kafka.env"
-fi
+bench_broker
 
 log "preloading $events events of the benchmark's input (6 partitions)"
-input=$("$bin/pixelpipe-bench" preload --bootstrap-servers "$KAFKA_BOOTSTRAP" --events "$events")
-
-events_in() {
-  curl -sf "http://127.0.0.1:$1/metrics" | awk '$1 == "pixelpipe_events_in_total" { print $2 }'
-}
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+input=$(bench_preload "$events")
 
 # run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout.
 run() {
-  local name=$1 design=$2 settings=$3 round=$4 run admin t0 t1 e0 e1
+  local name=$1 design=$2 settings=$3 round=$4 run t0 t1 e0 e1 extra=()
   run="alternate-$(date +%s%N)"
-  for topic in insights ads audiences dlq; do
-    "$bin/pixelpipe-loadgen" --bootstrap-servers "$KAFKA_BOOTSTRAP" --topic "$run.$topic" \
-      --count 0 --create-partitions 6 >/dev/null
-  done
-  sed -E "s/topic: (insights|ads|audiences)$/topic: $run.\1/" tools/bench/pipeline.yaml >"$work/pipeline.yaml"
-  local process=("$bin/pixelpipe-worker")
-  [ "$design" = worker ] || process=("$bin/pixelpipe-bench" design --design "$design")
-  local extra=()
   if [ -n "$settings" ]; then IFS=, read -ra extra <<<"$settings"; fi
-  admin=$(free_port)
   sync
-  env PIXELPIPE_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" PIXELPIPE_INPUT_TOPIC="$input" \
-    PIXELPIPE_GROUP="$run" PIXELPIPE_DEAD_LETTER_TOPIC="$run.dlq" PIXELPIPE_CONFIG="$work/pipeline.yaml" \
-    PIXELPIPE_POOLS=1/1/1/1 PIXELPIPE_BATCH_MAX_EVENTS=500 PIXELPIPE_QUEUE_CAPACITY=16 \
-    PIXELPIPE_ADMIN_ADDR="127.0.0.1:$admin" "${extra[@]}" "${process[@]}" >"$work/$name.log" 2>&1 &
-  pid=$!
-  busy() { [ "$(events_in "$admin" || echo 0)" -gt 0 ]; }
-  wait_for 60 "$name to consume" busy
-  sleep 2 # past the first fetches and the pools' first batches
-  t0=$(cpu_ticks "$pid") e0=$(events_in "$admin")
+  bench_start "$design" "$run" "$input" "$work" "${extra[@]}"
+  bench_wait_busy
+  t0=$(bench_cpu_ticks) e0=$(bench_events_in)
   sleep "$seconds"
-  t1=$(cpu_ticks "$pid") e1=$(events_in "$admin")
-  kill "$pid" && wait "$pid" || true
-  pid=
-  awk -v n="$name" -v r="$round" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v e=$((e1 - e0)) -v s="$seconds" \
-    'BEGIN { printf "%-12s round %d: %7.0f events/s, %5.2f us/event\n", n, r, e / s, t / hz * 1e6 / e }'
-  "$bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" \
+  t1=$(bench_cpu_ticks) e1=$(bench_events_in)
+  bench_stop
+  printf '%-12s round %d: %7d events/s, %s us/event\n' "$name" "$round" \
+    $(((e1 - e0) / seconds)) "$(bench_us_per_event $((t1 - t0)) $((e1 - e0)))"
+  "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" \
     "$run.insights" "$run.ads" "$run.audiences" "$run.dlq"
 }
 
@@ -100,4 +73,4 @@ for round in $(seq "$rounds"); do
     run "$name" "$design" "$settings" "$round"
   done
 done
-"$bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$input"
+"$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$input"

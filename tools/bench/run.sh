@@ -16,16 +16,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 . tests/env/common.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
-cargo build --release --locked -p pixelpipe-worker -p pixelpipe-bench --bins >&2
-started=0
-cleanup() { if [ "$started" = 1 ]; then tests/env/kafka.sh stop >&2 || true; fi; }
-trap cleanup EXIT
-if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  if ! tests/env/kafka.sh status >/dev/null 2>&1; then
-    # The broker's log in memory: no disk writeback on the cores being measured.
-    PIXELPIPE_KAFKA_IN_MEMORY=1 tests/env/kafka.sh start >&2
-    started=1
-  fi
-  . "$PIXELPIPE_RUN/kafka.env"
-fi
-"$CARGO_TARGET_DIR/release/pixelpipe-bench" run --bootstrap-servers "$KAFKA_BOOTSTRAP" "$@"
+. tools/bench/lib.sh
+bench_build
+trap bench_broker_stop EXIT
+bench_broker
+"$bench_bin/pixelpipe-bench" run --bootstrap-servers "$KAFKA_BOOTSTRAP" "$@"

@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# What tools/bench's scripts share: the broker, the release build, and one design
+# under test started on a backlog. Sourced after tests/env/common.sh, from the
+# repository's root.
+
+bench_bin="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}/release"
+bench_broker_started=0
+
+# Builds the release binaries the scripts run.
+bench_build() {
+  cargo build --release --locked -p pixelpipe-worker -p pixelpipe-bench -p pixelpipe-loadgen --bins >&2
+}
+
+# The broker at KAFKA_BOOTSTRAP, or the test environment's if it runs, or a fresh
+# one (stopped again by bench_broker_stop) with its log in memory, so that no disk
+# writeback runs on the cores being measured. Exports KAFKA_BOOTSTRAP.
+bench_broker() {
+  if [ -n "${KAFKA_BOOTSTRAP:-}" ]; then return 0; fi
+  if ! tests/env/kafka.sh status >/dev/null 2>&1; then
+    PIXELPIPE_KAFKA_IN_MEMORY=1 tests/env/kafka.sh start >&2
+    bench_broker_started=1
+  fi
+  . "$PIXELPIPE_RUN/kafka.env"
+}
+
+bench_broker_stop() {
+  if [ "$bench_broker_started" = 1 ]; then tests/env/kafka.sh stop >&2 || true; fi
+}
+
+# bench_preload EVENTS: the benchmark's own input (1 KB events, 6 partitions, the
+# partner count in a header); prints the topic.
+bench_preload() {
+  "$bench_bin/pixelpipe-bench" preload --bootstrap-servers "$KAFKA_BOOTSTRAP" --events "$1"
+}
+
+# bench_start DESIGN RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
+# pass-through or unbounded) on topic INPUT in the background with the benchmark's
+# pipeline, pools 1/1/1/1 and batching unless the ENV settings say otherwise, as
+# consumer group RUN with fresh partner topics RUN.<partner>; its config and log
+# go to DIR. Sets bench_pid and bench_admin (its admin port).
+bench_start() {
+  local design=$1 run=$2 input=$3 dir=$4
+  shift 4
+  local topic process=("$bench_bin/pixelpipe-worker")
+  case "$design" in
+    worker) ;;
+    pass-through | unbounded) process=("$bench_bin/pixelpipe-bench" design --design "$design") ;;
+    *) die "unknown design $design: worker, pass-through or unbounded" ;;
+  esac
+  for topic in insights ads audiences dlq; do
+    "$bench_bin/pixelpipe-loadgen" --bootstrap-servers "$KAFKA_BOOTSTRAP" --topic "$run.$topic" \
+      --count 0 --create-partitions 6 >/dev/null
+  done
+  sed -E "s/topic: (insights|ads|audiences)$/topic: $run.\1/" tools/bench/pipeline.yaml >"$dir/$run.yaml"
+  bench_admin=$(free_port)
+  env PIXELPIPE_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" PIXELPIPE_INPUT_TOPIC="$input" \
+    PIXELPIPE_GROUP="$run" PIXELPIPE_DEAD_LETTER_TOPIC="$run.dlq" PIXELPIPE_CONFIG="$dir/$run.yaml" \
+    PIXELPIPE_POOLS=1/1/1/1 PIXELPIPE_BATCH_MAX_EVENTS=500 PIXELPIPE_QUEUE_CAPACITY=16 \
+    PIXELPIPE_ADMIN_ADDR="127.0.0.1:$bench_admin" "$@" "${process[@]}" >"$dir/$run.log" 2>&1 &
+  bench_pid=$!
+}
+
+# Input messages the design under test has consumed.
+bench_events_in() {
+  curl -sf "http://127.0.0.1:$bench_admin/metrics" | awk '$1 == "pixelpipe_events_in_total" { print $2 }'
+}
+
+# The design under test's CPU so far, in clock ticks.
+bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$bench_pid/stat"; }
+
+# Waits until the design consumes, then 2 s more: past the first fetches and the
+# pools' first batches.
+bench_wait_busy() {
+  busy() { [ "$(bench_events_in || echo 0)" -gt 0 ]; }
+  wait_for 60 "the design under test to consume" busy
+  sleep 2
+}
+
+# Stops the design under test.
+bench_stop() {
+  if [ -n "${bench_pid:-}" ]; then
+    kill "$bench_pid" 2>/dev/null && wait "$bench_pid" || true
+    bench_pid=
+  fi
+}
+
+# bench_us_per_event TICKS EVENTS: CPU microseconds per event.
+bench_us_per_event() {
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }'
+}
