@@ -34,18 +34,7 @@ done
 
 . tools/bench/lib.sh
 
-bench_build
-work=$(mktemp -d)
-cleanup() {
-  bench_stop
-  bench_broker_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
-bench_broker
-
-log "preloading $events events of the benchmark's input (6 partitions)"
-input=$(bench_preload "$events")
+bench_backlog "$events"
 
 # run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout.
 run() {
@@ -53,7 +42,7 @@ run() {
   run="alternate-$(date +%s%N)"
   if [ -n "$settings" ]; then IFS=, read -ra extra <<<"$settings"; fi
   sync
-  bench_start "$design" "$run" "$input" "$work" "${extra[@]}"
+  bench_start "$design" "$run" "$bench_input" "$bench_work" "${extra[@]}"
   bench_wait_busy
   t0=$(bench_cpu_ticks) e0=$(bench_events_in)
   sleep "$seconds"
@@ -73,4 +62,4 @@ for round in $(seq "$rounds"); do
     run "$name" "$design" "$settings" "$round"
   done
 done
-"$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$input"
+"$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$bench_input"

@@ -33,6 +33,25 @@ bench_preload() {
   "$bench_bin/pixelpipe-bench" preload --bootstrap-servers "$KAFKA_BOOTSTRAP" --events "$1"
 }
 
+# bench_backlog EVENTS: builds, takes a broker and preloads EVENTS events of the
+# benchmark's input; sets bench_input (the topic) and bench_work (a temporary
+# directory), and on exit stops the design and the broker it started and removes
+# the directory.
+bench_backlog() {
+  bench_build
+  bench_work=$(mktemp -d)
+  trap bench_cleanup EXIT
+  bench_broker
+  log "preloading $1 events of the benchmark's input (6 partitions)"
+  bench_input=$(bench_preload "$1")
+}
+
+bench_cleanup() {
+  bench_stop
+  bench_broker_stop
+  rm -rf "${bench_work:-}"
+}
+
 # bench_start DESIGN RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
 # pass-through or unbounded) on topic INPUT in the background with the benchmark's
 # pipeline, pools 1/1/1/1 and batching unless the ENV settings say otherwise, as

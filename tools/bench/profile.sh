@@ -35,37 +35,26 @@ done
 command -v perf >/dev/null || die "perf is missing: apt-get install linux-perf"
 . tools/bench/lib.sh
 
-bench_build
-work=$(mktemp -d)
-cleanup() {
-  bench_stop
-  bench_broker_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
-bench_broker
-
-log "preloading $events events of the benchmark's input (6 partitions)"
-input=$(bench_preload "$events")
-bench_start "$design" "profile-$(date +%s)" "$input" "$work" PIXELPIPE_POOLS="$pools"
+bench_backlog "$events"
+bench_start "$design" "profile-$(date +%s)" "$bench_input" "$bench_work" PIXELPIPE_POOLS="$pools"
 bench_wait_busy
 ticks0=$(bench_cpu_ticks) in0=$(bench_events_in)
 log "sampling pools $pools for $seconds s"
-perf record -q -F 999 --call-graph dwarf,16384 -p "$bench_pid" -o "$work/perf.data" -- sleep "$seconds" >&2
+perf record -q -F 999 --call-graph dwarf,16384 -p "$bench_pid" -o "$bench_work/perf.data" -- sleep "$seconds" >&2
 ticks1=$(bench_cpu_ticks) in1=$(bench_events_in)
 bench_stop
 
 us_per_event=$(bench_us_per_event $((ticks1 - ticks0)) $((in1 - in0)))
 printf '%d events in %d s (%.0f/s), %s CPU %s us per event while sampled\n\n' \
   $((in1 - in0)) "$seconds" "$(((in1 - in0) / seconds))" "$design" "$us_per_event"
-perf script -i "$work/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$work/perf.txt"
-"$bench_bin/pixelpipe-bench" profile --us-per-event "$us_per_event" <"$work/perf.txt"
+perf script -i "$bench_work/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$bench_work/perf.txt"
+"$bench_bin/pixelpipe-bench" profile --us-per-event "$us_per_event" <"$bench_work/perf.txt"
 
 if [ -n "$flamegraph" ]; then
   inferno=$PIXELPIPE_CACHE/inferno/bin
   [ -x "$inferno/inferno-flamegraph" ] ||
     cargo install inferno --locked --root "$PIXELPIPE_CACHE/inferno" >&2
-  perf script -i "$work/perf.data" 2>/dev/null | "$inferno/inferno-collapse-perf" |
+  perf script -i "$bench_work/perf.data" 2>/dev/null | "$inferno/inferno-collapse-perf" |
     "$inferno/inferno-flamegraph" --minwidth 2 --title "$design, pools $pools, 1 KB events" >"$flamegraph"
   log "flame graph: $flamegraph"
 fi
