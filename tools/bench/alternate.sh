@@ -3,14 +3,17 @@
 # preloads the benchmark's own input once (`pixelpipe-bench preload`), then runs each
 # variant in turn, round after round, each with a fresh consumer group from the start
 # of the backlog and fresh partner topics (deleted after its run), and prints its
-# events/s and CPU per event over a window once it is busy. No perf: the numbers are
-# the process's own. Variants are NAME=DESIGN[:ENV=VALUE,...], DESIGN being worker,
-# pass-through or unbounded; every one runs with the benchmark's pipeline, pools
-# 1/1/1/1 and batching (--batch-max-events=500 --queue-capacity=16) unless its
-# settings say otherwise.
+# events/s and CPU per event over a window once it is busy; at the end, a table of
+# each variant's medians and its CPU per event over the first variant's, taken within
+# each round (median and range). No perf: the numbers are the process's own.
+# Variants are NAME=DESIGN[@BINDIR][:ENV=VALUE,...], DESIGN being worker, pass-through
+# or unbounded, BINDIR another build's binaries (a release build with other settings);
+# every one runs with the benchmark's pipeline, pools 1/1/1/1 and batching
+# (--batch-max-events=500 --queue-capacity=16) unless its settings say otherwise.
 #
 #   tools/bench/alternate.sh worker=worker ceiling=pass-through
 #   tools/bench/alternate.sh b500=worker b200=worker:PIXELPIPE_BATCH_MAX_EVENTS=200,PIXELPIPE_MAX_IN_FLIGHT_JOBS=20
+#   tools/bench/alternate.sh lto=worker@/tmp/lto/release plain=worker
 #   tools/bench/alternate.sh --rounds 5 --seconds 10 --events 3000000 a=worker b=pass-through
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,7 +30,7 @@ while [ $# -gt 0 ]; do
     --events) events=$2; shift 2 ;;
     -*) die "unknown argument $1 (see the top of $0)" ;;
     *=*) variants+=("$1"); shift ;;
-    *) die "a variant is NAME=DESIGN[:ENV=VALUE,...], not $1" ;;
+    *) die "a variant is NAME=DESIGN[@BINDIR][:ENV=VALUE,...], not $1" ;;
   esac
 done
 [ ${#variants[@]} -gt 0 ] || die "no variants (see the top of $0)"
@@ -35,6 +38,34 @@ done
 . tools/bench/lib.sh
 
 bench_backlog "$events"
+
+# summarize FIRST: a Markdown table of the runs' lines on stdin, each variant's medians
+# and its CPU per event over FIRST's within each round: the median of those ratios,
+# with their range.
+summarize() {
+  awk -v first="$1" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { name = $1; round = $3 + 0; eps[name, round] = $4; us[name, round] = $6
+      if (!(name in seen)) { seen[name] = 1; order[++names] = name }
+      if (round > rounds) rounds = round }
+    END {
+      print "| variant | runs | events/s, median | CPU us/event, median | CPU vs " first ", median (range) |"
+      print "| --- | --: | --: | --: | --: |"
+      for (v = 1; v <= names; v++) {
+        name = order[v]; n = 0; k = 0; delete e; delete c; delete r
+        for (i = 1; i <= rounds; i++) {
+          if (!((name, i) in us)) continue
+          n++; e[n] = eps[name, i]; c[n] = us[name, i]
+          if ((first, i) in us && us[first, i] > 0) r[++k] = us[name, i] / us[first, i]
+        }
+        lo = hi = r[1]; for (i = 2; i <= k; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
+        printf "| %s | %d | %.0f | %.2f | %.2fx (%.2f-%.2f) |\n", name, n, median(e, n), median(c, n), median(r, k), lo, hi
+      }
+    }'
+}
 
 # run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout.
 run() {
@@ -54,12 +85,18 @@ run() {
     "$run.insights" "$run.ads" "$run.audiences" "$run.dlq"
 }
 
+# Each round starts one variant later than the last (AB, BA, ...), so the position in
+# a round and drift over the rounds hit every variant alike.
+n=${#variants[@]}
 for round in $(seq "$rounds"); do
-  for v in "${variants[@]}"; do
+  for i in $(seq 0 $((n - 1))); do
+    v=${variants[$(((i + round - 1) % n))]}
     name=${v%%=*} spec=${v#*=}
     design=${spec%%:*} settings=
     [ "$spec" = "$design" ] || settings=${spec#*:}
-    run "$name" "$design" "$settings" "$round"
+    run "$name" "$design" "$settings" "$round" | tee -a "$bench_work/results"
   done
 done
 "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$bench_input"
+echo
+summarize "${variants[0]%%=*}" <"$bench_work/results"

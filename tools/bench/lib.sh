@@ -52,18 +52,20 @@ bench_cleanup() {
   rm -rf "${bench_work:-}"
 }
 
-# bench_start DESIGN RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
-# pass-through or unbounded) on topic INPUT in the background with the benchmark's
+# bench_start DESIGN[@BINDIR] RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
+# pass-through or unbounded; its binary from BINDIR, another build, if given) on topic INPUT in the background with the benchmark's
 # pipeline, pools 1/1/1/1 and batching unless the ENV settings say otherwise, as
 # consumer group RUN with fresh partner topics RUN.<partner>; its config and log
 # go to DIR. Sets bench_pid and bench_admin (its admin port).
 bench_start() {
   local design=$1 run=$2 input=$3 dir=$4
   shift 4
-  local topic process=("$bench_bin/pixelpipe-worker")
+  local topic bin=$bench_bin
+  if [[ $design == *@* ]]; then bin=${design#*@} design=${design%%@*}; fi
+  local process=("$bin/pixelpipe-worker")
   case "$design" in
     worker) ;;
-    pass-through | unbounded) process=("$bench_bin/pixelpipe-bench" design --design "$design") ;;
+    pass-through | unbounded) process=("$bin/pixelpipe-bench" design --design "$design") ;;
     *) die "unknown design $design: worker, pass-through or unbounded" ;;
   esac
   for topic in insights ads audiences dlq; do
