@@ -14,6 +14,7 @@ mod json;
 mod lex;
 mod read;
 mod scan;
+mod text;
 
 /// Why a message went to the dead-letter topic. The code is a metric label and a
 /// header, so the set is closed.
@@ -219,11 +220,10 @@ pub fn decode_in_place(
             format!("payload is {len} bytes, limit {max_bytes}"),
         ));
     }
-    let text = match String::from_utf8(payload.take().unwrap_or_default()) {
+    let text = match text::utf8(payload.take().unwrap_or_default()) {
         Ok(text) => text,
-        Err(e) => {
-            let at = e.utf8_error().valid_up_to();
-            *payload = Some(e.into_bytes());
+        Err((bytes, at)) => {
+            *payload = Some(bytes);
             return Err(Rejection::new(
                 DeadReason::InvalidUtf8,
                 format!("invalid UTF-8 at byte {at}"),
