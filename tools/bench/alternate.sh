@@ -37,6 +37,10 @@ done
 
 . tools/bench/lib.sh
 
+for v in "${variants[@]}"; do
+  spec=${v#*=}
+  bench_design "${spec%%:*}"
+done
 bench_backlog "$events"
 
 # summarize FIRST: a Markdown table of the runs' lines on stdin, each variant's medians

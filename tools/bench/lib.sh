@@ -52,22 +52,32 @@ bench_cleanup() {
   rm -rf "${bench_work:-}"
 }
 
-# bench_start DESIGN[@BINDIR] RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
-# pass-through or unbounded; its binary from BINDIR, another build, if given) on topic INPUT in the background with the benchmark's
-# pipeline, pools 1/1/1/1 and batching unless the ENV settings say otherwise, as
-# consumer group RUN with fresh partner topics RUN.<partner>; its config and log
-# go to DIR. Sets bench_pid and bench_admin (its admin port).
-bench_start() {
-  local design=$1 run=$2 input=$3 dir=$4
-  shift 4
-  local topic bin=$bench_bin
-  if [[ $design == *@* ]]; then bin=${design#*@} design=${design%%@*}; fi
-  local process=("$bin/pixelpipe-worker")
+# bench_design DESIGN[@BINDIR]: checks a design's name (worker, pass-through or
+# unbounded) and its other build's directory, if given, so that a script fails
+# before its build and preload; sets bench_process to the command that runs it.
+bench_design() {
+  local design=${1%%@*} bin=$bench_bin
+  if [[ $1 == *@* ]]; then
+    bin=${1#*@}
+    [ -d "$bin" ] || die "no build at $bin (in $1)"
+  fi
   case "$design" in
-    worker) ;;
-    pass-through | unbounded) process=("$bin/pixelpipe-bench" design --design "$design") ;;
+    worker) bench_process=("$bin/pixelpipe-worker") ;;
+    pass-through | unbounded) bench_process=("$bin/pixelpipe-bench" design --design "$design") ;;
     *) die "unknown design $design: worker, pass-through or unbounded" ;;
   esac
+}
+
+# bench_start DESIGN[@BINDIR] RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
+# pass-through or unbounded; its binaries from BINDIR, another build, if given) on
+# topic INPUT in the background with the benchmark's pipeline, pools 1/1/1/1 and
+# batching unless the ENV settings say otherwise, as consumer group RUN with fresh
+# partner topics RUN.<partner>; its config and log go to DIR. Sets bench_pid and
+# bench_admin (its admin port).
+bench_start() {
+  local run=$2 input=$3 dir=$4 topic
+  bench_design "$1"
+  shift 4
   for topic in insights ads audiences dlq; do
     "$bench_bin/pixelpipe-loadgen" --bootstrap-servers "$KAFKA_BOOTSTRAP" --topic "$run.$topic" \
       --count 0 --create-partitions 6 >/dev/null
@@ -77,7 +87,7 @@ bench_start() {
   env PIXELPIPE_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP" PIXELPIPE_INPUT_TOPIC="$input" \
     PIXELPIPE_GROUP="$run" PIXELPIPE_DEAD_LETTER_TOPIC="$run.dlq" PIXELPIPE_CONFIG="$dir/$run.yaml" \
     PIXELPIPE_POOLS=1/1/1/1 PIXELPIPE_BATCH_MAX_EVENTS=500 PIXELPIPE_QUEUE_CAPACITY=16 \
-    PIXELPIPE_ADMIN_ADDR="127.0.0.1:$bench_admin" "$@" "${process[@]}" >"$dir/$run.log" 2>&1 &
+    PIXELPIPE_ADMIN_ADDR="127.0.0.1:$bench_admin" "$@" "${bench_process[@]}" >"$dir/$run.log" 2>&1 &
   bench_pid=$!
 }
 

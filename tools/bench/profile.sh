@@ -35,6 +35,7 @@ done
 command -v perf >/dev/null || die "perf is missing: apt-get install linux-perf"
 . tools/bench/lib.sh
 
+bench_design "$design"
 bench_backlog "$events"
 bench_start "$design" "profile-$(date +%s)" "$bench_input" "$bench_work" PIXELPIPE_POOLS="$pools"
 bench_wait_busy
