@@ -71,7 +71,9 @@ summarize() {
     }'
 }
 
-# run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout.
+# run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout and in the
+# results summarize reads. It runs in this shell, so that an interrupted run's design
+# is stopped by the cleanup on exit.
 run() {
   local name=$1 design=$2 settings=$3 round=$4 run t0 t1 e0 e1 extra=()
   run="alternate-$(date +%s%N)"
@@ -84,7 +86,8 @@ run() {
   t1=$(bench_cpu_ticks) e1=$(bench_events_in)
   bench_stop
   printf '%-12s round %d: %7d events/s, %s us/event\n' "$name" "$round" \
-    $(((e1 - e0) / seconds)) "$(bench_us_per_event $((t1 - t0)) $((e1 - e0)))"
+    $(((e1 - e0) / seconds)) "$(bench_us_per_event $((t1 - t0)) $((e1 - e0)))" |
+    tee -a "$bench_work/results"
   "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" \
     "$run.insights" "$run.ads" "$run.audiences" "$run.dlq"
 }
@@ -98,7 +101,7 @@ for round in $(seq "$rounds"); do
     name=${v%%=*} spec=${v#*=}
     design=${spec%%:*} settings=
     [ "$spec" = "$design" ] || settings=${spec#*:}
-    run "$name" "$design" "$settings" "$round" | tee -a "$bench_work/results"
+    run "$name" "$design" "$settings" "$round"
   done
 done
 "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$bench_input"
