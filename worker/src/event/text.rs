@@ -1,8 +1,8 @@
 //! The payload's bytes as text: the one pass over every byte of an event
 //! besides the lexer's. The standard library's check reads a word or two at
-//! a time; simdutf8's reads 32 or 64 bytes with the instructions the CPU has
-//! (chosen at run time, so the binary stays portable), several times faster
-//! on a 1 KB event. It can only hand back a `&str`, so taking the `Vec`
+//! a time; simdutf8 checks 64-byte blocks with AVX2 or SSE4.2, whichever the
+//! CPU has (chosen at run time, so the binary stays portable), several times
+//! faster on a 1 KB event. It can only hand back a `&str`, so taking the `Vec`
 //! as a `String` after its check needs the one unchecked conversion below.
 #![allow(unsafe_code)]
 
