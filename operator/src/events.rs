@@ -4,7 +4,7 @@
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
-use pixelpipe_crds::{PixelPipeline, PixelPipelineStatus};
+use pixelpipe_crds::{PartitionState, PixelPipeline, PixelPipelineStatus};
 
 use crate::autoscale::Step;
 
@@ -21,8 +21,8 @@ pub fn warning(reason: EventReason, action: &str, note: String) -> Event {
 
 /// The Events an autoscaling step calls for: one per scale action (Enabled),
 /// one per new recommendation (DryRun), one when Kafka becomes unreachable,
-/// and a Warning when partitions turn unhealthy or scaling ineffective (or
-/// for a new reason).
+/// and a Warning when partitions turn unhealthy (again when one more does)
+/// or scaling ineffective (or for a new reason).
 pub fn of_step(pp: &PixelPipeline, step: &Step, next: &PixelPipelineStatus) -> Vec<Event> {
     if step.kafka_error.is_some() {
         return turned_false(
@@ -34,19 +34,17 @@ pub fn of_step(pp: &PixelPipeline, step: &Step, next: &PixelPipelineStatus) -> V
         .into_iter()
         .collect();
     }
-    let warnings = [
-        (
-            ConditionType::PartitionsHealthy,
-            EventReason::PartitionsUnhealthy,
-        ),
-        (
-            ConditionType::ScalingEffective,
-            EventReason::ScalingIneffective,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(type_, reason)| turned_false(pp, next, type_, reason));
-    scaling(pp, step).into_iter().chain(warnings).collect()
+    let ineffective = turned_false(
+        pp,
+        next,
+        ConditionType::ScalingEffective,
+        EventReason::ScalingIneffective,
+    );
+    scaling(pp, step)
+        .into_iter()
+        .chain(partitions_unhealthy(pp, next))
+        .chain(ineffective)
+        .collect()
 }
 
 /// A Warning when condition `type_` is False in `next` and was not, or was
@@ -57,16 +55,64 @@ fn turned_false(
     type_: ConditionType,
     reason: EventReason,
 ) -> Option<Event> {
-    let now = find_condition(&next.conditions, type_)?;
-    if now.status != condition_status(false) {
-        return None;
-    }
+    let now = false_in(next, type_)?;
     let before = pp
         .status
         .as_ref()
         .and_then(|s| find_condition(&s.conditions, type_));
     let same = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
     (!same).then(|| warning(reason, "Observe", now.message.clone()))
+}
+
+fn false_in(
+    status: &PixelPipelineStatus,
+    type_: ConditionType,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    find_condition(&status.conditions, type_).filter(|c| c.status == condition_status(false))
+}
+
+/// A Warning when partitions turn unhealthy, and again each time one more
+/// does: the one that goes wrong after the first few is named in an Event
+/// too, not only in the status. The recorder folds Events with the same
+/// reason and action into one series that keeps the first note, so the
+/// action names the partitions.
+fn partitions_unhealthy(pp: &PixelPipeline, next: &PixelPipelineStatus) -> Option<Event> {
+    let (type_, reason) = (
+        ConditionType::PartitionsHealthy,
+        EventReason::PartitionsUnhealthy,
+    );
+    let condition = false_in(next, type_)?;
+    let now = unhealthy(next);
+    let before = pp.status.as_ref().map(unhealthy).unwrap_or_default();
+    let one_more = now.iter().any(|p| !before.contains(p));
+    if turned_false(pp, next, type_, reason).is_none() && !one_more {
+        return None;
+    }
+    let action = match now.as_slice() {
+        [] => "Observe".to_string(),
+        _ => {
+            let list: Vec<String> = now.iter().map(i32::to_string).collect();
+            format!("Observe partitions {}", list.join(","))
+        }
+    };
+    // The Events API caps an action at 128 bytes.
+    Some(warning(
+        reason,
+        &truncate(action, 128),
+        condition.message.clone(),
+    ))
+}
+
+/// The partitions stuck or hot in `status`, in order.
+fn unhealthy(status: &PixelPipelineStatus) -> Vec<i32> {
+    let mut partitions: Vec<i32> = status
+        .partitions
+        .iter()
+        .filter(|p| matches!(p.state, PartitionState::Stuck | PartitionState::Hot))
+        .map(|p| p.partition)
+        .collect();
+    partitions.sort_unstable();
+    partitions
 }
 
 /// The scale action's or recommendation's Event.
@@ -155,6 +201,57 @@ mod tests {
             action(2).as_deref(),
             Some("Scale from 2 to 1 replicas, pools 1/1/1/1 to 1/1/1/1")
         );
+    }
+
+    /// A status whose PartitionsHealthy condition is False (Stuck) with
+    /// `stuck` partitions in that state.
+    fn stuck(stuck: &[i32]) -> PixelPipelineStatus {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let names: Vec<String> = stuck
+            .iter()
+            .map(|p| format!("partition {p} at offset 0"))
+            .collect();
+        PixelPipelineStatus {
+            conditions: vec![Condition {
+                type_: ConditionType::PartitionsHealthy.as_str().into(),
+                status: condition_status(false).into(),
+                reason: "Stuck".into(),
+                message: format!("stuck: {}", names.join(", ")),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            partitions: stuck
+                .iter()
+                .map(|&partition| pixelpipe_crds::PartitionStatus {
+                    partition,
+                    state: PartitionState::Stuck,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_stuck_after_the_first_ones_gets_its_own_warning() {
+        let mut pp: PixelPipeline =
+            pixelpipe_crds::yaml::from_str(include_str!("../../manifests/samples/storefront.yaml"))
+                .expect("sample parses");
+        let first = partitions_unhealthy(&pp, &stuck(&[2, 4])).expect("turned unhealthy");
+        assert_eq!(first.action, "Observe partitions 2,4");
+        pp.status = Some(stuck(&[2, 4]));
+        assert!(
+            partitions_unhealthy(&pp, &stuck(&[2, 4])).is_none(),
+            "a repeat"
+        );
+        assert!(
+            partitions_unhealthy(&pp, &stuck(&[4])).is_none(),
+            "one fewer"
+        );
+        let more = partitions_unhealthy(&pp, &stuck(&[0, 2, 4])).expect("one more");
+        assert_eq!(more.action, "Observe partitions 0,2,4");
+        assert!(more.note.is_some_and(|n| n.contains("partition 0")));
+        assert_eq!(more.reason, EventReason::PartitionsUnhealthy.as_str());
     }
 
     #[test]
