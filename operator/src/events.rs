@@ -1,6 +1,7 @@
 //! The Events the operator records on a PixelPipeline: which one a step
 //! calls for (pure), and publishing it.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use pixelpipe_crds::reasons::{ConditionType, EventReason, condition_status, find_condition};
@@ -55,19 +56,26 @@ fn turned_false(
     type_: ConditionType,
     reason: EventReason,
 ) -> Option<Event> {
+    newly_false(pp, next, type_).map(|now| warning(reason, "Observe", now.message.clone()))
+}
+
+/// Condition `type_` of `next` when it is False and was not, or was for
+/// another reason.
+fn newly_false<'a>(
+    pp: &PixelPipeline,
+    next: &'a PixelPipelineStatus,
+    type_: ConditionType,
+) -> Option<&'a Condition> {
     let now = false_in(next, type_)?;
     let before = pp
         .status
         .as_ref()
         .and_then(|s| find_condition(&s.conditions, type_));
     let same = before.is_some_and(|b| b.status == now.status && b.reason == now.reason);
-    (!same).then(|| warning(reason, "Observe", now.message.clone()))
+    (!same).then_some(now)
 }
 
-fn false_in(
-    status: &PixelPipelineStatus,
-    type_: ConditionType,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn false_in(status: &PixelPipelineStatus, type_: ConditionType) -> Option<&Condition> {
     find_condition(&status.conditions, type_).filter(|c| c.status == condition_status(false))
 }
 
@@ -77,27 +85,23 @@ fn false_in(
 /// reason and action into one series that keeps the first note, so the
 /// action names the partitions.
 fn partitions_unhealthy(pp: &PixelPipeline, next: &PixelPipelineStatus) -> Option<Event> {
-    let (type_, reason) = (
-        ConditionType::PartitionsHealthy,
-        EventReason::PartitionsUnhealthy,
-    );
+    let type_ = ConditionType::PartitionsHealthy;
     let condition = false_in(next, type_)?;
     let now = unhealthy(next);
     let before = pp.status.as_ref().map(unhealthy).unwrap_or_default();
     let one_more = now.iter().any(|p| !before.contains(p));
-    if turned_false(pp, next, type_, reason).is_none() && !one_more {
+    if newly_false(pp, next, type_).is_none() && !one_more {
         return None;
     }
-    let action = match now.as_slice() {
-        [] => "Observe".to_string(),
-        _ => {
-            let list: Vec<String> = now.iter().map(i32::to_string).collect();
-            format!("Observe partitions {}", list.join(","))
-        }
+    let action = if now.is_empty() {
+        "Observe".to_string()
+    } else {
+        let list: Vec<String> = now.iter().map(i32::to_string).collect();
+        format!("Observe partitions {}", list.join(","))
     };
     // The Events API caps an action at 128 bytes.
     Some(warning(
-        reason,
+        EventReason::PartitionsUnhealthy,
         &truncate(action, 128),
         condition.message.clone(),
     ))
@@ -206,7 +210,7 @@ mod tests {
     /// A status whose PartitionsHealthy condition is False (Stuck) with
     /// `stuck` partitions in that state.
     fn stuck(stuck: &[i32]) -> PixelPipelineStatus {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
         let names: Vec<String> = stuck
             .iter()
             .map(|p| format!("partition {p} at offset 0"))
