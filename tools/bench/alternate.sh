@@ -15,16 +15,24 @@
 #   tools/bench/alternate.sh b500=worker b200=worker:PIXELPIPE_BATCH_MAX_EVENTS=200,PIXELPIPE_MAX_IN_FLIGHT_JOBS=20
 #   tools/bench/alternate.sh lto=worker@/tmp/lto/release plain=worker
 #   tools/bench/alternate.sh --rounds 5 --seconds 10 --events 3000000 a=worker b=pass-through
+#
+# --together runs a round's variants at once instead, each in its own consumer group on
+# the backlog, and reads their CPU and events over the same window: whatever the VM
+# does meanwhile hits every variant alike, which taking turns cannot promise (this
+# VM's speed moves by 10-30 % from one minute to the next). They share the cores, so
+# absolute numbers read higher and events/s lower than alone; the ratios are what it
+# is for. Two variants at most, since the broker needs a share of the two cores too.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 . tests/env/common.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
 
-rounds=3 seconds=8 events=2500000
+rounds=3 seconds=8 events=2500000 together=0
 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
+    --together) together=1; shift ;;
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --events) events=$2; shift 2 ;;
@@ -34,6 +42,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#variants[@]} -gt 0 ] || die "no variants (see the top of $0)"
+[ "$together" = 0 ] || [ ${#variants[@]} -le 2 ] || die "--together takes two variants at most"
 
 . tools/bench/lib.sh
 
@@ -71,38 +80,85 @@ summarize() {
     }'
 }
 
-# run NAME DESIGN SETTINGS ROUND: one variant's run, one line on stdout and in the
-# results summarize reads. It runs in this shell, so that an interrupted run's design
-# is stopped by the cleanup on exit.
-run() {
-  local name=$1 design=$2 settings=$3 round=$4 run t0 t1 e0 e1 extra=()
-  run="alternate-$(date +%s%N)"
+# start NAME SPEC: starts one variant (SPEC is DESIGN[@BINDIR][:ENV=VALUE,...]) on the
+# backlog as a consumer group of its own; sets run (the group).
+start() {
+  local name=$1 spec=$2 design settings extra=()
+  design=${spec%%:*} settings=
+  [ "$spec" = "$design" ] || settings=${spec#*:}
   if [ -n "$settings" ]; then IFS=, read -ra extra <<<"$settings"; fi
-  sync
+  run="alternate-$name-$(date +%s%N)"
   bench_start "$design" "$run" "$bench_input" "$bench_work" "${extra[@]}"
-  bench_wait_busy
-  t0=$(bench_cpu_ticks) e0=$(bench_events_in)
-  sleep "$seconds"
-  t1=$(bench_cpu_ticks) e1=$(bench_events_in)
-  bench_stop
-  printf '%-12s round %d: %7d events/s, %s us/event\n' "$name" "$round" \
-    $(((e1 - e0) / seconds)) "$(bench_us_per_event $((t1 - t0)) $((e1 - e0)))" |
-    tee -a "$bench_work/results"
+}
+
+# report NAME ROUND TICKS EVENTS: one variant's line on stdout and in the results
+# summarize reads.
+report() {
+  printf '%-12s round %d: %7d events/s, %s us/event\n' "$1" "$2" \
+    $(($4 / seconds)) "$(bench_us_per_event "$3" "$4")" | tee -a "$bench_work/results"
+}
+
+# delete_outputs RUN: the partner and dead-letter topics of one variant's run.
+delete_outputs() {
   "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" \
-    "$run.insights" "$run.ads" "$run.audiences" "$run.dlq"
+    "$1.insights" "$1.ads" "$1.audiences" "$1.dlq"
+}
+
+# round_in_turn ROUND VARIANT...: each variant alone, one after the other. It runs in
+# this shell, so that an interrupted run's design is stopped by the cleanup on exit.
+round_in_turn() {
+  local round=$1 v t0 t1 e0 e1
+  shift
+  for v in "$@"; do
+    sync
+    start "${v%%=*}" "${v#*=}"
+    bench_wait_busy
+    t0=$(bench_cpu_ticks) e0=$(bench_events_in)
+    sleep "$seconds"
+    t1=$(bench_cpu_ticks) e1=$(bench_events_in)
+    bench_stop
+    report "${v%%=*}" "$round" $((t1 - t0)) $((e1 - e0))
+    delete_outputs "$run"
+  done
+}
+
+# round_together ROUND VARIANT...: every variant at once, measured over one window.
+round_together() {
+  local round=$1 v i pids=() admins=() runs=() t0=() e0=() t1=() e1=()
+  shift
+  sync
+  for v in "$@"; do
+    start "${v%%=*}" "${v#*=}"
+    pids+=("$bench_pid") admins+=("$bench_admin") runs+=("$run")
+  done
+  bench_wait_busy "${admins[@]}"
+  for i in "${!pids[@]}"; do
+    t0[i]=$(bench_cpu_ticks "${pids[i]}") e0[i]=$(bench_events_in "${admins[i]}")
+  done
+  sleep "$seconds"
+  for i in "${!pids[@]}"; do
+    t1[i]=$(bench_cpu_ticks "${pids[i]}") e1[i]=$(bench_events_in "${admins[i]}")
+  done
+  bench_stop
+  for i in "${!pids[@]}"; do
+    v=${*:i+1:1}
+    report "${v%%=*}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i]))
+    delete_outputs "${runs[i]}"
+  done
 }
 
 # Each round starts one variant later than the last (AB, BA, ...), so the position in
-# a round and drift over the rounds hit every variant alike.
+# a round and drift over the rounds hit every variant alike (together, so that each
+# is started first as often).
 n=${#variants[@]}
 for round in $(seq "$rounds"); do
-  for i in $(seq 0 $((n - 1))); do
-    v=${variants[$(((i + round - 1) % n))]}
-    name=${v%%=*} spec=${v#*=}
-    design=${spec%%:*} settings=
-    [ "$spec" = "$design" ] || settings=${spec#*:}
-    run "$name" "$design" "$settings" "$round"
-  done
+  order=()
+  for i in $(seq 0 $((n - 1))); do order+=("${variants[$(((i + round - 1) % n))]}"); done
+  if [ "$together" = 1 ]; then
+    round_together "$round" "${order[@]}"
+  else
+    round_in_turn "$round" "${order[@]}"
+  fi
 done
 "$bench_bin/pixelpipe-bench" delete-topics --bootstrap-servers "$KAFKA_BOOTSTRAP" "$bench_input"
 echo

@@ -5,6 +5,8 @@
 
 bench_bin="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}/release"
 bench_broker_started=0
+# Every design started and not yet stopped, so that an exit stops them all.
+bench_pids=()
 
 # Builds the release binaries the scripts run.
 bench_build() {
@@ -89,30 +91,38 @@ bench_start() {
     PIXELPIPE_POOLS=1/1/1/1 PIXELPIPE_BATCH_MAX_EVENTS=500 PIXELPIPE_QUEUE_CAPACITY=16 \
     PIXELPIPE_ADMIN_ADDR="127.0.0.1:$bench_admin" "$@" "${bench_process[@]}" >"$dir/$run.log" 2>&1 &
   bench_pid=$!
+  bench_pids+=("$bench_pid")
 }
 
-# Input messages the design under test has consumed.
+# Input messages the design under test (or the one at admin port ADMIN) has consumed.
 bench_events_in() {
-  curl -sf "http://127.0.0.1:$bench_admin/metrics" | awk '$1 == "pixelpipe_events_in_total" { print $2 }'
+  curl -sf "http://127.0.0.1:${1:-$bench_admin}/metrics" |
+    awk '$1 == "pixelpipe_events_in_total" { print $2 }'
 }
 
-# The design under test's CPU so far, in clock ticks.
-bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$bench_pid/stat"; }
+# The design under test's (or process PID's) CPU so far, in clock ticks.
+bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${1:-$bench_pid}/stat"; }
 
-# Waits until the design consumes, then 2 s more: past the first fetches and the
+# bench_wait_busy [ADMIN...]: waits until the design under test (or each design at
+# the admin ports given) consumes, then 2 s more: past the first fetches and the
 # pools' first batches.
 bench_wait_busy() {
-  busy() { [ "$(bench_events_in || echo 0)" -gt 0 ]; }
-  wait_for 60 "the design under test to consume" busy
+  local admin
+  # shellcheck disable=SC2317 # called by wait_for
+  busy() { [ "$(bench_events_in "$admin" || echo 0)" -gt 0 ]; }
+  for admin in "${@:-$bench_admin}"; do
+    wait_for 60 "the design under test to consume" busy
+  done
   sleep 2
 }
 
-# Stops the design under test.
+# Stops every design started.
 bench_stop() {
-  if [ -n "${bench_pid:-}" ]; then
-    kill "$bench_pid" 2>/dev/null && wait "$bench_pid" || true
-    bench_pid=
-  fi
+  local pid
+  for pid in "${bench_pids[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" || true
+  done
+  bench_pids=() bench_pid=
 }
 
 # bench_us_per_event TICKS EVENTS: CPU microseconds per event.
