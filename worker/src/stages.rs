@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use pixelpipe_crds::{PipelineFile, PrivacySpec, Stage};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::augment::{Privacy, partner_payload};
+use crate::augment::{Payloads, Privacy};
 use crate::event::{DeadReason, Event, Rejection, decode_in_place};
 use crate::job::{InputMessage, Job, Outcome};
 use crate::metrics::{Metrics, PartnerReasonLabel};
@@ -135,11 +135,16 @@ impl Work for Augment {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
+        let mut payloads = Payloads::new(&self.privacy, now);
         for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Validated(event, v) => {
                     let received = msg.timestamp_ms.unwrap_or(now);
-                    match partner_payload(&event, v.event_ms, received, now, &self.privacy) {
+                    let payload = match &mut payloads {
+                        Ok(p) => p.write(&event, v.event_ms, received),
+                        Err(e) => Err(e.clone()),
+                    };
+                    match payload {
                         Ok(payload) => Outcome::Ready {
                             payload,
                             partners: v.decision.partners,

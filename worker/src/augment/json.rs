@@ -45,22 +45,21 @@ impl<'b> Object<'b> {
 
     #[inline]
     pub fn str(&mut self, key: &str, value: &str) {
-        self.str_pieces(key, [value]);
+        let mut v = self.string(key);
+        v.push(value);
+        v.close();
     }
 
-    /// One string value given in pieces, written as their concatenation.
+    /// A string value to be written in pieces: [`StrValue::push`] each, then
+    /// [`StrValue::close`].
     #[inline]
-    pub fn str_pieces<'s>(&mut self, key: &str, pieces: impl IntoIterator<Item = &'s str>) {
+    pub fn string(&mut self, key: &str) -> StrValue<'_> {
         self.key(key);
         self.buf.push(b'"');
-        for piece in pieces {
-            if self.plain {
-                self.buf.extend_from_slice(piece.as_bytes());
-            } else {
-                string_content(self.buf, piece);
-            }
+        StrValue {
+            buf: self.buf,
+            plain: self.plain,
         }
-        self.buf.push(b'"');
     }
 
     /// Nothing for `None`, as serde's `skip_serializing_if = "Option::is_none"`.
@@ -80,10 +79,10 @@ impl<'b> Object<'b> {
 
     /// A time as an RFC 3339 string in UTC with milliseconds.
     #[inline]
-    pub fn time(&mut self, key: &str, value: Millis) {
+    pub fn time(&mut self, key: &str, value: &Rendered) {
         self.key(key);
         self.buf.push(b'"');
-        value.write(self.buf);
+        self.buf.extend_from_slice(value.as_bytes());
         self.buf.push(b'"');
     }
 
@@ -102,6 +101,30 @@ impl<'b> Object<'b> {
 
     pub fn close(self) {
         self.buf.push(b'}');
+    }
+}
+
+/// One string value of an [`Object`], its pieces written as their
+/// concatenation.
+#[derive(Debug)]
+pub(super) struct StrValue<'b> {
+    buf: &'b mut Vec<u8>,
+    plain: bool,
+}
+
+impl StrValue<'_> {
+    #[inline]
+    pub fn push(&mut self, piece: &str) {
+        if self.plain {
+            self.buf.extend_from_slice(piece.as_bytes());
+        } else {
+            string_content(self.buf, piece);
+        }
+    }
+
+    #[inline]
+    pub fn close(self) {
+        self.buf.push(b'"');
     }
 }
 
@@ -128,21 +151,35 @@ impl Scalar for i64 {
     }
 }
 
-/// A time written as `2026-11-27T05:00:01.123Z`, what jiff prints with `{:.3}`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Millis(pub Timestamp);
+/// A time as `2026-11-27T05:00:01.123Z`, what jiff prints with `{:.3}`,
+/// rendered once: a job's events share their processing time, and
+/// consecutive events mostly their received time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Rendered {
+    /// Long enough for jiff's widest, `-009999-01-02T01:59:59.999Z`.
+    text: [u8; 32],
+    len: u8,
+}
 
-impl Millis {
+impl Rendered {
     /// Fixed-width digits for the years 0-9999 (every time Kafka carries),
     /// jiff's printer for the rest: formatting machinery cost more than the
     /// rest of the payload's fields together.
-    fn write(self, buf: &mut Vec<u8>) {
-        let t = jiff::tz::Offset::UTC.to_datetime(self.0);
+    pub fn of(at: Timestamp) -> Self {
+        let mut text = [0; 32];
+        let t = jiff::tz::Offset::UTC.to_datetime(at);
         let Ok(year) = u16::try_from(t.year()) else {
-            let _ = write!(buf, "{:.3}", self.0);
-            return;
+            let left = {
+                let mut rest = &mut text[..];
+                let _ = write!(rest, "{at:.3}");
+                rest.len()
+            };
+            return Self {
+                text,
+                len: (text.len() - left) as u8,
+            };
         };
-        let mut text = *b"0000-00-00T00:00:00.000Z";
+        text[..24].copy_from_slice(b"0000-00-00T00:00:00.000Z");
         let fields: [(usize, usize, u32); 7] = [
             (0, 4, year.into()),
             (5, 2, t.month().unsigned_abs().into()),
@@ -158,7 +195,11 @@ impl Millis {
                 value /= 10;
             }
         }
-        buf.extend_from_slice(&text);
+        Self { text, len: 24 }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
     }
 }
 
@@ -220,7 +261,7 @@ mod tests {
         o.scalar("n", 42u64);
         o.time(
             "at",
-            Millis("2026-11-27T05:00:00.01Z".parse().expect("time")),
+            &Rendered::of("2026-11-27T05:00:00.01Z".parse().expect("time")),
         );
         let mut c = o.object("consent");
         c.scalar("analytics", true);
@@ -265,10 +306,8 @@ mod tests {
             "-000001-12-31T23:59:59.999Z",
         ] {
             let t: Timestamp = text.parse().expect(text);
-            let mut buf = Vec::new();
-            Millis(t).write(&mut buf);
             assert_eq!(
-                String::from_utf8(buf).expect("utf8"),
+                String::from_utf8(Rendered::of(t).as_bytes().to_vec()).expect("utf8"),
                 format!("{t:.3}"),
                 "{text}"
             );
@@ -288,9 +327,8 @@ mod tests {
             ms in Timestamp::MIN.as_millisecond()..=Timestamp::MAX.as_millisecond()
         ) {
             let t = Timestamp::from_millisecond(ms).expect("in range");
-            let mut buf = Vec::new();
-            Millis(t).write(&mut buf);
-            prop_assert_eq!(String::from_utf8(buf).expect("utf8"), format!("{t:.3}"));
+            let text = String::from_utf8(Rendered::of(t).as_bytes().to_vec()).expect("utf8");
+            prop_assert_eq!(text, format!("{t:.3}"));
         }
     }
 }

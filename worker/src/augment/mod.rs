@@ -11,7 +11,7 @@ use crate::event::{Consent, Event};
 
 mod json;
 
-use json::Object;
+use json::{Object, Rendered};
 
 /// The privacy rules augment applies, with the spec's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,26 +32,92 @@ impl Privacy {
 }
 
 /// Why a partner payload could not be written.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PayloadError {
     #[error("the {0} time {1} ms is outside the calendar")]
     Time(&'static str, i64),
 }
 
-/// The time at `ms`, written as `2026-11-27T05:00:01.123Z`.
-fn time(what: &'static str, ms: i64) -> Result<json::Millis, PayloadError> {
+/// The time at `ms`, rendered as `2026-11-27T05:00:01.123Z`.
+fn time(what: &'static str, ms: i64) -> Result<Rendered, PayloadError> {
     Timestamp::from_millisecond(ms)
-        .map(json::Millis)
+        .map(Rendered::of)
         .map_err(|_| PayloadError::Time(what, ms))
 }
 
-/// Builds the partner payload for one valid event: the event's own fields,
-/// when it arrived and how old it was when processed, its URLs without
-/// personal query parameters, hashes instead of raw identifiers, and `data`
-/// as it arrived. Absent optional fields are left out.
-///
-/// `received_ms` is when the pipeline's input topic got the event (the Kafka
-/// timestamp); `now_ms` is the processing time the age is measured at.
+/// Writes the partner payloads of one job's events, processed at `now_ms`:
+/// that time is rendered once, and so is each run of events received in
+/// the same millisecond (a producer's batch, mostly).
+#[derive(Debug)]
+pub struct Payloads<'p> {
+    privacy: &'p Privacy,
+    now_ms: i64,
+    processed: Rendered,
+    received: Option<(i64, Rendered)>,
+}
+
+impl<'p> Payloads<'p> {
+    pub fn new(privacy: &'p Privacy, now_ms: i64) -> Result<Self, PayloadError> {
+        Ok(Self {
+            privacy,
+            now_ms,
+            processed: time("processing", now_ms)?,
+            received: None,
+        })
+    }
+
+    /// Builds the partner payload for one valid event: the event's own
+    /// fields, when it arrived and how old it was when processed, its URLs
+    /// without personal query parameters, hashes instead of raw identifiers,
+    /// and `data` as it arrived. Absent optional fields are left out.
+    ///
+    /// `received_ms` is when the pipeline's input topic got the event (the
+    /// Kafka timestamp).
+    pub fn write(
+        &mut self,
+        event: &Event,
+        event_ms: i64,
+        received_ms: i64,
+    ) -> Result<Vec<u8>, PayloadError> {
+        let received = self.received(received_ms)?;
+        let data = event.data();
+        // Room for the fields around `data` without growing the buffer.
+        let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
+        // Hashes, times and pieces of the event's own strings: when those arrived
+        // without escapes, nothing in the payload needs any.
+        let mut o = Object::open(&mut buf, event.strings_are_plain());
+        o.str("id", event.id());
+        o.str("name", event.name());
+        o.str("timestamp", event.timestamp());
+        o.time("receivedAt", &received);
+        o.time("processedAt", &self.processed);
+        o.scalar("eventAgeMs", self.now_ms.saturating_sub(event_ms).max(0));
+        o.scalar("shopId", event.shop_id);
+        o.str("clientId", event.client_id());
+        o.opt_str("region", event.region());
+        consent(o.object("consent"), &event.consent);
+        context(o.object("context"), event, self.privacy);
+        customer(o.object("customer"), event, self.privacy);
+        if let Some(data) = data {
+            o.raw("data", data);
+        }
+        o.close();
+        Ok(buf)
+    }
+
+    fn received(&mut self, ms: i64) -> Result<Rendered, PayloadError> {
+        match self.received {
+            Some((at, rendered)) if at == ms => Ok(rendered),
+            _ => {
+                let rendered = time("received", ms)?;
+                self.received = Some((ms, rendered));
+                Ok(rendered)
+            }
+        }
+    }
+}
+
+/// One event's partner payload ([`Payloads::write`]), processed at `now_ms`.
 pub fn partner_payload(
     event: &Event,
     event_ms: i64,
@@ -59,31 +125,7 @@ pub fn partner_payload(
     now_ms: i64,
     privacy: &Privacy,
 ) -> Result<Vec<u8>, PayloadError> {
-    let received = time("received", received_ms)?;
-    let processed = time("processing", now_ms)?;
-    let data = event.data();
-    // Room for the fields around `data` without growing the buffer.
-    let mut buf = Vec::with_capacity(768 + data.map_or(0, str::len));
-    // Hashes, times and pieces of the event's own strings: when those arrived
-    // without escapes, nothing in the payload needs any.
-    let mut o = Object::open(&mut buf, event.strings_are_plain());
-    o.str("id", event.id());
-    o.str("name", event.name());
-    o.str("timestamp", event.timestamp());
-    o.time("receivedAt", received);
-    o.time("processedAt", processed);
-    o.scalar("eventAgeMs", now_ms.saturating_sub(event_ms).max(0));
-    o.scalar("shopId", event.shop_id);
-    o.str("clientId", event.client_id());
-    o.opt_str("region", event.region());
-    consent(o.object("consent"), &event.consent);
-    context(o.object("context"), event, privacy);
-    customer(o.object("customer"), event, privacy);
-    if let Some(data) = data {
-        o.raw("data", data);
-    }
-    o.close();
-    Ok(buf)
+    Payloads::new(privacy, now_ms)?.write(event, event_ms, received_ms)
 }
 
 fn consent(mut o: Object<'_>, c: &Consent) {
@@ -96,11 +138,12 @@ fn consent(mut o: Object<'_>, c: &Consent) {
 
 fn context(mut o: Object<'_>, e: &Event, privacy: &Privacy) {
     let allow = &privacy.url_query_allowlist;
-    if let Some(url) = e.url() {
-        o.str_pieces("url", stripped(url, allow));
-    }
-    if let Some(referrer) = e.referrer() {
-        o.str_pieces("referrer", stripped(referrer, allow));
+    for (key, url) in [("url", e.url()), ("referrer", e.referrer())] {
+        if let Some(url) = url {
+            let mut v = o.string(key);
+            stripped(url, allow, |piece| v.push(piece));
+            v.close();
+        }
     }
     o.opt_str("userAgent", e.user_agent());
     o.close();
@@ -269,13 +312,15 @@ impl std::fmt::Debug for Sha256Hex {
 
 /// Drops the fragment and every query parameter not in `allow`.
 pub fn strip_url(url: &str, allow: &[String]) -> String {
-    stripped(url, allow).collect()
+    let mut out = String::with_capacity(url.len());
+    stripped(url, allow, |piece| out.push_str(piece));
+    out
 }
 
-/// The pieces of [`strip_url`]'s result, in order, borrowed from `url`: the
+/// [`strip_url`]'s result given to `out` in pieces borrowed from `url`: the
 /// payload writes them without building the string. The query runs from
 /// the first `?` to the first `#` after it; a `#` before any `?` leaves none.
-fn stripped<'u>(url: &'u str, allow: &'u [String]) -> impl Iterator<Item = &'u str> {
+fn stripped<'u>(url: &'u str, allow: &[String], mut out: impl FnMut(&'u str)) {
     let bytes = url.as_bytes();
     let (base, query) = match memchr::memchr2(b'?', b'#', bytes) {
         Some(q) if bytes.get(q) == Some(&b'?') => {
@@ -289,16 +334,18 @@ fn stripped<'u>(url: &'u str, allow: &'u [String]) -> impl Iterator<Item = &'u s
         Some(fragment) => (url.get(..fragment).unwrap_or_default(), ""),
         None => (url, ""),
     };
-    let kept = query.split('&').filter(move |pair| {
+    out(base);
+    let mut separator = "?";
+    for pair in query.split('&') {
         let key = memchr::memchr(b'=', pair.as_bytes())
             .and_then(|eq| pair.get(..eq))
             .unwrap_or(pair);
-        allow.iter().any(|a| a == key)
-    });
-    let separated = kept
-        .enumerate()
-        .flat_map(|(i, pair)| [if i == 0 { "?" } else { "&" }, pair]);
-    std::iter::once(base).chain(separated)
+        if allow.iter().any(|a| a == key) {
+            out(separator);
+            out(pair);
+            separator = "&";
+        }
+    }
 }
 
 #[cfg(test)]
