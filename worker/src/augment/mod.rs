@@ -598,6 +598,32 @@ mod tests {
         }
     }
 
+    /// One job's writer keeps the last received time rendered: each
+    /// payload still carries its own event's time, repeated or not.
+    #[test]
+    fn a_job_s_payloads_each_carry_their_own_received_time() {
+        let raw = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
+            "shopId":7,"clientId":"c-9","consent":{}}"#;
+        let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
+        let at = 1_764_219_600_000; // 2025-11-27T05:00:00Z
+        let privacy = privacy();
+        let mut payloads = Payloads::new(&privacy, at + 2500).expect("in the calendar");
+        for (received, expected) in [
+            (at + 10, "2025-11-27T05:00:00.010Z"),
+            (at + 10, "2025-11-27T05:00:00.010Z"),
+            (at + 11, "2025-11-27T05:00:00.011Z"),
+            (at - 1, "2025-11-27T04:59:59.999Z"),
+            (at + 11, "2025-11-27T05:00:00.011Z"),
+        ] {
+            let out = payloads.write(&e, at, received).expect("payload");
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+            assert_eq!(v["receivedAt"], expected);
+            assert_eq!(v["processedAt"], "2025-11-27T05:00:02.500Z");
+        }
+        let err = payloads.write(&e, at, i64::MAX).expect_err("out of range");
+        assert!(err.to_string().contains("received time"), "{err}");
+    }
+
     #[test]
     fn a_time_outside_the_calendar_is_an_error_not_an_empty_payload() {
         let raw = r#"{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:00Z",
@@ -605,5 +631,7 @@ mod tests {
         let e = decode(Some(raw.as_bytes()), 1 << 16).expect("decodes");
         let err = partner_payload(&e, 0, i64::MAX, 0, &privacy()).expect_err("out of range");
         assert!(err.to_string().contains("received time"), "{err}");
+        let err = partner_payload(&e, 0, 0, i64::MAX, &privacy()).expect_err("out of range");
+        assert!(err.to_string().contains("processing time"), "{err}");
     }
 }
