@@ -124,12 +124,12 @@ round_in_turn() {
 
 # round_together ROUND VARIANT...: every variant at once, measured over one window.
 round_together() {
-  local round=$1 v i pids=() admins=() runs=() t0=() e0=() t1=() e1=()
+  local round=$1 v i names=() pids=() admins=() runs=() t0=() e0=() t1=() e1=()
   shift
   sync
   for v in "$@"; do
     start "${v%%=*}" "${v#*=}"
-    pids+=("$bench_pid") admins+=("$bench_admin") runs+=("$run")
+    names+=("${v%%=*}") pids+=("$bench_pid") admins+=("$bench_admin") runs+=("$run")
   done
   bench_wait_busy "${admins[@]}"
   for i in "${!pids[@]}"; do
@@ -141,8 +141,7 @@ round_together() {
   done
   bench_stop
   for i in "${!pids[@]}"; do
-    v=${*:i+1:1}
-    report "${v%%=*}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i]))
+    report "${names[i]}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i]))
     delete_outputs "${runs[i]}"
   done
 }
