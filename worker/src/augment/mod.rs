@@ -117,17 +117,6 @@ impl<'p> Payloads<'p> {
     }
 }
 
-/// One event's partner payload ([`Payloads::write`]), processed at `now_ms`.
-pub fn partner_payload(
-    event: &Event,
-    event_ms: i64,
-    received_ms: i64,
-    now_ms: i64,
-    privacy: &Privacy,
-) -> Result<Vec<u8>, PayloadError> {
-    Payloads::new(privacy, now_ms)?.write(event, event_ms, received_ms)
-}
-
 fn consent(mut o: Object<'_>, c: &Consent) {
     o.scalar("analytics", c.analytics);
     o.scalar("marketing", c.marketing);
@@ -356,6 +345,17 @@ mod tests {
 
     fn privacy() -> Privacy {
         Privacy::of(&PrivacySpec::default())
+    }
+
+    /// One event's partner payload, as a job of one event writes it.
+    fn partner_payload(
+        event: &Event,
+        event_ms: i64,
+        received_ms: i64,
+        now_ms: i64,
+        privacy: &Privacy,
+    ) -> Result<Vec<u8>, PayloadError> {
+        Payloads::new(privacy, now_ms)?.write(event, event_ms, received_ms)
     }
 
     fn allow() -> Vec<String> {
