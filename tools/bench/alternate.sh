@@ -7,6 +7,7 @@
 # each variant's medians and its CPU per event over the first variant's, taken within
 # each round (median and range). No perf: the numbers are the process's own.
 # Variants are NAME=DESIGN[@BINDIR][:ENV=VALUE,...], DESIGN being worker, pass-through
+# (the ceiling: as many bytes as the partner payload), forward (the input's own bytes)
 # or unbounded, BINDIR another build's binaries (a release build with other settings);
 # every one runs with the benchmark's pipeline, pools 1/1/1/1 and batching
 # (--batch-max-events=500 --queue-capacity=16) unless its settings say otherwise.

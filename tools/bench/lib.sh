@@ -54,8 +54,8 @@ bench_cleanup() {
   rm -rf "${bench_work:-}"
 }
 
-# bench_design DESIGN[@BINDIR]: checks a design's name (worker, pass-through or
-# unbounded) and its other build's directory, if given, so that a script fails
+# bench_design DESIGN[@BINDIR]: checks a design's name (worker, pass-through,
+# forward or unbounded) and its other build's directory, if given, so that a script fails
 # before its build and preload; sets bench_process to the command that runs it.
 bench_design() {
   local design=${1%%@*} bin=$bench_bin
@@ -65,13 +65,13 @@ bench_design() {
   fi
   case "$design" in
     worker) bench_process=("$bin/pixelpipe-worker") ;;
-    pass-through | unbounded) bench_process=("$bin/pixelpipe-bench" design --design "$design") ;;
-    *) die "unknown design $design: worker, pass-through or unbounded" ;;
+    pass-through | forward | unbounded) bench_process=("$bin/pixelpipe-bench" design --design "$design") ;;
+    *) die "unknown design $design: worker, pass-through, forward or unbounded" ;;
   esac
 }
 
 # bench_start DESIGN[@BINDIR] RUN INPUT DIR [ENV=VALUE...]: starts DESIGN (worker,
-# pass-through or unbounded; its binaries from BINDIR, another build, if given) on
+# pass-through, forward or unbounded; its binaries from BINDIR, another build, if given) on
 # topic INPUT in the background with the benchmark's pipeline, pools 1/1/1/1 and
 # batching unless the ENV settings say otherwise, as consumer group RUN with fresh
 # partner topics RUN.<partner>; its config and log go to DIR. Sets bench_pid and

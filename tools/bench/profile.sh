@@ -5,13 +5,15 @@
 # (--batch-max-events=500 --queue-capacity=16), samples it with perf for a few seconds
 # once it is busy, and prints the CPU per event over that window and each role's share
 # of it (`pixelpipe-bench profile`). `--design pass-through` profiles the benchmark's
-# ceiling the same way, so the two compare role by role. perf's call-graph sampling
+# ceiling the same way, so the two compare role by role; `--design forward` the
+# pass-through of the input's own bytes. perf's call-graph sampling
 # costs the process some CPU of its own, so the CPU per event here reads a little
 # higher than the benchmark's.
 #
 #   tools/bench/profile.sh                                  pools 1/1/1/1, 6 s of samples
 #   tools/bench/profile.sh --pools 2/1/2/1 --seconds 10
 #   tools/bench/profile.sh --design pass-through            the ceiling
+#   tools/bench/profile.sh --design forward                 the input's bytes, unchanged
 #   tools/bench/profile.sh --flamegraph docs/img/worker-flamegraph.svg
 #
 # Needs perf (Debian: linux-perf); --flamegraph installs inferno into the cache.

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark (docs/benchmarks.md): builds the worker and pixelpipe-bench in
 # release, starts a local Kafka broker unless KAFKA_BOOTSTRAP points at one,
-# and prints Markdown tables on stdout (progress on stderr), then three lines
-# for scripts: `ratio throughput <pixelpipe/ceiling>`,
+# and prints Markdown tables on stdout (progress on stderr), then lines for
+# scripts, the last three issue 16's: `ratio throughput <pixelpipe/ceiling>`,
 # `cpu_us_per_event pixelpipe <x> ceiling <y>`, `events_per_core_second pixelpipe <z>`
-# (Pixelpipe at the pools its evidence picks; medians of interleaved rounds).
+# (Pixelpipe at the pools its evidence picks; medians of interleaved rounds;
+# the ceiling a pass-through sending as many bytes as the partner payload).
 #
 #   tools/bench/run.sh                                   the full run: medians of 3, about 6 minutes
 #   tools/bench/run.sh --runs 3 --events 1000000 --designs-only   issue 16's verdict in longer rounds, about 11 minutes

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod designs;
+pub mod payload;
 pub mod pools;
 pub mod profile;
 pub mod rounds;

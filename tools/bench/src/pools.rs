@@ -15,7 +15,7 @@ use pixelpipe_policy::pools::size_pools;
 use pixelpipe_policy::reading;
 
 use crate::rounds::{self, Design, Verdict};
-use crate::suite::{Input, Plan, Pools, Variant, measure, pools_label};
+use crate::suite::{Input, Plan, Pools, Variant, measure, pools_label, same_bytes};
 
 /// Probe runs at most: each pick comes from the pools before it, as the
 /// operator's does from one interval to the next.
@@ -123,7 +123,11 @@ pub(crate) async fn section(
     }
     let max = PerStage::splat(usize::try_from(defaults.max_workers).unwrap_or(32));
     let picked = Variant::Pixelpipe(pools);
-    let mut variants = vec![Variant::Ceiling, Variant::Pixelpipe(PerStage::splat(1))];
+    let mut variants = vec![
+        Variant::Ceiling,
+        Variant::Forward,
+        Variant::Pixelpipe(PerStage::splat(1)),
+    ];
     for v in [picked, Variant::Pixelpipe(max)] {
         if !variants.contains(&v) {
             variants.push(v);
@@ -131,34 +135,39 @@ pub(crate) async fn section(
     }
     let designs = rounds::interleaved(plan, input, &variants).await?;
     write_section(out, &steps, &designs, plan.runs);
-    let verdict = designs
+    let (ceiling, forward) = (&designs[0].median, &designs[1].median);
+    let d = designs
         .iter()
         .find(|d| d.variant == picked)
-        .map(|d| Verdict {
-            pools,
-            throughput_ratio: d.throughput.median,
-            pixelpipe_cpu_us: d.median.cpu_us_per_event,
-            ceiling_cpu_us: designs[0].median.cpu_us_per_event,
-        });
-    verdict.ok_or_else(|| anyhow::anyhow!("the picked pools were not measured"))
+        .ok_or_else(|| anyhow::anyhow!("the picked pools were not measured"))?;
+    same_bytes(ceiling, &d.median)?;
+    Ok(Verdict {
+        pools,
+        throughput_ratio: d.throughput.median,
+        pixelpipe_cpu_us: d.median.cpu_us_per_event,
+        ceiling_cpu_us: ceiling.cpu_us_per_event,
+        forward_throughput_ratio: d.median.events_per_second / forward.events_per_second.max(1e-9),
+        forward_cpu_us: forward.cpu_us_per_event,
+    })
 }
 
 fn write_section(out: &mut String, steps: &[String], designs: &[Design], rounds: usize) {
     let _ = writeln!(
         out,
-        "\n## Pools picked from evidence ({rounds} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| design | input events/s | vs ceiling (median, range) | CPU us/event | CPU vs ceiling | peak RSS MiB |\n| --- | --: | --: | --: | --: | --: |",
+        "\n## Pools picked from evidence ({rounds} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| design | input events/s | vs ceiling (median, range) | CPU us/event | CPU vs ceiling | peak RSS MiB | bytes per output |\n| --- | --: | --: | --: | --: | --: | --: |",
         steps.join("; ")
     );
     for d in designs {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {:.2} | {} | {:.1} |",
+            "| {} | {:.0} | {} | {:.2} | {} | {:.1} | {:.0} |",
             d.variant.label(),
             d.median.events_per_second,
             d.throughput,
             d.median.cpu_us_per_event,
             d.cpu,
             d.median.peak_rss_mib,
+            d.median.output_bytes,
         );
     }
 }

@@ -11,9 +11,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pixelpipe_crds::PerStage;
 use pixelpipe_crds::evidence::{EVIDENCE_PATH, WorkerEvidence};
 use pixelpipe_crds::worker::WorkerArgs;
+use pixelpipe_crds::{PerStage, PipelineFile};
 use pixelpipe_loadgen::ledger;
 use pixelpipe_loadgen::{Generator, Kind, Mix};
 use pixelpipe_runtime::KafkaSettings;
@@ -31,11 +31,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::process::{Child, Command};
 
 use crate::cpu::{CpuClock, CpuTrace};
-use crate::designs::FANOUT_HEADER;
+use crate::designs::{OUTPUTS_HEADER, Outputs};
+use crate::payload::PayloadLength;
 use crate::pools::Window;
 use crate::rounds::{self, Design, Spread};
 
-const PIPELINE: &str = include_str!("../pipeline.yaml");
+pub(crate) const PIPELINE: &str = include_str!("../pipeline.yaml");
 
 /// Settings every design runs with, from tuning (docs/benchmarks.md): deeper
 /// stage channels and bigger batches than the worker's defaults.
@@ -119,8 +120,10 @@ pub fn pools_label(pools: Pools) -> String {
 /// One design under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
-    /// Pass-through: the ceiling.
+    /// Pass-through of as many bytes as the partner payload: the ceiling.
     Ceiling,
+    /// Pass-through of the input's own bytes: less I/O than the pipeline's.
+    Forward,
     /// The worker with these pools.
     Pixelpipe(Pools),
     /// The same in exactly-once mode (Kafka transactions).
@@ -133,6 +136,7 @@ impl Variant {
     pub(crate) fn label(self) -> String {
         match self {
             Variant::Ceiling => "ceiling (pass-through)".into(),
+            Variant::Forward => "forward (the input's bytes)".into(),
             Variant::Pixelpipe(p) => format!("Pixelpipe, pools {}", pools_label(p)),
             Variant::ExactlyOnce(p) => {
                 format!("Pixelpipe exactly-once, pools {}", pools_label(p))
@@ -160,6 +164,8 @@ pub struct Measurement {
     pub p50_age: f64,
     pub p99_age: f64,
     pub peak_rss_mib: f64,
+    /// Mean bytes of a partner message's value.
+    pub output_bytes: f64,
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -179,6 +185,7 @@ pub(crate) fn medians(ms: &[Measurement]) -> Measurement {
         p50_age: m(|x| x.p50_age),
         p99_age: m(|x| x.p99_age),
         peak_rss_mib: m(|x| x.peak_rss_mib),
+        output_bytes: m(|x| x.output_bytes),
     }
 }
 
@@ -225,7 +232,8 @@ pub async fn delete_topics_at(bootstrap: String, topics: &[&str]) {
 }
 
 /// Produces `events` storefront events of about `size` bytes, 5 % without
-/// consent, each with the number of partners it goes to in a header.
+/// consent, each with the number of partners it goes to and the length of
+/// its partner payload in a header.
 async fn preload(
     kafka: &KafkaSettings,
     events: usize,
@@ -252,6 +260,7 @@ async fn preload(
             malformed_share: 0.0,
             event_bytes: size,
         });
+        let lengths = PayloadLength::new(PipelineFile::parse(PIPELINE)?);
         let mut deliveries = 0;
         for _ in 0..events {
             let g = generator.next_message();
@@ -264,9 +273,13 @@ async fn preload(
                 0
             };
             deliveries += fanout;
-            let value = fanout.to_string();
+            let value = Outputs {
+                count: fanout,
+                bytes: lengths.of(&g.payload, now_ms()).unwrap_or(0),
+            }
+            .header_value();
             let headers = OwnedHeaders::new().insert(Header {
-                key: FANOUT_HEADER,
+                key: OUTPUTS_HEADER,
                 value: Some(value.as_bytes()),
             });
             let mut record = BaseRecord::to(&t)
@@ -357,7 +370,7 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     let group = run.clone();
     let pools = match variant {
         Variant::Pixelpipe(p) | Variant::ExactlyOnce(p) => p,
-        Variant::Ceiling | Variant::Unbounded => PerStage::splat(4),
+        Variant::Ceiling | Variant::Forward | Variant::Unbounded => PerStage::splat(4),
     };
     let bins = bin_dir()?;
     let mut cmd = match variant {
@@ -367,12 +380,12 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
             c.args(["--exactly-once", "--transactional-id", &run]);
             c
         }
-        Variant::Ceiling | Variant::Unbounded => {
+        Variant::Ceiling | Variant::Forward | Variant::Unbounded => {
             let mut c = Command::new(bins.join("pixelpipe-bench"));
-            let design = if variant == Variant::Ceiling {
-                "pass-through"
-            } else {
-                "unbounded"
+            let design = match variant {
+                Variant::Ceiling => "pass-through",
+                Variant::Forward => "forward",
+                _ => "unbounded",
             };
             c.args(["design", "--design", design]);
             c
@@ -470,10 +483,14 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     // partition separately: the offsets can be visible to the check above
     // a moment before the last outputs are to a read-committed reader.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let firsts = loop {
-        let firsts = first_deliveries(&plan.kafka, &partner_topics).await?;
-        if firsts.len() >= input.deliveries || Instant::now() > deadline {
-            break firsts;
+    let Deliveries {
+        firsts,
+        records,
+        bytes,
+    } = loop {
+        let d = first_deliveries(&plan.kafka, &partner_topics).await?;
+        if d.firsts.len() >= input.deliveries || Instant::now() > deadline {
+            break d;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -517,6 +534,7 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
             p50_age: pct(50),
             p99_age: pct(99),
             peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+            output_bytes: bytes as f64 / records.max(1) as f64,
         },
         stages: per_event_stage,
         evidence: window,
@@ -532,14 +550,27 @@ async fn evidence(http: &Http, port: u16) -> Option<WorkerEvidence> {
     }
 }
 
-/// When each distinct (event, partner) pair first reached its partner topic,
-/// as a read-committed reader sees the topics now.
-async fn first_deliveries(kafka: &KafkaSettings, topics: &[String]) -> anyhow::Result<Vec<i64>> {
+/// What the partner topics hold after a run.
+#[derive(Debug, Default)]
+struct Deliveries {
+    /// When each distinct (event, partner) pair first reached its topic.
+    firsts: Vec<i64>,
+    /// The records, duplicates included, and the bytes of their values.
+    records: u64,
+    bytes: u64,
+}
+
+/// The partner topics as a read-committed reader sees them now.
+async fn first_deliveries(kafka: &KafkaSettings, topics: &[String]) -> anyhow::Result<Deliveries> {
     let (kafka, topics) = (kafka.clone(), topics.to_vec());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
-        let mut out = Vec::new();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Deliveries> {
+        let mut out = Deliveries::default();
         for t in &topics {
-            out.extend(ledger::read(&kafka, t)?.values().map(|s| s.first_ms));
+            for seen in ledger::read(&kafka, t)?.values() {
+                out.firsts.push(seen.first_ms);
+                out.records += u64::from(seen.copies);
+                out.bytes += seen.value_bytes;
+            }
         }
         Ok(out)
     })
@@ -592,13 +623,14 @@ fn row(out: &mut String, d: &Design, ceiling: &Measurement) {
     let m = &d.median;
     let _ = writeln!(
         out,
-        "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | {:.2}x | {:.2}x | {:.2}x |",
+        "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {} | {} | {:.2}x | {:.2}x | {:.2}x |",
         d.variant.label(),
         m.events_per_second,
         m.cpu_us_per_event,
         m.p50_age,
         m.p99_age,
         m.peak_rss_mib,
+        m.output_bytes,
         d.throughput,
         d.cpu,
         m.p50_age / ceiling.p50_age.max(1e-9),
@@ -607,7 +639,21 @@ fn row(out: &mut String, d: &Design, ceiling: &Measurement) {
     );
 }
 
-const HEADER: &str = "| design | input events/s | CPU us/event | p50 age s | p99 age s | peak RSS MiB | events/s vs ceiling | CPU vs ceiling | p50 vs ceiling | p99 vs ceiling | RSS vs ceiling |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+const HEADER: &str = "| design | input events/s | CPU us/event | p50 age s | p99 age s | peak RSS MiB | bytes per output | events/s vs ceiling | CPU vs ceiling | p50 vs ceiling | p99 vs ceiling | RSS vs ceiling |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |";
+
+/// The ceiling has to send what the worker sends, or it is a ceiling for
+/// less I/O: their bytes per partner message within 1 %.
+pub(crate) fn same_bytes(ceiling: &Measurement, worker: &Measurement) -> anyhow::Result<()> {
+    let ratio = ceiling.output_bytes / worker.output_bytes.max(1e-9);
+    if (ratio - 1.0).abs() > 0.01 {
+        bail!(
+            "the ceiling sent {:.0} bytes per partner message and the worker {:.0}: not the same I/O",
+            ceiling.output_bytes,
+            worker.output_bytes
+        );
+    }
+    Ok(())
+}
 
 /// Runs the plan, prints the tables; false when a measurement failed.
 pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
@@ -626,7 +672,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
         input.deliveries as f64 / input.events as f64,
         plan.runs
     );
-    let mut variants = vec![Variant::Ceiling];
+    let mut variants = vec![Variant::Ceiling, Variant::Forward];
     variants.extend(
         plan.pools
             .iter()
@@ -637,6 +683,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<bool> {
     let ceiling = designs[0].median;
     for d in &designs {
         row(&mut out, d, &ceiling);
+    }
+    if let Some(worker) = designs
+        .iter()
+        .find(|d| matches!(d.variant, Variant::Pixelpipe(_)))
+    {
+        same_bytes(&ceiling, &worker.median)?;
     }
     let unbounded = designs[designs.len() - 1].median;
     // Everything after the designs table runs at the pools the autoscaler

@@ -27,6 +27,8 @@ pub struct Seen {
     pub copies: u32,
     /// Earliest record timestamp, ms since the epoch.
     pub first_ms: i64,
+    /// The records' values, bytes, over every copy: what a producer sent.
+    pub value_bytes: u64,
 }
 
 /// Reads `topic` from the beginning to its high watermarks.
@@ -93,14 +95,17 @@ pub fn read(settings: &KafkaSettings, topic: &str) -> Result<HashMap<String, See
         };
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
         let ts = m.timestamp().to_millis().unwrap_or(0);
+        let bytes = m.payload_len() as u64;
         out.entry(key)
             .and_modify(|s| {
                 s.copies += 1;
                 s.first_ms = s.first_ms.min(ts);
+                s.value_bytes += bytes;
             })
             .or_insert(Seen {
                 copies: 1,
                 first_ms: ts,
+                value_bytes: bytes,
             });
         if ends
             .get(&m.partition())
