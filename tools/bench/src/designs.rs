@@ -56,7 +56,8 @@ impl Outputs {
         format!("{} {}", self.count, self.bytes)
     }
 
-    /// From a message's header; none when it has none or it is not one.
+    /// From a message's header; no outputs when it has none or it does
+    /// not read as one.
     fn of(msg: &InputMessage) -> Self {
         let parse = |v: &[u8]| {
             let (count, bytes) = std::str::from_utf8(v).ok()?.split_once(' ')?;

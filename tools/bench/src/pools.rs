@@ -1,9 +1,10 @@
 //! Pools picked from evidence: a probe run at the spec's starting pools, the
 //! worker's `/evidence` read over the middle of the run as the operator reads
 //! it, and the policy's own `size_pools` at the capacity it measures, until
-//! the pick holds still; then the ceiling, pools 1, the picked pools and every
-//! pool at its maximum, interleaved round by round so drift hits each alike.
-//! The benchmark's verdict is the picked pools' against the ceiling.
+//! the pick holds still; then the ceiling, the forward, pools 1, the picked
+//! pools and every pool at its maximum, interleaved round by round so drift
+//! hits each alike. The benchmark's verdict is the picked pools' against the
+//! ceiling, and against the forward beside it.
 
 use std::fmt::Write as _;
 
@@ -77,11 +78,10 @@ pub fn pick(current: Pools, evidence: &Evidence) -> Pools {
     .map(|_, n| usize::try_from(n).unwrap_or(1).max(1))
 }
 
-/// Probes, picks, and races the pick against pools 1 and the maximum;
-/// appends the section to `out`.
 /// Probes the pools the operator would pick from the worker's evidence, then
-/// measures them in rounds with the ceiling, one worker per stage and the
-/// default maximum: the verdict is the picked pools' against the ceiling.
+/// measures them in rounds with the ceiling, the forward, one worker per
+/// stage and the default maximum, and appends the section to `out`: the
+/// verdict is the picked pools' against the ceiling.
 pub(crate) async fn section(
     plan: &Plan,
     input: &Input,
