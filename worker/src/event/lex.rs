@@ -41,7 +41,7 @@ impl From<Syntax> for Rejection {
     }
 }
 
-fn malformed(what: &'static str, at: usize) -> Syntax {
+pub(super) fn malformed(what: &'static str, at: usize) -> Syntax {
     Syntax { what, at }
 }
 
@@ -70,8 +70,14 @@ impl<'a> Lexer<'a> {
     }
 
     #[inline]
-    fn bytes(&self) -> &'a [u8] {
+    pub fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
+    }
+
+    /// Moves to byte `at`, where a caller that read ahead on its own stopped.
+    #[inline]
+    pub fn seek(&mut self, at: usize) {
+        self.at = at;
     }
 
     /// The next byte that is not whitespace, not consumed.
@@ -125,19 +131,6 @@ impl<'a> Lexer<'a> {
         self.next_member(Self::key)
     }
 
-    /// As [`Lexer::object_first`], stepping over the key (checked) instead
-    /// of taking it: whether the object has a member.
-    #[inline]
-    pub fn object_first_skipped(&mut self) -> Result<bool, Syntax> {
-        self.open_object(Self::skip_key).map(|k| k.is_some())
-    }
-
-    /// As [`Lexer::object_next`], stepping over the key.
-    #[inline]
-    pub fn object_next_skipped(&mut self) -> Result<bool, Syntax> {
-        self.next_member(Self::skip_key).map(|k| k.is_some())
-    }
-
     /// Past the `{` that is next: its first key, read by `key`, or `None`.
     #[inline]
     fn open_object<K>(
@@ -188,12 +181,6 @@ impl<'a> Lexer<'a> {
         self.colon().map(|()| key)
     }
 
-    fn skip_key(&mut self) -> Result<(), Syntax> {
-        self.key_quote()?;
-        self.skip_string()?;
-        self.colon()
-    }
-
     #[inline]
     fn key_quote(&mut self) -> Result<(), Syntax> {
         match self.next_byte() {
@@ -208,26 +195,6 @@ impl<'a> Lexer<'a> {
             Ok(())
         } else {
             Err(malformed("expected `:`", self.at))
-        }
-    }
-
-    /// Opens the array whose `[` is next: its first value, or `None` if empty.
-    #[inline]
-    pub fn array_first(&mut self) -> Result<Option<Peek>, Syntax> {
-        self.at += 1;
-        if self.eat(b']') {
-            return Ok(None);
-        }
-        self.peek().map(Some)
-    }
-
-    /// After an element: the next one, or `None` at the array's end.
-    #[inline]
-    pub fn array_next(&mut self) -> Result<Option<Peek>, Syntax> {
-        if self.more(b']', "expected `,` or `]`")? {
-            self.peek().map(Some)
-        } else {
-            Ok(None)
         }
     }
 
@@ -250,15 +217,9 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Steps over the string whose `"` is next, checking it.
-    pub fn skip_string(&mut self) -> Result<(), Syntax> {
-        self.at = self.plain_run(self.at + 1);
-        self.rest_of_string(None)
-    }
-
     /// From a byte that ended a plain run to after the closing quote:
     /// escapes decoded into `out` when given, and checked either way.
-    fn rest_of_string(&mut self, mut out: Option<&mut String>) -> Result<(), Syntax> {
+    pub fn rest_of_string(&mut self, mut out: Option<&mut String>) -> Result<(), Syntax> {
         loop {
             match self.bytes().get(self.at) {
                 Some(b'"') => {

@@ -103,17 +103,13 @@ fn fields(text: &str) -> Result<Event, Rejection> {
     let peek = j.peek()?;
     if peek != Peek::Object {
         // Check the whole value first: a JSON error outranks the wrong type.
-        skip(&mut j, peek, 0)?;
+        skip(&mut j, 0)?;
         return Err(schema(format!(
             "an event is an object, found {}",
             kind(peek)
         )));
     }
-    let empty = Span {
-        start: 0,
-        end: 0,
-        decoded: false,
-    };
+    let empty = Span::EMPTY;
     let mut e = Event {
         text: String::new(),
         decoded: String::new(),
@@ -137,8 +133,7 @@ fn fields(text: &str) -> Result<Event, Rejection> {
         |k| k.parse::<Field>().ok(),
         |j, field| {
             let Some(field) = field else {
-                let peek = j.peek()?;
-                return skip(j, peek, 1);
+                return skip(j, 1);
             };
             seen.first(field, field as u8)?;
             let name: &'static str = field.into();
@@ -173,20 +168,12 @@ fn keep(j: &mut Lexer, decoded: &mut String) -> Result<Span, Rejection> {
         // Without escapes, the string ends right before its closing quote.
         Cow::Borrowed(s) => {
             let end = j.index() - 1;
-            Span {
-                start: end - s.len(),
-                end,
-                decoded: false,
-            }
+            Span::new(end - s.len(), end, false)
         }
         Cow::Owned(s) => {
             let start = decoded.len();
             decoded.push_str(&s);
-            Span {
-                start,
-                end: decoded.len(),
-                decoded: true,
-            }
+            Span::new(start, decoded.len(), true)
         }
     })
 }
@@ -243,7 +230,7 @@ fn unsigned(j: &mut Lexer, field: &str) -> Result<u64, Rejection> {
 /// first byte decides, as in serde.
 fn wrong_type(j: &mut Lexer, peek: Peek, field: &str, expected: &str) -> Rejection {
     if !matches!(peek, Peek::Array | Peek::Object)
-        && let Err(bad) = skip(j, peek, 1)
+        && let Err(bad) = skip(j, 1)
     {
         return bad;
     }
@@ -358,8 +345,7 @@ where
         |k| k.parse::<F>().ok(),
         |j, field| {
             let Some(field) = field else {
-                let peek = j.peek()?;
-                return skip(j, peek, 2);
+                return skip(j, 2);
             };
             seen.first(field, u8::from(field))?;
             set(field, optional_string(j, field.into(), decoded)?);
@@ -376,10 +362,6 @@ fn data(j: &mut Lexer) -> Result<Option<Span>, Rejection> {
         return Ok(j.null().map(|()| None)?);
     }
     let start = j.index();
-    skip(j, peek, 1)?;
-    Ok(Some(Span {
-        start,
-        end: j.index(),
-        decoded: false,
-    }))
+    skip(j, 1)?;
+    Ok(Some(Span::new(start, j.index(), false)))
 }
