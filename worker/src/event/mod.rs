@@ -89,9 +89,8 @@ pub struct Consent {
 /// when it had escapes, in the event's buffer of decoded strings.
 ///
 /// Offsets are `u32`: [`decode_in_place`] takes no payload past
-/// [`MAX_PAYLOAD`], and decoding only shortens strings. Half the size of
-/// `usize` offsets, it halves the event (fifteen spans) that each stage
-/// moves (measured in the tenth session).
+/// [`MAX_PAYLOAD`], and decoding only shortens strings. With eleven spans,
+/// that makes the event 192 bytes instead of about 330.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: u32,
