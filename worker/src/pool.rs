@@ -247,19 +247,12 @@ async fn worker_loop<W: Work>(
         let out = work.run(job).await;
         meter.record(started.elapsed().as_secs_f64());
         busy.leave();
-        if let Next::Stage(tx) = &next {
-            if tx.send(out).await.is_err() {
-                // Only possible if the next pool vanished, which shutdown order rules out.
-                tracing::error!(%stage, "next stage is gone; job dropped");
-                return;
-            }
-            // The send wakes a waiting worker of the next stage onto this
-            // thread (tokio's LIFO slot): yielding lets it take the job while
-            // the job's bytes are still in this core's cache, instead of after
-            // this worker's next jobs have pushed them out (a job of 500 1 KB
-            // events touches more than a core's L2). Measured in
-            // docs/benchmarks.md: 7 % less CPU per event.
-            tokio::task::yield_now().await;
+        if let Next::Stage(tx) = &next
+            && tx.send(out).await.is_err()
+        {
+            // Only possible if the next pool vanished, which shutdown order rules out.
+            tracing::error!(%stage, "next stage is gone; job dropped");
+            return;
         }
     }
 }

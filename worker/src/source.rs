@@ -222,9 +222,6 @@ pub async fn run_source(
             if parse.send(job).await.is_err() {
                 break 'jobs;
             }
-            // Let a parse worker take the job while its payloads, just
-            // copied, are still in this core's cache.
-            tokio::task::yield_now().await;
         }
         if stopping {
             break;
