@@ -1,6 +1,7 @@
 //! A JSON lexer over text already known to be UTF-8, for the one shape of
-//! reading the decoder does: forward only, each value either taken or
-//! stepped over, nothing built that is not kept. Strings without escapes are
+//! reading the decoder does: forward only, the named fields taken, nothing
+//! built that is not kept; the values stepped over are walked by
+//! [`json`](super::json), which calls in here for escapes and numbers. Strings without escapes are
 //! borrowed from the payload; the scan for a string's end reads a block
 //! of bytes at a time ([`scan`](super::scan)). Every error is
 //! `malformed_json` and names its byte.
@@ -151,27 +152,16 @@ impl<'a> Lexer<'a> {
         &mut self,
         key: impl FnOnce(&mut Self) -> Result<K, Syntax>,
     ) -> Result<Option<K>, Syntax> {
-        if self.more(b'}', "expected `,` or `}`")? {
-            key(self).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// After a member or an element: `true` past a `,` (another follows),
-    /// `false` past the container's `close`.
-    #[inline]
-    fn more(&mut self, close: u8, expected: &'static str) -> Result<bool, Syntax> {
         match self.next_byte() {
             Some(b',') => {
                 self.at += 1;
-                Ok(true)
+                key(self).map(Some)
             }
-            Some(c) if c == close => {
+            Some(b'}') => {
                 self.at += 1;
-                Ok(false)
+                Ok(None)
             }
-            _ => Err(malformed(expected, self.at)),
+            _ => Err(malformed("expected `,` or `}`", self.at)),
         }
     }
 
