@@ -60,6 +60,27 @@ pub struct Job {
 }
 
 impl Job {
+    /// Asks for message `i`'s memory ahead of a stage's work on it: its
+    /// payload before parse, its event after ([`crate::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, i: usize) {
+        match self.outcomes.get(i) {
+            Some(Outcome::Raw) => {
+                let payload = self.messages.get(i).and_then(|m| m.payload.as_deref());
+                crate::prefetch::bytes(payload.unwrap_or_default());
+            }
+            Some(Outcome::Parsed(event) | Outcome::Validated(event, _)) => event.prefetch(),
+            _ => {}
+        }
+    }
+
+    /// Message `i` and its outcome, for a stage that first prefetched the
+    /// next one.
+    #[inline]
+    pub fn entry(&mut self, i: usize) -> Option<(&mut InputMessage, &mut Outcome)> {
+        self.messages.get_mut(i).zip(self.outcomes.get_mut(i))
+    }
+
     /// The per-partition `(partition, last offset)` runs of `messages`, which the
     /// consumer delivers in offset order per partition.
     pub fn runs(messages: &[InputMessage]) -> Vec<(i32, i64)> {

@@ -22,6 +22,7 @@ pub mod offsets;
 mod pace;
 pub mod pipeline;
 pub mod pool;
+pub mod prefetch;
 mod retry;
 pub mod routing;
 pub mod settings;

@@ -25,7 +25,11 @@ impl Work for Parse {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
+        for i in 0..job.messages.len() {
+            job.prefetch(i + 1);
+            let Some((msg, outcome)) = job.entry(i) else {
+                break;
+            };
             if matches!(outcome, Outcome::Raw) {
                 *outcome = match decode_in_place(&mut msg.payload, self.max_event_bytes) {
                     Ok(event) => Outcome::Parsed(Box::new(event)),
@@ -95,7 +99,11 @@ impl Work for Validate {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
-        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
+        for i in 0..job.messages.len() {
+            job.prefetch(i + 1);
+            let Some((msg, outcome)) = job.entry(i) else {
+                break;
+            };
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Parsed(event) => {
                     match validate(&event, &self.router, &self.config.limits, now) {
@@ -136,7 +144,11 @@ impl Work for Augment {
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
         let mut payloads = Payloads::new(&self.privacy, now);
-        for (msg, outcome) in job.messages.iter_mut().zip(job.outcomes.iter_mut()) {
+        for i in 0..job.messages.len() {
+            job.prefetch(i + 1);
+            let Some((msg, outcome)) = job.entry(i) else {
+                break;
+            };
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Validated(event, v) => {
                     let received = msg.timestamp_ms.unwrap_or(now);

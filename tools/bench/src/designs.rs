@@ -121,7 +121,12 @@ impl Work for Copy {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        for (msg, outcome) in job.messages.iter().zip(job.outcomes.iter_mut()) {
+        // Prefetching the next input, as the worker's stages do.
+        for i in 0..job.messages.len() {
+            job.prefetch(i + 1);
+            let Some((msg, outcome)) = job.entry(i) else {
+                break;
+            };
             let outputs = Outputs::of(msg);
             let mut partners = PartnerSet::default();
             for i in 0..outputs.count.min(self.partners) {

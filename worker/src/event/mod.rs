@@ -152,6 +152,14 @@ impl Event {
             .unwrap_or_default()
     }
 
+    /// Asks for the event and its payload ahead of a stage's work on it
+    /// ([`crate::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self) {
+        crate::prefetch::value(self);
+        crate::prefetch::bytes(self.text.as_bytes());
+    }
+
     /// The payload the event was decoded from, as it arrived: a later
     /// stage that dead-letters the event puts it back in its message.
     pub fn into_payload(self) -> Vec<u8> {
