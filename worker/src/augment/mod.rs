@@ -171,9 +171,9 @@ fn is_address(trimmed: &str) -> bool {
 }
 
 /// The SHA-256 of [`normalize_email`]'s result. ASCII addresses (nearly
-/// all) are lower-cased into the hash a block at a time, with no string
-/// in between; others take `str::to_lowercase`, whose Unicode rules depend
-/// on context (a final sigma).
+/// all) are lower-cased as they are hashed, with no string in between;
+/// others take `str::to_lowercase`, whose Unicode rules depend on context
+/// (a final sigma).
 pub fn email_sha256(raw: &str) -> Option<Sha256Hex> {
     let e = raw.trim();
     if !is_address(e) {
@@ -182,15 +182,7 @@ pub fn email_sha256(raw: &str) -> Option<Sha256Hex> {
     if !e.is_ascii() {
         return Some(sha256_hex(&e.to_lowercase()));
     }
-    let mut hasher = Sha256::new();
-    let mut block = [0u8; 64];
-    for chunk in e.as_bytes().chunks(block.len()) {
-        let lower = &mut block[..chunk.len()];
-        lower.copy_from_slice(chunk);
-        lower.make_ascii_lowercase();
-        hasher.update(lower);
-    }
-    Some(Sha256Hex::of(hasher.finalize().as_slice()))
+    Some(sha256(e.as_bytes(), <[u8]>::make_ascii_lowercase))
 }
 
 /// A phone number in E.164, on the stack: `+` and at most 15 digits.
@@ -270,7 +262,61 @@ pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<E164> {
 
 /// Lowercase hex SHA-256, the form conversion APIs expect.
 pub fn sha256_hex(s: &str) -> Sha256Hex {
-    Sha256Hex::of(Sha256::digest(s.as_bytes()).as_slice())
+    sha256(s.as_bytes(), |_| ())
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_INIT: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The longest message that pads into one 64-byte block: the `0x80` byte
+/// and the 8-byte bit length must fit after it.
+const ONE_BLOCK: usize = 64 - 1 - 8;
+
+/// The SHA-256 of `message` with `map` applied to each piece of it (a
+/// block's worth, copied) before it is hashed. A message that fits one
+/// block, as every E.164 phone and nearly every address does, is padded
+/// here and compressed once: the hasher's buffering around that one
+/// compression cost as much as the compression itself.
+fn sha256(message: &[u8], map: impl Fn(&mut [u8])) -> Sha256Hex {
+    if message.len() > ONE_BLOCK {
+        return sha256_hashed(message, map);
+    }
+    let mut block = [0u8; 64];
+    let head = &mut block[..message.len()];
+    head.copy_from_slice(message);
+    map(head);
+    block[message.len()] = 0x80;
+    let bits = (message.len() as u64) * 8;
+    block[ONE_BLOCK + 1..].copy_from_slice(&bits.to_be_bytes());
+    let mut state = SHA256_INIT;
+    sha2::compress256(&mut state, &[block.into()]);
+    let mut digest = [0u8; 32];
+    for (out, word) in digest.chunks_exact_mut(4).zip(state) {
+        out.copy_from_slice(&word.to_be_bytes());
+    }
+    Sha256Hex::of(&digest)
+}
+
+/// [`sha256`] of a message longer than a block, through the hasher.
+fn sha256_hashed(message: &[u8], map: impl Fn(&mut [u8])) -> Sha256Hex {
+    let mut hasher = Sha256::new();
+    let mut block = [0u8; 64];
+    for chunk in message.chunks(block.len()) {
+        let piece = &mut block[..chunk.len()];
+        piece.copy_from_slice(chunk);
+        map(piece);
+        hasher.update(piece);
+    }
+    Sha256Hex::of(hasher.finalize().as_slice())
 }
 
 /// A SHA-256 as 64 lowercase hex digits, kept on the stack.
@@ -446,7 +492,41 @@ mod tests {
         }
     }
 
+    /// SHA-256 as the `sha2` hasher computes it, in hex.
+    fn oracle(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn one_block_and_longer_messages_hash_as_the_hasher_does() {
+        // Both sides of the one-block limit, and of a block's length.
+        for len in 0..=130 {
+            let message: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            assert_eq!(
+                sha256_hex(&message).as_str(),
+                oracle(message.as_bytes()),
+                "{len}"
+            );
+            let upper = message.to_uppercase();
+            assert_eq!(
+                sha256(upper.as_bytes(), <[u8]>::make_ascii_lowercase).as_str(),
+                oracle(message.as_bytes()),
+                "{len}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_text_hashes_as_the_hasher_does(s in any::<String>()) {
+            prop_assert_eq!(sha256_hex(&s).as_str().to_string(), oracle(s.as_bytes()));
+        }
+
         /// Hashing while lower-casing is hashing the normalized address.
         #[test]
         fn email_hash_is_the_hash_of_the_normalized_address(
