@@ -1,10 +1,11 @@
 //! Semantic checks the JSON schema cannot express, then the routing decision.
 
-use jiff::Timestamp;
 use pixelpipe_crds::LimitsSpec;
 
 use crate::event::{DeadReason, Event, Rejection};
 use crate::routing::{Decision, Router, event_index};
+
+mod time;
 
 /// Identifiers longer than this are not identifiers.
 const MAX_ID_LEN: usize = 128;
@@ -36,11 +37,7 @@ pub fn validate(
             return invalid(format!("{field} must be 1-{MAX_ID_LEN} characters"));
         }
     }
-    let Ok(event_ms) = event
-        .timestamp()
-        .parse::<Timestamp>()
-        .map(Timestamp::as_millisecond)
-    else {
+    let Some(event_ms) = time::parse_ms(event.timestamp()) else {
         return invalid("timestamp is not RFC 3339".into());
     };
     let skew_ms = i64::from(limits.max_future_skew_seconds).saturating_mul(1000);
