@@ -67,16 +67,21 @@ fn utc(b: &[u8]) -> Shape {
     if !(1970..=9998).contains(&year) || second == 60 {
         return Shape::Other;
     }
-    if !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return Shape::Invalid;
+    // Every field fits its type here (four digits, two, three); jiff's
+    // civil time checks each range and the month's length.
+    let at = jiff::civil::DateTime::new(
+        year as i16,
+        month as i8,
+        day as i8,
+        hour as i8,
+        minute as i8,
+        second as i8,
+        millis as i32 * 1_000_000,
+    );
+    match at.and_then(|at| jiff::tz::Offset::UTC.to_timestamp(at)) {
+        Ok(at) => Shape::Read(at.as_millisecond()),
+        Err(_) => Shape::Invalid,
     }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    Shape::Read(seconds * 1000 + millis)
 }
 
 /// The decimal value of ASCII digits; `None` if any byte is not one.
@@ -92,28 +97,6 @@ fn millis(digits: &[u8]) -> Option<i64> {
     number(digits)?;
     let first = digits.iter().chain(b"000").take(3);
     Some(first.fold(0, |n, &d| n * 10 + i64::from(d - b'0')))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a date from 1970 on (Howard Hinnant's
-/// `days_from_civil`: years counted from March, in eras of 400 years).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let year_of_era = y - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
