@@ -60,10 +60,22 @@ pub struct Job {
 }
 
 impl Job {
-    /// Asks for message `i`'s memory ahead of a stage's work on it: its
-    /// payload before parse, its event after ([`crate::prefetch`]).
+    /// Runs `f` on each message and its outcome, in order, having asked
+    /// for the next one's memory first ([`crate::prefetch`]): its payload
+    /// before parse, its event after.
     #[inline]
-    pub fn prefetch(&self, i: usize) {
+    pub fn each(&mut self, mut f: impl FnMut(&mut InputMessage, &mut Outcome)) {
+        for i in 0..self.messages.len() {
+            self.prefetch(i + 1);
+            if let (Some(msg), Some(outcome)) = (self.messages.get_mut(i), self.outcomes.get_mut(i))
+            {
+                f(msg, outcome);
+            }
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, i: usize) {
         match self.outcomes.get(i) {
             Some(Outcome::Raw) => {
                 let payload = self.messages.get(i).and_then(|m| m.payload.as_deref());
@@ -72,13 +84,6 @@ impl Job {
             Some(Outcome::Parsed(event) | Outcome::Validated(event, _)) => event.prefetch(),
             _ => {}
         }
-    }
-
-    /// Message `i` and its outcome, for a stage that first prefetched the
-    /// next one.
-    #[inline]
-    pub fn entry(&mut self, i: usize) -> Option<(&mut InputMessage, &mut Outcome)> {
-        self.messages.get_mut(i).zip(self.outcomes.get_mut(i))
     }
 
     /// The per-partition `(partition, last offset)` runs of `messages`, which the

@@ -25,11 +25,7 @@ impl Work for Parse {
     type In = Job;
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
-        for i in 0..job.messages.len() {
-            job.prefetch(i + 1);
-            let Some((msg, outcome)) = job.entry(i) else {
-                break;
-            };
+        job.each(|msg, outcome| {
             if matches!(outcome, Outcome::Raw) {
                 *outcome = match decode_in_place(&mut msg.payload, self.max_event_bytes) {
                     Ok(event) => Outcome::Parsed(Box::new(event)),
@@ -39,7 +35,7 @@ impl Work for Parse {
                     },
                 };
             }
-        }
+        });
         job
     }
 }
@@ -99,11 +95,7 @@ impl Work for Validate {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
-        for i in 0..job.messages.len() {
-            job.prefetch(i + 1);
-            let Some((msg, outcome)) = job.entry(i) else {
-                break;
-            };
+        job.each(|msg, outcome| {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Parsed(event) => {
                     match validate(&event, &self.router, &self.config.limits, now) {
@@ -119,7 +111,7 @@ impl Work for Validate {
                 }
                 other => other,
             };
-        }
+        });
         job
     }
 }
@@ -144,11 +136,7 @@ impl Work for Augment {
     async fn run(&self, mut job: Job) -> Job {
         let now = Timestamp::now().as_millisecond();
         let mut payloads = Payloads::new(&self.privacy, now);
-        for i in 0..job.messages.len() {
-            job.prefetch(i + 1);
-            let Some((msg, outcome)) = job.entry(i) else {
-                break;
-            };
+        job.each(|msg, outcome| {
             *outcome = match std::mem::replace(outcome, Outcome::Raw) {
                 Outcome::Validated(event, v) => {
                     let received = msg.timestamp_ms.unwrap_or(now);
@@ -171,7 +159,7 @@ impl Work for Augment {
                 }
                 other => other,
             };
-        }
+        });
         job
     }
 }

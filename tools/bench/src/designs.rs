@@ -122,11 +122,7 @@ impl Work for Copy {
     type Out = Job;
     async fn run(&self, mut job: Job) -> Job {
         // Prefetching the next input, as the worker's stages do.
-        for i in 0..job.messages.len() {
-            job.prefetch(i + 1);
-            let Some((msg, outcome)) = job.entry(i) else {
-                break;
-            };
+        job.each(|msg, outcome| {
             let outputs = Outputs::of(msg);
             let mut partners = PartnerSet::default();
             for i in 0..outputs.count.min(self.partners) {
@@ -142,7 +138,7 @@ impl Work for Copy {
                 partners,
                 event_ms: msg.timestamp_ms.unwrap_or(0),
             };
-        }
+        });
         job
     }
 }
