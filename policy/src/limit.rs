@@ -39,14 +39,26 @@ pub(crate) fn judged(tuning: &Tuning) -> f64 {
 /// judged by means over windows, never by one observation.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Throughput {
-    samples: VecDeque<(f64, f64)>,
+    samples: VecDeque<Sample>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: f64,
+    events_per_second: f64,
+    /// Whether the workers waited on the brokers: only such samples show
+    /// what delivery allows.
+    delivery_bound: bool,
 }
 
 impl Throughput {
     pub fn record(&mut self, obs: &Observation) {
         if let Some(e) = obs.evidence {
-            self.samples
-                .push_back((obs.now, e.events_per_second * e.pods as f64));
+            self.samples.push_back(Sample {
+                at: obs.now,
+                events_per_second: e.events_per_second * e.pods as f64,
+                delivery_bound: e.bottleneck == Bottleneck::Delivery,
+            });
         }
         while self.samples.len() > MAX_SAMPLES {
             self.samples.pop_front();
@@ -55,11 +67,21 @@ impl Throughput {
 
     /// The mean over samples taken in `(from, to]`; 0 without any.
     pub fn mean(&self, from: f64, to: f64) -> f64 {
+        self.mean_of(from, to, |_| true)
+    }
+
+    /// The mean over samples taken in `(from, to]` while delivery bound;
+    /// 0 without any.
+    pub fn delivery_bound_mean(&self, from: f64, to: f64) -> f64 {
+        self.mean_of(from, to, |s| s.delivery_bound)
+    }
+
+    fn mean_of(&self, from: f64, to: f64, keep: impl Fn(&Sample) -> bool) -> f64 {
         let inside: Vec<f64> = self
             .samples
             .iter()
-            .filter(|(t, _)| *t > from && *t <= to)
-            .map(|&(_, x)| x)
+            .filter(|s| s.at > from && s.at <= to && keep(s))
+            .map(|s| s.events_per_second)
             .collect();
         if inside.is_empty() {
             0.0
@@ -109,8 +131,11 @@ impl Policy {
             .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
         // Judged once the new pods could have started.
         let settled = tuning.settle();
+        // Judged on an observation with evidence: one without cannot say
+        // whether the workers still wait on the brokers.
         if let Some(check) = self.delivery_check
             && obs.now - check.at >= settled + judged(tuning)
+            && obs.evidence.is_some()
         {
             self.delivery_check = None;
             let now = self.throughput.mean(check.at + settled, obs.now);
@@ -133,9 +158,12 @@ impl Policy {
 }
 
 /// The throughput a delivery step is judged against: the mean over as long
-/// before it as it is judged over after.
+/// before it as it is judged over after, of the samples bound by delivery.
+/// Samples from before the limit was reached (pods idle while the load
+/// had not started, or a burst before a quota bit) would pull it down and
+/// make any step look like it helped.
 pub(crate) fn baseline(throughput: &Throughput, now: f64, tuning: &Tuning) -> f64 {
-    throughput.mean(now - judged(tuning) - 1e-9, now)
+    throughput.delivery_bound_mean(now - judged(tuning) - 1e-9, now)
 }
 
 /// Whether the pods not Ready are all still within a pod start (with two
@@ -226,5 +254,59 @@ mod tests {
         assert_eq!(steps.first().map(|s| (s.1, s.2)), Some((1, 2)), "{steps:?}");
         assert_eq!(replicas, 1, "{steps:?}");
         assert!(steps.len() == 2 && steps[1].0 >= 65, "{steps:?}");
+    }
+
+    /// The same throttled broker, reached 30 s after the pods became Ready:
+    /// before, they idled (no events, no lag). The step up is judged against
+    /// the throughput while delivery bound, not a mean that the idle start
+    /// pulls down, which would make any step look like it helped (seen in
+    /// the throttled-partner test on a slow CI machine).
+    #[test]
+    fn a_step_is_judged_against_delivery_bound_throughput_not_an_idle_start() {
+        let tuning = Tuning {
+            interval: 1.0,
+            pod_start: 2.0,
+            rebalance: 3.0,
+            scale_down_window: 20.0,
+            ..Tuning::default()
+        };
+        let limits = Limits {
+            min_replicas: 1,
+            max_replicas: 6,
+            slo_seconds: 60.0,
+            pools: PerStage::splat((1, 4)),
+        };
+        let mut policy = Policy::default();
+        let mut replicas = 1;
+        let mut steps = Vec::new();
+        for t in 0..=180 {
+            let now = f64::from(t);
+            let mut obs = throttled(now - 30.0, replicas, 90.0, t < 35);
+            obs.now = now;
+            if t < 30 {
+                for p in &mut obs.partitions {
+                    p.lag = 0.0;
+                    p.head_age = None;
+                }
+                obs.evidence = obs.evidence.map(|e| Evidence {
+                    events_per_second: 0.0,
+                    utilization: 0.0,
+                    bottleneck: Bottleneck::Cpu,
+                    ..e
+                });
+            }
+            let current = Current {
+                replicas,
+                pools: PerStage::splat(1),
+            };
+            let d = policy.decide(&obs, current, &limits, &tuning);
+            if d.replicas != replicas {
+                steps.push((t, replicas, d.replicas));
+            }
+            replicas = d.replicas;
+        }
+        assert_eq!(steps.first().map(|s| (s.1, s.2)), Some((1, 2)), "{steps:?}");
+        assert_eq!(replicas, 1, "{steps:?}");
+        assert_eq!(steps.len(), 2, "{steps:?}");
     }
 }

@@ -125,7 +125,7 @@ impl Fixture {
     }
 
     /// Polls the status every second until `ok` returns something, for at
-    /// most `timeout`; panics with the last status otherwise.
+    /// most `timeout`; panics with the last status and the Events otherwise.
     pub async fn until<T>(
         &self,
         what: &str,
@@ -138,10 +138,13 @@ impl Fixture {
             if let Some(v) = ok(&s) {
                 return v;
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting until {what}; status: {s:#?}"
-            );
+            if Instant::now() >= deadline {
+                // The Events carry each decision's reason: how it got here.
+                let events = self.events().await;
+                panic!(
+                    "timed out after {timeout:?} waiting until {what}; status: {s:#?}; events: {events:#?}"
+                );
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
