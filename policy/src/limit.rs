@@ -76,6 +76,16 @@ impl Throughput {
         self.mean_of(from, to, |s| s.delivery_bound)
     }
 
+    /// Whether the workers waited on the brokers in at least half the
+    /// samples taken in `(from, to]`.
+    pub fn mostly_delivery_bound(&self, from: f64, to: f64) -> bool {
+        let inside = self.samples.iter().filter(|s| s.at > from && s.at <= to);
+        let (n, bound) = inside.fold((0, 0), |(n, b), s| {
+            (n + 1, b + usize::from(s.delivery_bound))
+        });
+        n > 0 && 2 * bound >= n
+    }
+
     fn mean_of(&self, from: f64, to: f64, keep: impl Fn(&Sample) -> bool) -> f64 {
         let inside: Vec<f64> = self
             .samples
@@ -129,18 +139,20 @@ impl Policy {
         let delivery = obs
             .evidence
             .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
-        // Judged once the new pods could have started.
+        // Judged once the new pods could have started, over the window
+        // since: the observation at hand may fall between two bursts of
+        // acknowledgements and read another bottleneck.
         let settled = tuning.settle();
-        // Judged on an observation with evidence: one without cannot say
-        // whether the workers still wait on the brokers.
         if let Some(check) = self.delivery_check
             && obs.now - check.at >= settled + judged(tuning)
-            && obs.evidence.is_some()
         {
             self.delivery_check = None;
-            let now = self.throughput.mean(check.at + settled, obs.now);
+            let since = check.at + settled;
+            let now = self.throughput.mean(since, obs.now);
             let added = f64::from(check.to - check.from) / f64::from(check.from.max(1));
-            if delivery && now <= check.throughput * (1.0 + 0.5 * added) {
+            if self.throughput.mostly_delivery_bound(since, obs.now)
+                && now <= check.throughput * (1.0 + 0.5 * added)
+            {
                 self.delivery_cap = Some((check.from, obs.now));
             }
         }
@@ -155,6 +167,16 @@ impl Policy {
         self.delivery_cap
             .map(|(replicas, _)| Limit::Delivery { replicas })
     }
+}
+
+/// Whether the workers wait on the brokers: now, or in most observations
+/// of the last window a step is judged over (between two bursts of
+/// acknowledgements an observation can read another bottleneck, and a
+/// step up made then would not be one judged step).
+pub(crate) fn delivery_bound(throughput: &Throughput, obs: &Observation, tuning: &Tuning) -> bool {
+    obs.evidence
+        .is_some_and(|e| e.bottleneck == Bottleneck::Delivery)
+        || throughput.mostly_delivery_bound(obs.now - judged(tuning), obs.now)
 }
 
 /// The throughput a delivery step is judged against: the mean over as long
@@ -254,6 +276,55 @@ mod tests {
         assert_eq!(steps.first().map(|s| (s.1, s.2)), Some((1, 2)), "{steps:?}");
         assert_eq!(replicas, 1, "{steps:?}");
         assert!(steps.len() == 2 && steps[1].0 >= 65, "{steps:?}");
+    }
+
+    /// The same throttled broker, but from the tenth second every third
+    /// observation falls between
+    /// two bursts of acknowledgements and reads CPU as the bottleneck. Steps
+    /// are still one at a time and judged, and the cap found, whichever
+    /// observation the judgement falls on.
+    #[test]
+    fn observations_between_acknowledgement_bursts_do_not_escape_the_judgement() {
+        let tuning = Tuning {
+            interval: 1.0,
+            pod_start: 2.0,
+            rebalance: 3.0,
+            scale_down_window: 20.0,
+            ..Tuning::default()
+        };
+        let limits = Limits {
+            min_replicas: 1,
+            max_replicas: 6,
+            slo_seconds: 60.0,
+            pools: PerStage::splat((1, 4)),
+        };
+        for phase in 0..3 {
+            let mut policy = Policy::default();
+            let mut replicas = 1;
+            let mut steps = Vec::new();
+            for t in 0..=150 {
+                let now = f64::from(t);
+                let mut obs = throttled(now, replicas, 90.0, t < 5);
+                if t >= 10 && (t + phase) % 3 == 0 {
+                    obs.evidence = obs.evidence.map(|e| Evidence {
+                        utilization: 0.4,
+                        bottleneck: Bottleneck::Cpu,
+                        ..e
+                    });
+                }
+                let current = Current {
+                    replicas,
+                    pools: PerStage::splat(1),
+                };
+                let d = policy.decide(&obs, current, &limits, &tuning);
+                if d.replicas != replicas {
+                    steps.push((t, replicas, d.replicas));
+                }
+                replicas = d.replicas;
+            }
+            assert!(steps.iter().all(|s| s.2 <= 2), "phase {phase}: {steps:?}");
+            assert_eq!(replicas, 1, "phase {phase}: {steps:?}");
+        }
     }
 
     /// The same throttled broker, reached 30 s after the pods became Ready:

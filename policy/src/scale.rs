@@ -2,8 +2,8 @@
 //! the target, down after a window of lower recommendations, and trimmed to
 //! what a limit lets help.
 
-use crate::limit::{DeliveryCheck, baseline, starting};
-use crate::observation::{Bottleneck, Observation};
+use crate::limit::{DeliveryCheck, baseline, delivery_bound, starting};
+use crate::observation::Observation;
 use crate::reason::{Limit, Why};
 use crate::replicas::{self, Demand, Setting};
 use crate::{Policy, Tuning};
@@ -117,10 +117,7 @@ impl Policy {
             return (cap.max(s.min), why);
         }
         let mut up = up;
-        if obs
-            .evidence
-            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery)
-        {
+        if delivery_bound(&self.throughput, obs, tuning) {
             // The last step is not judged yet: wait for it.
             if self.delivery_check.is_some() {
                 self.remember(obs.now, s.current, tuning);
