@@ -235,8 +235,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_step_that_does_not_raise_throughput_caps_and_a_stall_still_trims() {
+    /// What a driven policy did.
+    struct Run {
+        /// Each change: `(t, from, to)`.
+        steps: Vec<(i32, i32, i32)>,
+        /// The last count.
+        replicas: i32,
+        /// The limit decided each second.
+        limit: Vec<Option<Limit>>,
+    }
+
+    /// A policy from one replica driven for `seconds` on `observe(t,
+    /// replicas)`, with short delays (1 s interval, 20 s window) and up to
+    /// six replicas.
+    fn drive(seconds: i32, mut observe: impl FnMut(i32, i32) -> Observation) -> Run {
         let tuning = Tuning {
             interval: 1.0,
             pod_start: 2.0,
@@ -253,23 +265,39 @@ mod tests {
         let mut policy = Policy::default();
         let mut replicas = 1;
         let mut steps = Vec::new();
-        for t in 0..=150 {
-            let now = f64::from(t);
-            // Acknowledgements come in bursts: none committed once the
-            // step is made, until after it is judged.
-            let obs = throttled(now, replicas, 90.0, t < 5);
+        let mut limit = Vec::new();
+        for t in 0..=seconds {
             let current = Current {
                 replicas,
                 pools: PerStage::splat(1),
             };
-            let d = policy.decide(&obs, current, &limits, &tuning);
+            let d = policy.decide(&observe(t, replicas), current, &limits, &tuning);
             if d.replicas != replicas {
                 steps.push((t, replicas, d.replicas));
             }
             replicas = d.replicas;
-            if t >= 130 {
-                assert_eq!(d.limit, Some(Limit::Delivery { replicas: 1 }), "at {t}");
-            }
+            limit.push(d.limit);
+        }
+        Run {
+            steps,
+            replicas,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_step_that_does_not_raise_throughput_caps_and_a_stall_still_trims() {
+        // Acknowledgements come in bursts: none committed once the step is
+        // made, until after it is judged.
+        let Run {
+            steps,
+            replicas,
+            limit,
+        } = drive(150, |t, replicas| {
+            throttled(f64::from(t), replicas, 90.0, t < 5)
+        });
+        for (t, l) in limit.iter().enumerate().skip(130) {
+            assert_eq!(*l, Some(Limit::Delivery { replicas: 1 }), "at {t}");
         }
         // One step up, judged over 60 s once it settled, then back to where
         // it was: not one step per interval to the maximum.
@@ -279,32 +307,16 @@ mod tests {
     }
 
     /// The same throttled broker, but from the tenth second every third
-    /// observation falls between
-    /// two bursts of acknowledgements and reads CPU as the bottleneck. Steps
-    /// are still one at a time and judged, and the cap found, whichever
-    /// observation the judgement falls on.
+    /// observation falls between two bursts of acknowledgements and reads
+    /// CPU as the bottleneck. Steps are still one at a time and judged, and
+    /// the cap found, whichever observation the judgement falls on.
     #[test]
     fn observations_between_acknowledgement_bursts_do_not_escape_the_judgement() {
-        let tuning = Tuning {
-            interval: 1.0,
-            pod_start: 2.0,
-            rebalance: 3.0,
-            scale_down_window: 20.0,
-            ..Tuning::default()
-        };
-        let limits = Limits {
-            min_replicas: 1,
-            max_replicas: 6,
-            slo_seconds: 60.0,
-            pools: PerStage::splat((1, 4)),
-        };
         for phase in 0..3 {
-            let mut policy = Policy::default();
-            let mut replicas = 1;
-            let mut steps = Vec::new();
-            for t in 0..=150 {
-                let now = f64::from(t);
-                let mut obs = throttled(now, replicas, 90.0, t < 5);
+            let Run {
+                steps, replicas, ..
+            } = drive(150, |t, replicas| {
+                let mut obs = throttled(f64::from(t), replicas, 90.0, t < 5);
                 if t >= 10 && (t + phase) % 3 == 0 {
                     obs.evidence = obs.evidence.map(|e| Evidence {
                         utilization: 0.4,
@@ -312,16 +324,8 @@ mod tests {
                         ..e
                     });
                 }
-                let current = Current {
-                    replicas,
-                    pools: PerStage::splat(1),
-                };
-                let d = policy.decide(&obs, current, &limits, &tuning);
-                if d.replicas != replicas {
-                    steps.push((t, replicas, d.replicas));
-                }
-                replicas = d.replicas;
-            }
+                obs
+            });
             assert!(steps.iter().all(|s| s.2 <= 2), "phase {phase}: {steps:?}");
             assert_eq!(replicas, 1, "phase {phase}: {steps:?}");
         }
@@ -334,26 +338,11 @@ mod tests {
     /// the throttled-partner test on a slow CI machine).
     #[test]
     fn a_step_is_judged_against_delivery_bound_throughput_not_an_idle_start() {
-        let tuning = Tuning {
-            interval: 1.0,
-            pod_start: 2.0,
-            rebalance: 3.0,
-            scale_down_window: 20.0,
-            ..Tuning::default()
-        };
-        let limits = Limits {
-            min_replicas: 1,
-            max_replicas: 6,
-            slo_seconds: 60.0,
-            pools: PerStage::splat((1, 4)),
-        };
-        let mut policy = Policy::default();
-        let mut replicas = 1;
-        let mut steps = Vec::new();
-        for t in 0..=180 {
-            let now = f64::from(t);
-            let mut obs = throttled(now - 30.0, replicas, 90.0, t < 35);
-            obs.now = now;
+        let Run {
+            steps, replicas, ..
+        } = drive(180, |t, replicas| {
+            let mut obs = throttled(f64::from(t) - 30.0, replicas, 90.0, t < 35);
+            obs.now = f64::from(t);
             if t < 30 {
                 for p in &mut obs.partitions {
                     p.lag = 0.0;
@@ -366,16 +355,8 @@ mod tests {
                     ..e
                 });
             }
-            let current = Current {
-                replicas,
-                pools: PerStage::splat(1),
-            };
-            let d = policy.decide(&obs, current, &limits, &tuning);
-            if d.replicas != replicas {
-                steps.push((t, replicas, d.replicas));
-            }
-            replicas = d.replicas;
-        }
+            obs
+        });
         assert_eq!(steps.first().map(|s| (s.1, s.2)), Some((1, 2)), "{steps:?}");
         assert_eq!(replicas, 1, "{steps:?}");
         assert_eq!(steps.len(), 2, "{steps:?}");
