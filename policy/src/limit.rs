@@ -182,8 +182,8 @@ pub(crate) fn delivery_bound(throughput: &Throughput, obs: &Observation, tuning:
 /// The throughput a delivery step is judged against: the mean over as long
 /// before it as it is judged over after, of the samples bound by delivery.
 /// Samples from before the limit was reached (pods idle while the load
-/// had not started, or a burst before a quota bit) would pull it down and
-/// make any step look like it helped.
+/// had not started) would pull it down and make any step look like it
+/// helped.
 pub(crate) fn baseline(throughput: &Throughput, now: f64, tuning: &Tuning) -> f64 {
     throughput.delivery_bound_mean(now - judged(tuning) - 1e-9, now)
 }
