@@ -95,12 +95,15 @@ async fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
         image_of(&d).ends_with(":0.3.0").then_some(())
     })
     .await;
-    assert!(
+    // The Event follows the write, so the Deployment can change first.
+    eventually("replica-b reports the change", WAIT, || async {
         events(&client, &ns)
             .await
             .iter()
             .any(|e| e.0 == "Updated" && e.2 == "replica-b")
-    );
+            .then_some(())
+    })
+    .await;
 
     // A clean shutdown hands the Lease back at once.
     assert!(b.sigterm().success());
