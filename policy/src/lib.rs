@@ -231,7 +231,8 @@ impl Policy {
         // limit: then they are work still to do, not done.
         let delivery = obs
             .evidence
-            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
+            .as_ref()
+            .is_some_and(Evidence::waits_on_delivery);
         for p in &obs.partitions {
             let p = &if delivery {
                 PartitionView {

@@ -1,7 +1,7 @@
 //! What stops more replicas from helping: pods that do not become Ready,
 //! and a partner topic or brokers that limit delivery.
 
-use crate::observation::{Bottleneck, Observation};
+use crate::observation::{Evidence, Observation};
 use crate::reason::Limit;
 use crate::{Policy, Tuning};
 
@@ -57,7 +57,7 @@ impl Throughput {
             self.samples.push_back(Sample {
                 at: obs.now,
                 events_per_second: e.events_per_second * e.pods as f64,
-                delivery_bound: e.bottleneck == Bottleneck::Delivery,
+                delivery_bound: e.waits_on_delivery(),
             });
         }
         while self.samples.len() > MAX_SAMPLES {
@@ -138,7 +138,8 @@ impl Policy {
     pub(crate) fn delivery(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
         let delivery = obs
             .evidence
-            .is_some_and(|e| e.bottleneck == Bottleneck::Delivery);
+            .as_ref()
+            .is_some_and(Evidence::waits_on_delivery);
         // Judged once the new pods could have started, over the window
         // since: the observation at hand may fall between two bursts of
         // acknowledgements and read another bottleneck.
@@ -175,7 +176,8 @@ impl Policy {
 /// step up made then would not be one judged step).
 pub(crate) fn delivery_bound(throughput: &Throughput, obs: &Observation, tuning: &Tuning) -> bool {
     obs.evidence
-        .is_some_and(|e| e.bottleneck == Bottleneck::Delivery)
+        .as_ref()
+        .is_some_and(Evidence::waits_on_delivery)
         || throughput.mostly_delivery_bound(obs.now - judged(tuning), obs.now)
 }
 

@@ -134,6 +134,11 @@ impl Evidence {
         (self.utilization >= MIN_UTILIZATION && self.events_per_second > 0.0)
             .then(|| self.events_per_second / self.utilization)
     }
+
+    /// Whether the pods mostly waited for the brokers' acknowledgements.
+    pub fn waits_on_delivery(&self) -> bool {
+        self.bottleneck == Bottleneck::Delivery
+    }
 }
 
 /// Below this the ratio of rate to utilization is mostly noise.
