@@ -32,3 +32,20 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// Deletes each of `topics` that exists.
+pub async fn delete_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        settings.client("pixelpipe-topics", |_| {}).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => {
+                tracing::error!(topic = %name, error = %code, "cannot delete topic");
+                return Err(KafkaError::AdminOp(code));
+            }
+        }
+    }
+    Ok(())
+}

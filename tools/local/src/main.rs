@@ -52,7 +52,7 @@ enum Cmd {
         #[arg(long)]
         short: bool,
         /// Each worker pod's CPU request and limit (Kubernetes quantity); the
-        /// load's numbers are set for the default.
+        /// load is set against what one worker takes in at it, measured first.
         #[arg(long, env = "DEMO_WORKER_CPU", default_value = story::WORKER_CPU)]
         worker_cpu: String,
     },

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use pixelpipe_sim::chart::Point;
 use serde::Deserialize;
 
+use crate::calibrate::Calibration;
+
 /// The load generator's own record of what it sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +73,10 @@ pub struct Report {
     /// The same measure over the surge only, when every replica's batches
     /// fill: what a worker takes in at its CPU limit under load.
     pub capacity_at_surge: f64,
+    /// What the load was set against: events/s one worker takes in.
+    pub worker_capacity: f64,
+    /// How `worker_capacity` was measured on this host, if it was.
+    pub calibration: Option<Calibration>,
 }
 
 /// Peaks and final values of the run, for the summary and the test.
@@ -142,6 +148,9 @@ impl Report {
             "MISSED"
         };
         let _ = writeln!(out, "\nPixelpipe flash-sale summary");
+        if let Some(c) = &self.calibration {
+            let _ = writeln!(out, "  the load was set against this host: {c}");
+        }
         let _ = writeln!(
             out,
             "  SLO {verdict}: oldest unprocessed event peaked at {:.0} s against {:.0} s",
@@ -259,6 +268,8 @@ mod tests {
             restarts: 0,
             capacity_per_replica: 1_000.0,
             capacity_at_surge: 1_200.0,
+            worker_capacity: 1_500.0,
+            calibration: None,
         }
     }
 

@@ -46,16 +46,21 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
         "an event took {} s end to end",
         report.counts.max_delay
     );
+    // The load was set against what one worker took in here, so the surge
+    // outgrows one replica on any host.
+    let calibration = report.calibration.as_ref().expect("the test calibrates");
+    println!("{calibration}");
     // Up during the surge, back down after.
     assert!(
         shape.peak_replicas > shape.first_replicas && shape.last_replicas == shape.first_replicas,
         "{shape:?}"
     );
     // The slack spent: replicas follow the arrivals closely. The floor
-    // counts, at the run's median capacity (about 1,080/s), one replica for
-    // the steady 1,000/s; but a worker at that load measures 930/s
-    // (docs/benchmarks.md), so any scaler with headroom runs two there, and
-    // scale-down waits a stabilization window. Twenty runs on this machine
+    // counts replicas at the operator's median measure of the run, which
+    // sits below what a worker takes in flat out (a lightly loaded worker
+    // measures less: docs/benchmarks.md), so a scaler with headroom runs
+    // more than the floor at steady load, and scale-down waits a
+    // stabilization window. Twenty runs on this machine
     // spent 1.18x to 1.51x the floor (the two green clean-clone CI runs
     // 1.42x); 1.75x leaves room for that spread, and a scaler that held the
     // surge's six replicas to the end would spend about 2.4x.
@@ -117,19 +122,19 @@ async fn a_flash_sale_is_absorbed_by_resizing_and_every_event_lands_where_the_sp
     // same code measured 1,519/s at the surge in one run and 683/s (when it
     // scaled up) in a CI run on a busy host that passed every other check,
     // so the bound is a factor
-    // of 2.5 either way: a measure of the wrong thing (all replicas' sum, lag
-    // totals, a unit slip) is off by more.
+    // of 2.5 either way around what the calibration measured from the
+    // group's offsets in Kafka: a measure of the wrong thing (all replicas'
+    // sum, lag totals, a unit slip) is off by more.
     let capacity = report.capacity_at_surge;
     println!(
         "capacity per replica at {} CPU: {capacity:.0}/s at the surge (the median), {:.0}/s over the run, {last}/s (the last)",
         scenario.worker_cpu, report.capacity_per_replica
     );
-    let expected = scenario.worker_capacity;
+    let expected = report.worker_capacity;
     assert!(
         (expected / 2.5..=expected * 2.5).contains(&capacity),
-        "measured {capacity}/s per replica at {} CPU at the surge; the story expects about {}",
+        "measured {capacity}/s per replica at {} CPU at the surge; the calibration measured {expected:.0}/s",
         scenario.worker_cpu,
-        scenario.worker_capacity
     );
     assert_eq!(bottleneck, "cpu");
     let described = kubectl(&["describe", "pixelpipeline", "-n", ns, &scenario.name]);
