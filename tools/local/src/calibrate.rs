@@ -75,8 +75,7 @@ pub async fn measure(
         .context("creating the calibration's topics")?;
     let measured = drain(env, &probe, &topics, &run, stop).await;
     rig::remove(env, &probe.namespace, &probe.name).await?;
-    let names: Vec<&str> = topics.all(0).into_iter().map(|(t, _)| t).collect();
-    pixelpipe_loadgen::topics::delete_topics(&env.kafka, &names)
+    pixelpipe_loadgen::topics::delete_topics(&env.kafka, &topics.names())
         .await
         .context("deleting the calibration's topics")?;
     measured

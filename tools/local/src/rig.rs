@@ -100,6 +100,11 @@ impl Topics {
         v
     }
 
+    /// Every topic's name.
+    pub fn names(&self) -> Vec<&str> {
+        self.all(0).into_iter().map(|(name, _)| name).collect()
+    }
+
     pub fn partner(&self, name: &str) -> Option<&str> {
         self.partners
             .iter()
