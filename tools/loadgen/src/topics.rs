@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -21,16 +21,8 @@ pub async fn ensure_topics(
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(&new, &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                tracing::error!(topic = %name, error = %code, "cannot create topic");
-                return Err(KafkaError::AdminOp(code));
-            }
-        }
-    }
-    Ok(())
+    let results = admin.create_topics(&new, &options).await?;
+    done_unless(results, RDKafkaErrorCode::TopicAlreadyExists, "create")
 }
 
 /// Deletes each of `topics` that exists.
@@ -38,11 +30,23 @@ pub async fn delete_topics(settings: &KafkaSettings, topics: &[&str]) -> Result<
     let admin: AdminClient<DefaultClientContext> =
         settings.client("pixelpipe-topics", |_| {}).create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.delete_topics(topics, &options).await? {
+    let results = admin.delete_topics(topics, &options).await?;
+    done_unless(results, RDKafkaErrorCode::UnknownTopicOrPartition, "delete")
+}
+
+/// The first topic an admin operation failed on, other than with `already`:
+/// the code that says it was done before (it exists, it is gone).
+fn done_unless(
+    results: Vec<TopicResult>,
+    already: RDKafkaErrorCode,
+    operation: &str,
+) -> Result<(), KafkaError> {
+    for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Ok(_) => {}
+            Err((_, code)) if code == already => {}
             Err((name, code)) => {
-                tracing::error!(topic = %name, error = %code, "cannot delete topic");
+                tracing::error!(topic = %name, error = %code, "cannot {operation} topic");
                 return Err(KafkaError::AdminOp(code));
             }
         }
