@@ -47,7 +47,8 @@ pub enum Why {
         capacity: f64,
         limit: Limit,
     },
-    /// Fewer replicas carry the arrivals with more headroom, for a whole window.
+    /// Fewer replicas carry the arrivals, or nearly (within the down
+    /// tolerance), for a whole window.
     Down {
         arrivals: f64,
         capacity: f64,
@@ -161,9 +162,21 @@ impl fmt::Display for Why {
                 arrivals,
                 capacity,
                 window,
-            } => write!(
+            } if capacity >= arrivals => write!(
                 f,
                 "arrivals {}/s, fewer replicas carry them with headroom ({}/s) for {window:.0} s",
+                count(*arrivals),
+                count(*capacity)
+            ),
+            // The down tolerance: a backlog that grows this slowly stays
+            // within the target; saying "carry" here would read as a slip.
+            Why::Down {
+                arrivals,
+                capacity,
+                window,
+            } => write!(
+                f,
+                "arrivals {}/s, fewer replicas take in nearly as many ({}/s; the backlog would grow too slowly to near the target) for {window:.0} s",
                 count(*arrivals),
                 count(*capacity)
             ),
@@ -217,5 +230,31 @@ impl fmt::Display for Unhealthy {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scale_down_below_the_arrivals_says_so() {
+        let down = |capacity| {
+            Why::Down {
+                arrivals: 8_100.0,
+                capacity,
+                window: 20.0,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            down(11_000.0),
+            "arrivals 8.1k/s, fewer replicas carry them with headroom (11k/s) for 20 s"
+        );
+        // Inside the down tolerance: not "carry".
+        assert_eq!(
+            down(8_000.0),
+            "arrivals 8.1k/s, fewer replicas take in nearly as many (8.0k/s; the backlog would grow too slowly to near the target) for 20 s"
+        );
     }
 }
