@@ -229,10 +229,7 @@ impl Policy {
         };
         // Events read wait for acknowledgements too when delivery is the
         // limit: then they are work still to do, not done.
-        let delivery = obs
-            .evidence
-            .as_ref()
-            .is_some_and(Evidence::waits_on_delivery);
+        let delivery = obs.waits_on_delivery();
         for p in &obs.partitions {
             let p = &if delivery {
                 PartitionView {

@@ -1,7 +1,7 @@
 //! What stops more replicas from helping: pods that do not become Ready,
 //! and a partner topic or brokers that limit delivery.
 
-use crate::observation::{Evidence, Observation};
+use crate::observation::Observation;
 use crate::reason::Limit;
 use crate::{Policy, Tuning};
 
@@ -136,10 +136,7 @@ impl Policy {
     /// A scale-up made while the workers waited on acknowledgements that did
     /// not raise throughput caps the replicas where they were.
     pub(crate) fn delivery(&mut self, obs: &Observation, tuning: &Tuning) -> Option<Limit> {
-        let delivery = obs
-            .evidence
-            .as_ref()
-            .is_some_and(Evidence::waits_on_delivery);
+        let delivery = obs.waits_on_delivery();
         // Judged once the new pods could have started, over the window
         // since: the observation at hand may fall between two bursts of
         // acknowledgements and read another bottleneck.
@@ -175,10 +172,7 @@ impl Policy {
 /// acknowledgements an observation can read another bottleneck, and a
 /// step up made then would not be one judged step).
 pub(crate) fn delivery_bound(throughput: &Throughput, obs: &Observation, tuning: &Tuning) -> bool {
-    obs.evidence
-        .as_ref()
-        .is_some_and(Evidence::waits_on_delivery)
-        || throughput.mostly_delivery_bound(obs.now - judged(tuning), obs.now)
+    obs.waits_on_delivery() || throughput.mostly_delivery_bound(obs.now - judged(tuning), obs.now)
 }
 
 /// The throughput a delivery step is judged against: the mean over as long

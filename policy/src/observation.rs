@@ -17,6 +17,16 @@ pub struct Observation {
     pub evidence: Option<Evidence>,
 }
 
+impl Observation {
+    /// Whether the pods' evidence says they mostly waited for the brokers'
+    /// acknowledgements (no evidence: no).
+    pub fn waits_on_delivery(&self) -> bool {
+        self.evidence
+            .as_ref()
+            .is_some_and(Evidence::waits_on_delivery)
+    }
+}
+
 /// One input partition over the observation window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PartitionView {

@@ -22,8 +22,6 @@ use pixelpipe_runtime::http::Http;
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -210,13 +208,9 @@ async fn create_topics(kafka: &KafkaSettings, topics: &[(&str, i32)]) -> anyhow:
         .context("creating topics")
 }
 
+/// Best effort: a topic left behind costs disk, not a result.
 async fn delete_topics(kafka: &KafkaSettings, topics: &[&str]) {
-    if let Ok(admin) = kafka
-        .client("pixelpipe-bench", |_| {})
-        .create::<AdminClient<DefaultClientContext>>()
-    {
-        let _ = admin.delete_topics(topics, &AdminOptions::new()).await;
-    }
+    let _ = pixelpipe_loadgen::topics::delete_topics(kafka, topics).await;
 }
 
 /// Preloads the benchmark's own input (1 KB events, 6 partitions, the fanout

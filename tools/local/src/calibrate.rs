@@ -18,7 +18,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -128,31 +127,15 @@ async fn drain(
 
 /// `BACKLOG` events on `topic`, as fast as the load generator sends them.
 async fn backlog(env: &Env, topic: &str, run: &str) -> anyhow::Result<()> {
-    let status = Command::new(env.bin_dir.join("pixelpipe-loadgen"))
-        .args([
-            "--bootstrap-servers",
-            &env.kafka.bootstrap_servers,
-            "--topic",
-            topic,
-            "--count",
-            &BACKLOG.to_string(),
-            "--run-id",
-            run,
-        ])
+    const LOG: &str = "calibration-loadgen.log";
+    let status = rig::loadgen(env, topic, run, LOG)?
+        .args(["--count", &BACKLOG.to_string()])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(
-            env.work_dir.join("calibration-loadgen.log"),
-        )?)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .status()
         .await
         .context("starting pixelpipe-loadgen")?;
     if !status.success() {
-        bail!(
-            "the load generator failed ({status}); see {}",
-            env.work_dir.join("calibration-loadgen.log").display()
-        );
+        return Err(rig::loadgen_failed(env, status, LOG));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! a run, a PixelPipeline pointed at them, the runner, and removing it all.
 
 use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -111,6 +112,34 @@ impl Topics {
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
     }
+}
+
+/// `pixelpipe-loadgen` sending to `topic` for `run`, its log in the work
+/// directory as `log`; the caller adds what to send and where its summary
+/// goes.
+pub fn loadgen(env: &Env, topic: &str, run: &str, log: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(env.bin_dir.join("pixelpipe-loadgen"));
+    command
+        .args([
+            "--bootstrap-servers",
+            &env.kafka.bootstrap_servers,
+            "--topic",
+            topic,
+            "--run-id",
+            run,
+        ])
+        .stderr(std::fs::File::create(env.work_dir.join(log))?)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+/// The error for a load generator that exited with `status`.
+pub fn loadgen_failed(env: &Env, status: ExitStatus, log: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the load generator failed ({status}); see {}",
+        env.work_dir.join(log).display()
+    )
 }
 
 pub async fn kubectl(env: &Env, args: &[&str]) -> anyhow::Result<String> {

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -20,7 +19,6 @@ use pixelpipe_crds::{AutoscalingMode, PixelPipeline, PixelPipelineSpec};
 use pixelpipe_loadgen::ledger::{self, Seen};
 use pixelpipe_loadgen::{Generator, Mix};
 use pixelpipe_sim::chart::Point;
-use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -366,28 +364,20 @@ async fn drive(
         "flash sale: {} (10% of customers without consent, 1% malformed)",
         sc.describe_load()
     ));
+    const LOG: &str = "loadgen.log";
     let load_out = env.work_dir.join("loadgen.json");
-    let mut load = Command::new(env.bin_dir.join("pixelpipe-loadgen"))
+    let mut load = rig::loadgen(env, &topics.input, run_id, LOG)?
         .args([
-            "--bootstrap-servers",
-            &env.kafka.bootstrap_servers,
-            "--topic",
-            &topics.input,
             "--schedule",
             &sc.schedule(),
             "--seed",
             &sc.seed.to_string(),
-            "--run-id",
-            run_id,
             "--no-consent-share",
             "0.1",
             "--malformed-share",
             "0.01",
         ])
         .stdout(std::fs::File::create(&load_out)?)
-        .stderr(std::fs::File::create(env.work_dir.join("loadgen.log"))?)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .context("starting pixelpipe-loadgen")?;
 
@@ -428,10 +418,7 @@ async fn drive(
         }
         if !loaded && let Some(status) = load.try_wait()? {
             if !status.success() {
-                bail!(
-                    "the load generator failed ({status}); see {}",
-                    env.work_dir.join("loadgen.log").display()
-                );
+                return Err(rig::loadgen_failed(env, status, LOG));
             }
             loaded = true;
             load_ended = Some(t());
