@@ -22,11 +22,17 @@ pub fn consumer(kafka: &KafkaSettings, group: &str) -> ClientConfig {
             // Incremental rebalances: a new replica does not stop everyone else.
             .set("partition.assignment.strategy", "cooperative-sticky")
             // The prefetch queue is the one buffer outside the pipeline's job
-            // bound; keep it small so memory does not follow the backlog. Fetch
-            // sizes count compressed bytes, so they stay small too; the short
-            // backoff refills the queue as soon as it drains below the mark
-            // (librdkafka's default waits a full second and starves the pipeline).
-            .set("queued.min.messages", "500")
+            // bound; keep it small so memory does not follow the backlog. Its
+            // bytes are the bound: `queued.min.messages` stays at librdkafka's
+            // default, because the high-level consumer counts it across every
+            // partition's messages in the one queue, and at 500 it stopped
+            // fetching half a megabyte in, which the pipeline drains faster
+            // than the backoff below: the consumer starved with the cores a
+            // third idle (docs/benchmarks.md, fifteenth session: 1.3x the
+            // events/s without it). Fetch sizes count compressed bytes, so
+            // they stay small too; the short backoff refills the queue as soon
+            // as it drains below the mark (librdkafka's default waits a full
+            // second and starves the pipeline).
             .set("queued.max.messages.kbytes", "1024")
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "65536")
