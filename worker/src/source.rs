@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::slots::Slots;
 use async_channel::Sender;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -12,7 +13,6 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -169,7 +169,7 @@ pub async fn run_source(
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
     parse: Sender<Job>,
-    in_flight: Arc<Semaphore>,
+    slots: Slots,
     batching: Batching,
     stop: CancellationToken,
 ) {
@@ -188,7 +188,7 @@ pub async fn run_source(
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            p = in_flight.clone().acquire_owned() => match p {
+            p = slots.acquire() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
