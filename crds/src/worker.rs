@@ -236,11 +236,11 @@ impl WorkerArgs {
     }
 
     /// Jobs in flight for pools of `sizes` workers now, within `max` (the
-    /// bound above, which the pod's memory is sized for): a job for each
+    /// bound above, which the pod's memory must allow for): a job for each
     /// worker to hold and one waiting for it, and [`ACKNOWLEDGING_JOBS`]
     /// whose outputs await the brokers' acknowledgement. Jobs beyond that only
     /// wait in the channels, where their events go cold in the cache: at
-    /// pools 1/1/1/2 the worker spent about 12 % more CPU per event with 64
+    /// pools 1/1/1/2 the worker spent about 15 % more CPU per event with 64
     /// in flight than with 16 (docs/benchmarks.md, sixteenth session).
     pub fn in_flight_at(sizes: &PerStage<usize>, max: usize) -> usize {
         let workers: usize = sizes.values().sum();
@@ -475,7 +475,7 @@ mod tests {
         // Each worker's job, one waiting for it, and those awaiting acks.
         assert_eq!(at("1/1/1/2", 64), 2 * 5 + ACKNOWLEDGING_JOBS);
         assert_eq!(at("4/4/4/4", 64), 2 * 16 + ACKNOWLEDGING_JOBS);
-        // Never past the bound the pod's memory is sized for, never zero.
+        // Never past the bound the pod's memory must allow for, never zero.
         assert_eq!(at("32/32/32/32", 64), 64);
         assert_eq!(at("2/2/2/2", 8), 8);
         assert_eq!(at("1/1/1/1", 0), 1);

@@ -1,7 +1,7 @@
 //! The pipeline's job slots: what bounds the jobs in flight, and so memory.
 //!
-//! There are `--max-in-flight-jobs` slots, the bound the pod's memory is
-//! sized for; the source takes new jobs only while fewer than the pools'
+//! There are `--max-in-flight-jobs` slots, the bound the pod's memory must
+//! allow for; the source takes new jobs only while fewer than the pools'
 //! current sizes call for are in flight ([`WorkerArgs::in_flight_at`]), and
 //! a resize moves that limit at once. Jobs past it would only wait in the
 //! channels while their events go cold in the cache.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::slots::Slots;
 use async_channel::Sender;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -21,6 +20,7 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::pace::Pacer;
 use crate::settings::Batching;
+use crate::slots::Slots;
 
 /// Consumer callbacks: commit and forget partitions before they change hands.
 #[derive(Debug)]

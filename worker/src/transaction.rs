@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::slots::Slots;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -32,6 +31,7 @@ use crate::fatal::Fatal;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::sink::OutputProducer;
+use crate::slots::Slots;
 use crate::source::{InputConsumer, to_tpl};
 
 /// How long one transactional call may take before the worker gives up.

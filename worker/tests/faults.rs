@@ -95,12 +95,29 @@ fn a_worker_is_ready_once_its_group_took_it_in_even_without_partitions() {
     assert!(a.sigterm(Duration::from_secs(30)).success());
 }
 
+/// A pipeline whose `ads` partner topic is missing, 20,000 events in its
+/// input (10 % without consent, `malformed` of them malformed).
+fn without_the_ads_topic(name: &str, malformed: f64, seed: u64) -> (Pipeline, Vec<Generated>) {
+    let p = Pipeline::create(name, 6);
+    delete_topic(&p.ads);
+    let sent = generate(&unique(name), 20_000, 0.1, malformed, seed);
+    produce(&p.input, &sent);
+    (p, sent)
+}
+
+/// Creates the missing topic; waits until all `n` inputs are committed.
+fn create_the_ads_topic_and_wait_for_commits(p: &Pipeline, w: &Worker, n: usize) {
+    topics(&[(&p.ads, 3)]);
+    w.wait_until(
+        "everything is delivered and committed",
+        Duration::from_secs(120),
+        || committed(&p.group, &p.input, 6).values().sum::<i64>() >= n as i64,
+    );
+}
+
 #[test]
 fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
-    let p = Pipeline::create("missing", 6);
-    delete_topic(&p.ads);
-    let sent = generate(&unique("m"), 20_000, 0.1, 0.01, 31);
-    produce(&p.input, &sent);
+    let (p, sent) = without_the_ads_topic("missing", 0.01, 31);
     let (batch, in_flight) = (200, 8);
     let w = Worker::start(
         &p,
@@ -149,13 +166,7 @@ fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
         "jobs waiting for the missing topic are not committed ({committed_during} of {consumed})"
     );
 
-    topics(&[(&p.ads, 3)]);
-    let n = sent.len() as i64;
-    w.wait_until(
-        "everything is delivered and committed",
-        Duration::from_secs(120),
-        || committed(&p.group, &p.input, 6).values().sum::<i64>() >= n,
-    );
+    create_the_ads_topic_and_wait_for_commits(&p, &w, sent.len());
     w.wait_until("ready again", Duration::from_secs(10), || {
         readiness(&w).0 == 200
     });
@@ -193,10 +204,7 @@ fn evidence_limit(w: &Worker) -> u64 {
 fn jobs_in_flight_follow_the_pools_within_the_bound() {
     // Every output refused while the topic is missing: jobs keep their slots,
     // so the jobs in flight show the limit the source stops at.
-    let p = Pipeline::create("slots", 6);
-    delete_topic(&p.ads);
-    let sent = generate(&unique("s"), 20_000, 0.1, 0.0, 41);
-    produce(&p.input, &sent);
+    let (p, sent) = without_the_ads_topic("slots", 0.0, 41);
     let limit = |pools: &str| WorkerArgs::in_flight_at(&pools.parse().expect("pools"), 64) as f64;
     let w = Worker::start(
         &p,
@@ -230,13 +238,7 @@ fn jobs_in_flight_follow_the_pools_within_the_bound() {
     assert_eq!(status, 200);
     assert_eq!(settled_jobs_in_flight(&w), 64.0);
 
-    topics(&[(&p.ads, 3)]);
-    let n = sent.len() as i64;
-    w.wait_until(
-        "everything is delivered and committed",
-        Duration::from_secs(120),
-        || committed(&p.group, &p.input, 6).values().sum::<i64>() >= n,
-    );
+    create_the_ads_topic_and_wait_for_commits(&p, &w, sent.len());
     assert_all_delivered(&p, &sent);
     assert_nothing_unexpected(&p, &sent);
     assert!(w.sigterm(Duration::from_secs(30)).success());

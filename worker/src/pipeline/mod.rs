@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::slots::Slots;
 use pixelpipe_crds::{PerStage, PipelineFile, Stage};
 use rdkafka::consumer::Consumer;
 use thiserror::Error;
@@ -29,6 +28,7 @@ use crate::offsets::OffsetTracker;
 use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
+use crate::slots::Slots;
 use crate::source::{InputConsumer, SourceContext, commit_all};
 use crate::stages::{Augment, Parse, Validate};
 use crate::transaction;

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::slots::Slots;
 use async_channel::Sender;
 use tokio::task::JoinHandle;
 
@@ -14,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::occupancy::Waits;
 use crate::offsets::OffsetTracker;
 use crate::settings::Settings;
+use crate::slots::Slots;
 use crate::source::{InputConsumer, run_committer, run_source};
 use crate::transaction;
 
