@@ -27,11 +27,6 @@ pub const PIPELINE_FILE: &str = "pipeline.yaml";
 pub const KAFKA_TLS_DIR: &str = "/etc/pixelpipe-kafka/tls";
 /// Where the Kafka SASL Secret is mounted.
 pub const KAFKA_SASL_DIR: &str = "/etc/pixelpipe-kafka/sasl";
-/// Jobs whose outputs await the brokers' acknowledgement that the in-flight
-/// bound leaves room for beyond the pools' own ([`WorkerArgs::in_flight_at`]):
-/// at 400 jobs a second (the benchmark's 200,000 events/s in jobs of 500)
-/// and a linger plus a round trip of 10-20 ms, four to eight.
-pub const ACKNOWLEDGING_JOBS: usize = 8;
 /// The worker's admin port: probes, metrics, evidence, pools.
 pub const ADMIN_PORT: u16 = 9090;
 /// The pod's name, from the downward API; the transactional id refers to it.
@@ -233,18 +228,6 @@ impl WorkerArgs {
     /// grows them (the benchmark's finding, docs/benchmarks.md).
     pub fn in_flight_for(max_pool: i32) -> usize {
         (2 * usize::try_from(max_pool).unwrap_or(1).max(1)).max(8)
-    }
-
-    /// Jobs in flight for pools of `sizes` workers now, within `max` (the
-    /// bound above, which the pod's memory must allow for): a job for each
-    /// worker to hold and one waiting for it, and [`ACKNOWLEDGING_JOBS`]
-    /// whose outputs await the brokers' acknowledgement. Jobs beyond that only
-    /// wait in the channels, where their events go cold in the cache: at
-    /// pools 1/1/1/2 the worker spent about 15 % more CPU per event with 64
-    /// in flight than with 16 (docs/benchmarks.md, sixteenth session).
-    pub fn in_flight_at(sizes: &PerStage<usize>, max: usize) -> usize {
-        let workers: usize = sizes.values().sum();
-        (2 * workers + ACKNOWLEDGING_JOBS).clamp(1, max.max(1))
     }
 
     /// The flags a worker pod of `pp` starts with. Pool sizes are the spec's
@@ -467,18 +450,6 @@ mod tests {
             log_format: LogFormat::Json,
         };
         assert_eq!(parse(&all.to_args()), all);
-    }
-
-    #[test]
-    fn jobs_in_flight_follow_the_pools_within_the_bound() {
-        let at = |pools: &str, max| WorkerArgs::in_flight_at(&pools.parse().expect("pools"), max);
-        // Each worker's job, one waiting for it, and those awaiting acks.
-        assert_eq!(at("1/1/1/2", 64), 2 * 5 + ACKNOWLEDGING_JOBS);
-        assert_eq!(at("4/4/4/4", 64), 2 * 16 + ACKNOWLEDGING_JOBS);
-        // Never past the bound the pod's memory must allow for, never zero.
-        assert_eq!(at("32/32/32/32", 64), 64);
-        assert_eq!(at("2/2/2/2", 8), 8);
-        assert_eq!(at("1/1/1/1", 0), 1);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::settings::Settings;
 pub struct Reporter {
     started: Instant,
     cores: f64,
+    max_in_flight_jobs: u64,
     intake_limit: Option<f64>,
     metrics: Arc<Metrics>,
     pools: Arc<Pools>,
@@ -38,6 +39,7 @@ impl Reporter {
             waits,
             started: Instant::now(),
             cores: cores(),
+            max_in_flight_jobs: settings.max_in_flight_jobs as u64,
             intake_limit: settings.batching.max_events_per_second,
             metrics,
             pools,
@@ -66,7 +68,7 @@ impl Reporter {
             paced_seconds: m.intake_paced.get(),
             acknowledgement_wait_seconds: self.waits.acknowledgements.seconds(),
             queue_full_seconds: self.waits.queue.seconds(),
-            max_in_flight_jobs: self.pools.job_limit() as u64,
+            max_in_flight_jobs: self.max_in_flight_jobs,
             jobs_in_flight: u64::try_from(m.jobs_in_flight.get()).unwrap_or(0),
             partitions: self.tracker.progress(MAX_REPORTED_PARTITIONS),
         }

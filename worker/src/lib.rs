@@ -27,7 +27,6 @@ mod retry;
 pub mod routing;
 pub mod settings;
 pub mod sink;
-pub mod slots;
 pub mod source;
 pub mod stages;
 mod transaction;

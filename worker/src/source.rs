@@ -12,6 +12,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,6 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::pace::Pacer;
 use crate::settings::Batching;
-use crate::slots::Slots;
 
 /// Consumer callbacks: commit and forget partitions before they change hands.
 #[derive(Debug)]
@@ -169,7 +169,7 @@ pub async fn run_source(
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
     parse: Sender<Job>,
-    slots: Slots,
+    in_flight: Arc<Semaphore>,
     batching: Batching,
     stop: CancellationToken,
 ) {
@@ -188,7 +188,7 @@ pub async fn run_source(
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            p = slots.acquire() => match p {
+            p = in_flight.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },

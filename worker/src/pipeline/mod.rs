@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pixelpipe_crds::{PerStage, PipelineFile, Stage};
 use rdkafka::consumer::Consumer;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,6 @@ use crate::offsets::OffsetTracker;
 use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
-use crate::slots::Slots;
 use crate::source::{InputConsumer, SourceContext, commit_all};
 use crate::stages::{Augment, Parse, Validate};
 use crate::transaction;
@@ -96,7 +96,7 @@ struct Worker {
     /// librdkafka still has queued or in flight, failing those jobs.
     producer: Arc<OutputProducer>,
     pools: Arc<Pools>,
-    slots: Slots,
+    in_flight: Arc<Semaphore>,
     guard: Option<Arc<transaction::Guard>>,
     transactions: Option<transaction::Committer>,
     stops: Stops,
@@ -136,8 +136,7 @@ impl Worker {
         let ack = AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners);
         let waits = ack.waits.clone();
         let produce = produce_stage(&settings, &file, &producer, ack);
-        let slots = Slots::new(settings.max_in_flight_jobs, &settings.pools);
-        let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce, slots.clone());
+        let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce);
         let transactions = guard.as_ref().map(|_| transaction::Committer {
             producer: producer.clone(),
             consumer: consumer.clone(),
@@ -157,8 +156,9 @@ impl Worker {
         };
         let admin = spawn_admin(&settings, watched, &stops)?;
         let follower = spawn_follower(&settings, &pools, &stops);
+        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
         let source = spawn_source(
-            &settings, &consumer, &tracker, &metrics, parse_tx, &slots, &stops,
+            &settings, &consumer, &tracker, &metrics, parse_tx, &in_flight, &stops,
         );
         let committer = spawn_committer(
             &settings,
@@ -166,7 +166,7 @@ impl Worker {
             &tracker,
             &metrics,
             &transactions,
-            &slots,
+            &in_flight,
             &stops,
         );
         health.set_running(true);
@@ -180,7 +180,7 @@ impl Worker {
             consumer,
             producer,
             pools,
-            slots,
+            in_flight,
             guard,
             transactions,
             stops,
@@ -200,19 +200,20 @@ impl Worker {
         if let Some(f) = self.follower {
             let _ = f.await;
         }
-        let (source, pools, slots) = (self.source, &self.pools, &self.slots);
+        let max_in_flight = self.settings.max_in_flight_jobs as u32;
+        let (source, pools, in_flight) = (self.source, &self.pools, &self.in_flight);
         let drain = async {
             let _ = source.await;
             pools.join().await;
             // Every job is now in librdkafka's hands; its slot frees on its last ack.
-            let _ = slots.acquire_all().await;
+            let _ = in_flight.acquire_many(max_in_flight).await;
         };
         let drained = tokio::time::timeout(self.settings.shutdown_grace, drain)
             .await
             .is_ok();
         self.stops.commits.cancel();
         let _ = self.committer.await;
-        let in_flight_jobs = self.slots.taken();
+        let in_flight_jobs = self.settings.max_in_flight_jobs - self.in_flight.available_permits();
         if let Some(guard) = &self.guard {
             guard.closing.store(true, Ordering::Release);
         }
@@ -295,7 +296,6 @@ fn start_pools(
     file: &Arc<PipelineFile>,
     metrics: &Arc<Metrics>,
     produce: Produce,
-    slots: Slots,
 ) -> (Pools, async_channel::Sender<crate::job::Job>) {
     let channels = PerStage::from_fn(|_| async_channel::bounded(settings.queue_capacity));
     let parse_tx = channels.parse.0.clone();
@@ -340,7 +340,6 @@ fn start_pools(
     let pools = Pools {
         pools,
         max_workers: settings.max_pool_workers,
-        slots,
     };
     (pools, parse_tx)
 }

@@ -6,7 +6,6 @@ use thiserror::Error;
 
 use crate::metrics::{Metrics, StageLabel};
 use crate::pool::Pool;
-use crate::slots::Slots;
 
 /// A partial resize: stages left out keep their size.
 pub type PoolResize = PerStage<Option<usize>>;
@@ -43,18 +42,11 @@ pub fn check_size(stage: Stage, wanted: usize, max: usize) -> Result<(), SizeErr
 pub struct Pools {
     pub(crate) pools: PerStage<Pool>,
     pub(crate) max_workers: usize,
-    /// The job slots, whose limit follows the pools' sizes.
-    pub(crate) slots: Slots,
 }
 
 impl Pools {
     pub fn sizes(&self) -> PerStage<usize> {
         self.pools.as_ref().map(|_, p| p.size())
-    }
-
-    /// Jobs in flight at most for the pools as they are now.
-    pub fn job_limit(&self) -> usize {
-        self.slots.limit()
     }
 
     /// Each pool's worker-seconds on jobs so far, up to now.
@@ -90,9 +82,7 @@ impl Pools {
                 pool.resize(n);
             }
         }
-        let sizes = self.sizes();
-        self.slots.follow(&sizes);
-        Ok(sizes)
+        Ok(self.sizes())
     }
 
     /// Waits, in stage order, until every pool's workers have exited: each
