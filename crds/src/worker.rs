@@ -230,6 +230,20 @@ impl WorkerArgs {
         (2 * usize::try_from(max_pool).unwrap_or(1).max(1)).max(8)
     }
 
+    /// Jobs in the stages (read and not yet handed to the producer) for
+    /// pools of `sizes` workers now, within `max` (the in-flight bound): a
+    /// job for each worker to hold and one waiting for it. Jobs beyond that
+    /// would only wait in the channels while their events go cold in the
+    /// cache: at pools 1/1/1/2 the worker spent about 15 % more CPU per
+    /// event with 64 jobs in flight than with 16 (docs/benchmarks.md,
+    /// sixteenth session). Jobs whose outputs await acknowledgements are
+    /// not counted: the stages never touch them again, and behind a slow
+    /// broker they are what keeps delivery busy.
+    pub fn jobs_in_stages(sizes: &PerStage<usize>, max: usize) -> usize {
+        let workers: usize = sizes.values().sum();
+        (2 * workers).clamp(1, max.max(1))
+    }
+
     /// The flags a worker pod of `pp` starts with. Pool sizes are the spec's
     /// starting sizes; later resizes reach the workers through the status.
     pub fn for_pipeline(pp: &PixelPipeline) -> Self {
@@ -450,6 +464,18 @@ mod tests {
             log_format: LogFormat::Json,
         };
         assert_eq!(parse(&all.to_args()), all);
+    }
+
+    #[test]
+    fn jobs_in_the_stages_follow_the_pools_within_the_bound() {
+        let at = |pools: &str, max| WorkerArgs::jobs_in_stages(&pools.parse().expect("pools"), max);
+        // Each worker's job and one waiting for it.
+        assert_eq!(at("1/1/1/2", 64), 10);
+        assert_eq!(at("4/4/4/4", 64), 32);
+        // Never past the in-flight bound, never zero.
+        assert_eq!(at("32/32/32/32", 64), 64);
+        assert_eq!(at("2/2/2/2", 8), 8);
+        assert_eq!(at("1/1/1/1", 0), 1);
     }
 
     #[test]

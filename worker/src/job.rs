@@ -1,11 +1,11 @@
 //! The unit of work: a batch of input messages and what each stage made of them.
 
 use pixelpipe_crds::Stage;
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::event::{Event, Rejection};
 use crate::offsets::Claim;
 use crate::routing::{DropReason, PartnerSet};
+use crate::slots::Slot;
 use crate::validate::Validated;
 
 /// One consumed Kafka message, copied out of the consumer's buffer.
@@ -54,9 +54,10 @@ pub struct Job {
     pub outcomes: Vec<Outcome>,
     /// The job's offset runs, for the commit watermark.
     pub claims: Vec<Claim>,
-    /// Holds one of the pipeline's in-flight slots until every output is
-    /// acknowledged: this is what bounds memory, whatever the backlog.
-    pub permit: OwnedSemaphorePermit,
+    /// Its place in the stages, until its outputs are handed to the
+    /// producer, and in flight, until every one is acknowledged: what bounds
+    /// memory, whatever the backlog ([`crate::slots`]).
+    pub slot: Slot,
 }
 
 impl Job {

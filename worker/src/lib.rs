@@ -27,6 +27,7 @@ mod retry;
 pub mod routing;
 pub mod settings;
 pub mod sink;
+pub mod slots;
 pub mod source;
 pub mod stages;
 mod transaction;

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub pool_workers: Family<StageLabel, Gauge>,
     pub pool_busy: Family<StageLabel, Gauge>,
     pub jobs_in_flight: Gauge,
+    pub jobs_in_stages: Gauge,
     pub uncommitted_runs: Gauge,
     /// What liveness is judged on; exported as the two gauges below.
     pub progress: Progress,
@@ -149,6 +150,7 @@ impl Metrics {
             pool_workers: add(&mut r, "pool_workers", "Workers in a stage's pool", Family::default()),
             pool_busy: add(&mut r, "pool_busy", "Workers in a stage's pool processing a job", Family::default()),
             jobs_in_flight: add(&mut r, "jobs_in_flight", "Batch jobs consumed whose outputs are not all acknowledged", Gauge::default()),
+            jobs_in_stages: add(&mut r, "jobs_in_stages", "Batch jobs consumed whose outputs are not yet all handed to the producer; at most what the pools' sizes use", Gauge::default()),
             uncommitted_runs: add(&mut r, "uncommitted_runs", "Per-partition offset runs waiting for their outputs before a commit", Gauge::default()),
             progress: Progress::default(),
             pending_events: add(&mut r, "pending_events", "Events fetched into jobs and not yet finished (delivered, dropped, dead-lettered or given up on)", Gauge::default()),

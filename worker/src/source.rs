@@ -12,7 +12,6 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +20,7 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::pace::Pacer;
 use crate::settings::Batching;
+use crate::slots::Slots;
 
 /// Consumer callbacks: commit and forget partitions before they change hands.
 #[derive(Debug)]
@@ -169,7 +169,7 @@ pub async fn run_source(
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
     parse: Sender<Job>,
-    in_flight: Arc<Semaphore>,
+    slots: Slots,
     batching: Batching,
     stop: CancellationToken,
 ) {
@@ -185,10 +185,10 @@ pub async fn run_source(
             _ = stop.cancelled() => break,
             m = next_message(&consumer, &tracker, &metrics) => m,
         };
-        let permit = tokio::select! {
+        let slot = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            p = in_flight.clone().acquire_owned() => match p {
+            p = slots.acquire() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -217,7 +217,7 @@ pub async fn run_source(
                 outcomes: messages.iter().map(|_| Outcome::Raw).collect(),
                 messages,
                 claims,
-                permit,
+                slot,
             };
             if parse.send(job).await.is_err() {
                 break 'jobs;

@@ -25,13 +25,13 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::fatal::Fatal;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::offsets::OffsetTracker;
 use crate::sink::OutputProducer;
+use crate::slots::Slots;
 use crate::source::{InputConsumer, to_tpl};
 
 /// How long one transactional call may take before the worker gives up.
@@ -130,13 +130,7 @@ impl Committer {
 
     /// Every `interval`: stop intake, wait until every job read is
     /// acknowledged, commit, go on. Until `stop` or a failed commit.
-    pub async fn run(
-        self,
-        in_flight: Arc<Semaphore>,
-        max_in_flight: u32,
-        interval: Duration,
-        stop: CancellationToken,
-    ) {
+    pub async fn run(self, slots: Slots, interval: Duration, stop: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -146,7 +140,7 @@ impl Committer {
             }
             let all = tokio::select! {
                 _ = stop.cancelled() => return,
-                p = in_flight.acquire_many(max_in_flight) => match p {
+                p = slots.acquire_all() => match p {
                     Ok(p) => p,
                     Err(_) => return,
                 },

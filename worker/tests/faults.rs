@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use pixelpipe_crds::worker::WorkerArgs;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
@@ -94,12 +95,29 @@ fn a_worker_is_ready_once_its_group_took_it_in_even_without_partitions() {
     assert!(a.sigterm(Duration::from_secs(30)).success());
 }
 
+/// A pipeline whose `ads` partner topic is missing, 20,000 events in its
+/// input (10 % without consent, `malformed` of them malformed).
+fn without_the_ads_topic(name: &str, malformed: f64, seed: u64) -> (Pipeline, Vec<Generated>) {
+    let p = Pipeline::create(name, 6);
+    delete_topic(&p.ads);
+    let sent = generate(&unique(name), 20_000, 0.1, malformed, seed);
+    produce(&p.input, &sent);
+    (p, sent)
+}
+
+/// Creates the missing topic; waits until all `n` inputs are committed.
+fn create_the_ads_topic_and_wait_for_commits(p: &Pipeline, w: &Worker, n: usize) {
+    topics(&[(&p.ads, 3)]);
+    w.wait_until(
+        "everything is delivered and committed",
+        Duration::from_secs(120),
+        || committed(&p.group, &p.input, 6).values().sum::<i64>() >= n as i64,
+    );
+}
+
 #[test]
 fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
-    let p = Pipeline::create("missing", 6);
-    delete_topic(&p.ads);
-    let sent = generate(&unique("m"), 20_000, 0.1, 0.01, 31);
-    produce(&p.input, &sent);
+    let (p, sent) = without_the_ads_topic("missing", 0.01, 31);
     let (batch, in_flight) = (200, 8);
     let w = Worker::start(
         &p,
@@ -148,13 +166,7 @@ fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
         "jobs waiting for the missing topic are not committed ({committed_during} of {consumed})"
     );
 
-    topics(&[(&p.ads, 3)]);
-    let n = sent.len() as i64;
-    w.wait_until(
-        "everything is delivered and committed",
-        Duration::from_secs(120),
-        || committed(&p.group, &p.input, 6).values().sum::<i64>() >= n,
-    );
+    create_the_ads_topic_and_wait_for_commits(&p, &w, sent.len());
     w.wait_until("ready again", Duration::from_secs(10), || {
         readiness(&w).0 == 200
     });
@@ -166,6 +178,78 @@ fn a_missing_partner_topic_holds_intake_reports_it_and_delivers_once_created() {
         rss_during / 1024,
         w.peak_rss_kib() / 1024
     );
+    assert!(w.sigterm(Duration::from_secs(30)).success());
+}
+
+/// The most each of `gauges` reads, sampled for three seconds.
+fn most_over_three_seconds<const N: usize>(w: &Worker, gauges: [&str; N]) -> [f64; N] {
+    let mut most = [0.0; N];
+    for _ in 0..30 {
+        for (m, g) in most.iter_mut().zip(gauges) {
+            *m = w.metric(g).max(*m);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    most
+}
+
+#[test]
+fn jobs_in_the_stages_follow_the_pools_and_jobs_awaiting_acks_do_not_count() {
+    // The producer's queue holds a few jobs' outputs for the missing topic
+    // and then refuses more: jobs handed over await acknowledgements, and
+    // the produce stage holds the next, so the stages fill to their limit.
+    let (p, sent) = without_the_ads_topic("stages", 0.0, 41);
+    let limit = |pools: &str| WorkerArgs::jobs_in_stages(&pools.parse().expect("pools"), 64) as f64;
+    let gauges = ["pixelpipe_jobs_in_stages", "pixelpipe_jobs_in_flight"];
+    let w = Worker::start(
+        &p,
+        &[
+            "--pools",
+            "1/1/1/1",
+            "--batch-max-events",
+            "100",
+            "--max-in-flight-jobs",
+            "64",
+            "--delivery-attempts",
+            "1000",
+            "--kafka-option",
+            "queue.buffering.max.messages=500",
+            // No output fails (and frees the queue) while this test reads.
+            "--kafka-option",
+            "topic.metadata.propagation.max.ms=90000",
+        ],
+    );
+    w.wait_until("the stages fill", Duration::from_secs(60), || {
+        w.metric(gauges[0]) >= limit("1/1/1/1")
+    });
+    let [stages, in_flight] = most_over_three_seconds(&w, gauges);
+    assert_eq!(stages, limit("1/1/1/1"), "no more than the pools use");
+    assert!(
+        in_flight > stages && in_flight < 64.0,
+        "jobs awaiting acknowledgements are in flight, not in the stages ({in_flight})"
+    );
+
+    let (status, reply) = w
+        .put(
+            "/pools",
+            r#"{"parse":2,"validate":2,"augment":2,"produce":2}"#,
+        )
+        .expect("resize answers");
+    assert_eq!(status, 200, "{reply}");
+    w.wait_until("the stages take more", Duration::from_secs(30), || {
+        w.metric(gauges[0]) >= limit("2/2/2/2")
+    });
+    let [wider, in_flight_wider] = most_over_three_seconds(&w, gauges);
+    assert_eq!(wider, limit("2/2/2/2"), "a resize moves the limit");
+    println!(
+        "jobs in the stages / in flight: {stages} / {in_flight} at pools 1/1/1/1, \
+         {wider} / {in_flight_wider} at 2/2/2/2"
+    );
+
+    create_the_ads_topic_and_wait_for_commits(&p, &w, sent.len());
+    assert_eq!(w.metric(gauges[0]), 0.0, "nothing left in the stages");
+    assert_all_delivered(&p, &sent);
+    assert_nothing_unexpected(&p, &sent);
     assert!(w.sigterm(Duration::from_secs(30)).success());
 }
 

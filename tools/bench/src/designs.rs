@@ -31,10 +31,10 @@ use pixelpipe_worker::pool::{Meter, Next, Pool, Work};
 use pixelpipe_worker::routing::PartnerSet;
 use pixelpipe_worker::settings::Settings;
 use pixelpipe_worker::sink::{AckShared, Produce};
+use pixelpipe_worker::slots::Slots;
 use pixelpipe_worker::source::{run_committer, run_source};
 use pixelpipe_worker::stages::{Augment, Parse, Validate};
 use rand::{Rng, SeedableRng};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Header the benchmark's loader puts on each input: what the pass-through
@@ -194,7 +194,7 @@ pub async fn run(
         ),
     ));
     let meter = |stage| Meter::of(&metrics, stage);
-    let (first_tx, in_flight, _pools) = match design {
+    let (first_tx, slots, _pools) = match design {
         Design::PassThrough | Design::Forward => {
             let cap = settings.queue_capacity;
             let (copy_tx, copy_rx) = async_channel::bounded(cap);
@@ -220,8 +220,13 @@ pub async fn run(
                     meter(Stage::Produce),
                 ),
             ];
-            let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
-            (copy_tx, in_flight, Some(pools))
+            // The worker's own limit for the same pools and bound.
+            let slots = Slots::new(
+                settings.max_in_flight_jobs,
+                &settings.pools,
+                metrics.jobs_in_stages.clone(),
+            );
+            (copy_tx, slots, Some(pools))
         }
         Design::Unbounded => {
             let (parse_tx, parse_rx) = async_channel::unbounded();
@@ -249,7 +254,10 @@ pub async fn run(
             // No bound on batches in flight: the consumer reads as fast as the broker sends.
             (
                 parse_tx,
-                Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+                Slots::fixed(
+                    tokio::sync::Semaphore::MAX_PERMITS,
+                    metrics.jobs_in_stages.clone(),
+                ),
                 None,
             )
         }
@@ -262,7 +270,7 @@ pub async fn run(
         tracker.clone(),
         metrics.clone(),
         first_tx,
-        in_flight,
+        slots,
         settings.batching,
         stop.clone(),
     ));

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pixelpipe_crds::{PerStage, PipelineFile, Stage};
 use rdkafka::consumer::Consumer;
 use thiserror::Error;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +28,7 @@ use crate::offsets::OffsetTracker;
 use crate::pool::{Meter, Next, Pool};
 use crate::settings::Settings;
 use crate::sink::{AckShared, OutputProducer, Produce, create_producer};
+use crate::slots::Slots;
 use crate::source::{InputConsumer, SourceContext, commit_all};
 use crate::stages::{Augment, Parse, Validate};
 use crate::transaction;
@@ -96,7 +96,7 @@ struct Worker {
     /// librdkafka still has queued or in flight, failing those jobs.
     producer: Arc<OutputProducer>,
     pools: Arc<Pools>,
-    in_flight: Arc<Semaphore>,
+    slots: Slots,
     guard: Option<Arc<transaction::Guard>>,
     transactions: Option<transaction::Committer>,
     stops: Stops,
@@ -136,7 +136,12 @@ impl Worker {
         let ack = AckShared::new(tracker.clone(), metrics.clone(), fatal.clone(), &partners);
         let waits = ack.waits.clone();
         let produce = produce_stage(&settings, &file, &producer, ack);
-        let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce);
+        let slots = Slots::new(
+            settings.max_in_flight_jobs,
+            &settings.pools,
+            metrics.jobs_in_stages.clone(),
+        );
+        let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce, slots.clone());
         let transactions = guard.as_ref().map(|_| transaction::Committer {
             producer: producer.clone(),
             consumer: consumer.clone(),
@@ -156,9 +161,8 @@ impl Worker {
         };
         let admin = spawn_admin(&settings, watched, &stops)?;
         let follower = spawn_follower(&settings, &pools, &stops);
-        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight_jobs));
         let source = spawn_source(
-            &settings, &consumer, &tracker, &metrics, parse_tx, &in_flight, &stops,
+            &settings, &consumer, &tracker, &metrics, parse_tx, &slots, &stops,
         );
         let committer = spawn_committer(
             &settings,
@@ -166,7 +170,7 @@ impl Worker {
             &tracker,
             &metrics,
             &transactions,
-            &in_flight,
+            &slots,
             &stops,
         );
         health.set_running(true);
@@ -180,7 +184,7 @@ impl Worker {
             consumer,
             producer,
             pools,
-            in_flight,
+            slots,
             guard,
             transactions,
             stops,
@@ -200,20 +204,19 @@ impl Worker {
         if let Some(f) = self.follower {
             let _ = f.await;
         }
-        let max_in_flight = self.settings.max_in_flight_jobs as u32;
-        let (source, pools, in_flight) = (self.source, &self.pools, &self.in_flight);
+        let (source, pools, slots) = (self.source, &self.pools, &self.slots);
         let drain = async {
             let _ = source.await;
             pools.join().await;
             // Every job is now in librdkafka's hands; its slot frees on its last ack.
-            let _ = in_flight.acquire_many(max_in_flight).await;
+            let _ = slots.acquire_all().await;
         };
         let drained = tokio::time::timeout(self.settings.shutdown_grace, drain)
             .await
             .is_ok();
         self.stops.commits.cancel();
         let _ = self.committer.await;
-        let in_flight_jobs = self.settings.max_in_flight_jobs - self.in_flight.available_permits();
+        let in_flight_jobs = self.slots.taken();
         if let Some(guard) = &self.guard {
             guard.closing.store(true, Ordering::Release);
         }
@@ -296,6 +299,7 @@ fn start_pools(
     file: &Arc<PipelineFile>,
     metrics: &Arc<Metrics>,
     produce: Produce,
+    slots: Slots,
 ) -> (Pools, async_channel::Sender<crate::job::Job>) {
     let channels = PerStage::from_fn(|_| async_channel::bounded(settings.queue_capacity));
     let parse_tx = channels.parse.0.clone();
@@ -340,6 +344,7 @@ fn start_pools(
     let pools = Pools {
         pools,
         max_workers: settings.max_pool_workers,
+        slots,
     };
     (pools, parse_tx)
 }

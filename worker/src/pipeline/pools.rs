@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::metrics::{Metrics, StageLabel};
 use crate::pool::Pool;
+use crate::slots::Slots;
 
 /// A partial resize: stages left out keep their size.
 pub type PoolResize = PerStage<Option<usize>>;
@@ -42,6 +43,8 @@ pub fn check_size(stage: Stage, wanted: usize, max: usize) -> Result<(), SizeErr
 pub struct Pools {
     pub(crate) pools: PerStage<Pool>,
     pub(crate) max_workers: usize,
+    /// The job slots, whose stage limit follows the pools' sizes.
+    pub(crate) slots: Slots,
 }
 
 impl Pools {
@@ -82,7 +85,9 @@ impl Pools {
                 pool.resize(n);
             }
         }
-        Ok(self.sizes())
+        let sizes = self.sizes();
+        self.slots.follow(&sizes);
+        Ok(sizes)
     }
 
     /// Waits, in stage order, until every pool's workers have exited: each

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use async_channel::Sender;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{Health, PipelineError, Pools, Stops};
@@ -14,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::occupancy::Waits;
 use crate::offsets::OffsetTracker;
 use crate::settings::Settings;
+use crate::slots::Slots;
 use crate::source::{InputConsumer, run_committer, run_source};
 use crate::transaction;
 
@@ -66,7 +66,7 @@ pub(super) fn spawn_source(
     tracker: &Arc<OffsetTracker>,
     metrics: &Arc<Metrics>,
     parse: Sender<Job>,
-    in_flight: &Arc<Semaphore>,
+    slots: &Slots,
     stops: &Stops,
 ) -> JoinHandle<()> {
     tokio::spawn(run_source(
@@ -74,7 +74,7 @@ pub(super) fn spawn_source(
         tracker.clone(),
         metrics.clone(),
         parse,
-        in_flight.clone(),
+        slots.clone(),
         settings.batching,
         stops.intake.clone(),
     ))
@@ -86,13 +86,12 @@ pub(super) fn spawn_committer(
     tracker: &Arc<OffsetTracker>,
     metrics: &Arc<Metrics>,
     transactions: &Option<transaction::Committer>,
-    in_flight: &Arc<Semaphore>,
+    slots: &Slots,
     stops: &Stops,
 ) -> JoinHandle<()> {
     match transactions {
         Some(t) => tokio::spawn(t.clone().run(
-            in_flight.clone(),
-            settings.max_in_flight_jobs as u32,
+            slots.clone(),
             settings.commit_interval,
             stops.commits.clone(),
         )),

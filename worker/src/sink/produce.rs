@@ -101,8 +101,9 @@ impl Work for Produce {
             messages,
             outcomes,
             claims,
-            permit,
+            slot,
         } = job;
+        let (permit, in_stages) = slot.split();
         let summary = summarize(&outcomes, self.partner_topics.len());
         let ack = Arc::new(JobAck::new(
             id,
@@ -134,5 +135,8 @@ impl Work for Produce {
             }
         }
         ack.seal();
+        // Everything is with the producer now: the next job may enter the
+        // stages, and this one's events are freed before it does.
+        drop((messages, outcomes, in_stages));
     }
 }
