@@ -142,6 +142,12 @@ pub struct WorkerArgs {
     /// Jobs consumed but not yet fully acknowledged, at most: bounds memory.
     #[arg(long, env = "PIXELPIPE_MAX_IN_FLIGHT_JOBS", default_value_t = 8)]
     pub max_in_flight_jobs: usize,
+    /// Mebibytes of outputs handed to the producer and not yet acknowledged,
+    /// at most [default: 8]. Deep queues of outputs cost memory and CPU
+    /// without delivering more; a job whose outputs are larger waits until
+    /// it is the only one.
+    #[arg(long, env = "PIXELPIPE_MAX_UNACKNOWLEDGED_MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unacknowledged_mib: Option<u32>,
     /// Events per second this worker takes in, at most; unlimited when absent.
     /// For partners with a rate limit.
     #[arg(long, env = "PIXELPIPE_MAX_EVENTS_PER_SECOND", value_parser = positive_rate)]
@@ -275,6 +281,7 @@ impl WorkerArgs {
             delivery_attempts: None,
             delivery_max_backoff_seconds: None,
             liveness_bound_seconds: None,
+            max_unacknowledged_mib: None,
             kafka_options: spec
                 .kafka
                 .options
@@ -327,6 +334,7 @@ impl WorkerArgs {
             self.delivery_max_backoff_seconds,
         );
         a.opt("liveness-bound-seconds", self.liveness_bound_seconds);
+        a.opt("max-unacknowledged-mib", self.max_unacknowledged_mib);
         for (k, v) in &self.kafka_options {
             a.set("kafka-option", format!("{k}={v}"));
         }
@@ -453,6 +461,7 @@ mod tests {
             delivery_attempts: Some(15),
             delivery_max_backoff_seconds: Some(16),
             liveness_bound_seconds: Some(17),
+            max_unacknowledged_mib: Some(18),
             kafka_options: vec![("a".into(), "1".into()), ("b".into(), "x=y".into())],
             exactly_once: true,
             transactional_id: Some("t".into()),

@@ -103,6 +103,7 @@ pub struct Metrics {
     pub pool_busy: Family<StageLabel, Gauge>,
     pub jobs_in_flight: Gauge,
     pub jobs_in_stages: Gauge,
+    pub unacknowledged_output_bytes: Gauge,
     pub uncommitted_runs: Gauge,
     /// What liveness is judged on; exported as the two gauges below.
     pub progress: Progress,
@@ -151,6 +152,7 @@ impl Metrics {
             pool_busy: add(&mut r, "pool_busy", "Workers in a stage's pool processing a job", Family::default()),
             jobs_in_flight: add(&mut r, "jobs_in_flight", "Batch jobs consumed whose outputs are not all acknowledged", Gauge::default()),
             jobs_in_stages: add(&mut r, "jobs_in_stages", "Batch jobs consumed whose outputs are not yet all handed to the producer; at most what the pools' sizes use", Gauge::default()),
+            unacknowledged_output_bytes: add(&mut r, "unacknowledged_output_bytes", "Bytes of outputs handed to the producer and not yet acknowledged (in whole KiB per job; a job larger than the bound counts as the bound)", Gauge::default()),
             uncommitted_runs: add(&mut r, "uncommitted_runs", "Per-partition offset runs waiting for their outputs before a commit", Gauge::default()),
             progress: Progress::default(),
             pending_events: add(&mut r, "pending_events", "Events fetched into jobs and not yet finished (delivered, dropped, dead-lettered or given up on)", Gauge::default()),

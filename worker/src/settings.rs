@@ -33,6 +33,8 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// Jobs consumed but not fully acknowledged, at most.
     pub max_in_flight_jobs: usize,
+    /// Bytes of outputs handed to the producer and not yet acknowledged, at most.
+    pub max_unacknowledged_bytes: usize,
     pub commit_interval: Duration,
     pub shutdown_grace: Duration,
     pub compression: Compression,
@@ -49,6 +51,11 @@ pub struct Settings {
 
 /// Defaults of the flags the operator leaves to the worker.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
+/// Outputs awaiting acknowledgements: about 20 ms of a worker's output at
+/// 200,000 events/s, and as much as 16 jobs in flight held at pools
+/// 1/1/1/2, where the worker spent 12 % less CPU per event than with 64
+/// (docs/benchmarks.md, seventeenth session).
+pub const DEFAULT_MAX_UNACKNOWLEDGED_MIB: u32 = 8;
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration =
     Duration::from_secs(pixelpipe_crds::worker::DEFAULT_SHUTDOWN_GRACE_SECONDS);
@@ -107,6 +114,12 @@ impl Settings {
             },
             queue_capacity: args.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY),
             max_in_flight_jobs: args.max_in_flight_jobs,
+            max_unacknowledged_bytes: args
+                .max_unacknowledged_mib
+                .unwrap_or(DEFAULT_MAX_UNACKNOWLEDGED_MIB)
+                as usize
+                * 1024
+                * 1024,
             commit_interval: args
                 .commit_interval_ms
                 .map_or(DEFAULT_COMMIT_INTERVAL, Duration::from_millis),

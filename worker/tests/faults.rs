@@ -254,6 +254,67 @@ fn jobs_in_the_stages_follow_the_pools_and_jobs_awaiting_acks_do_not_count() {
 }
 
 #[test]
+fn outputs_awaiting_acknowledgements_stay_within_their_bytes() {
+    // The ads outputs wait for the missing topic as long as this test reads,
+    // and each job keeps its outputs' room until its last acknowledgement:
+    // handed-over jobs pile up until their outputs fill the room.
+    let (p, sent) = without_the_ads_topic("outputs", 0.0, 43);
+    let mib = 1024.0 * 1024.0;
+    let stage_limit = WorkerArgs::jobs_in_stages(&"1/1/1/1".parse().expect("pools"), 64) as f64;
+    let w = Worker::start(
+        &p,
+        &[
+            "--pools",
+            "1/1/1/1",
+            "--batch-max-events",
+            "100",
+            "--max-in-flight-jobs",
+            "64",
+            "--max-unacknowledged-mib",
+            "1",
+            "--delivery-attempts",
+            "1000",
+            "--kafka-option",
+            "topic.metadata.propagation.max.ms=90000",
+        ],
+    );
+    let gauges = [
+        "pixelpipe_unacknowledged_output_bytes",
+        "pixelpipe_jobs_in_flight",
+        "pixelpipe_jobs_in_stages",
+    ];
+    w.wait_until("the stages fill", Duration::from_secs(60), || {
+        w.metric(gauges[2]) >= stage_limit
+    });
+    let [bytes, in_flight, stages] = most_over_three_seconds(&w, gauges);
+    println!(
+        "outputs awaiting acknowledgements: {:.2} MiB at most, {in_flight} jobs in flight, \
+         {stages} in the stages",
+        bytes / mib
+    );
+    assert!(bytes <= mib && bytes > mib / 2.0, "{bytes} bytes");
+    assert!(
+        in_flight < 64.0 && stages == stage_limit,
+        "the outputs' room, not the job bound, holds intake"
+    );
+    let (_, body) = w.get("/evidence").expect("evidence answers");
+    let evidence: serde_json::Value = serde_json::from_str(&body).expect("evidence is JSON");
+    let waited = evidence["queueFullSeconds"]
+        .as_f64()
+        .expect("queueFullSeconds");
+    assert!(
+        waited > 1.0,
+        "waiting for room is waiting on delivery: {waited} s"
+    );
+
+    create_the_ads_topic_and_wait_for_commits(&p, &w, sent.len());
+    assert_eq!(w.metric(gauges[0]), 0.0, "every output acknowledged");
+    assert_all_delivered(&p, &sent);
+    assert_nothing_unexpected(&p, &sent);
+    assert!(w.sigterm(Duration::from_secs(30)).success());
+}
+
+#[test]
 fn the_broker_stopped_for_30_seconds_mid_stream_loses_nothing() {
     let p = Pipeline::create("outage", 6);
     let sent = generate(&unique("o"), 40_000, 0.1, 0.01, 37);

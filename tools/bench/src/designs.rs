@@ -223,8 +223,9 @@ pub async fn run(
             // The worker's own limit for the same pools and bound.
             let slots = Slots::new(
                 settings.max_in_flight_jobs,
+                settings.max_unacknowledged_bytes,
                 &settings.pools,
-                metrics.jobs_in_stages.clone(),
+                &metrics,
             );
             (copy_tx, slots, Some(pools))
         }
@@ -252,14 +253,7 @@ pub async fn run(
             );
             spawn_per_batch(produce, produce_rx, None::<Sender<()>>);
             // No bound on batches in flight: the consumer reads as fast as the broker sends.
-            (
-                parse_tx,
-                Slots::fixed(
-                    tokio::sync::Semaphore::MAX_PERMITS,
-                    metrics.jobs_in_stages.clone(),
-                ),
-                None,
-            )
+            (parse_tx, Slots::unbounded(&metrics), None)
         }
     };
     if let Some(addr) = settings.admin_addr {

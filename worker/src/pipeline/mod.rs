@@ -138,8 +138,9 @@ impl Worker {
         let produce = produce_stage(&settings, &file, &producer, ack);
         let slots = Slots::new(
             settings.max_in_flight_jobs,
+            settings.max_unacknowledged_bytes,
             &settings.pools,
-            metrics.jobs_in_stages.clone(),
+            &metrics,
         );
         let (pools, parse_tx) = start_pools(&settings, &file, &metrics, produce, slots.clone());
         let transactions = guard.as_ref().map(|_| transaction::Committer {

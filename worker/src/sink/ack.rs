@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use jiff::Timestamp;
 use prometheus_client::metrics::counter::Counter;
 use rdkafka::error::KafkaError;
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::delivery::OutputProducer;
 use crate::fatal::Fatal;
@@ -17,6 +16,7 @@ use crate::occupancy::Waits;
 use crate::offsets::{Claim, OffsetTracker};
 use crate::retry::RetryPolicy;
 use crate::routing::DropReason;
+use crate::slots::Acknowledging;
 use pixelpipe_crds::Stage;
 
 /// What acknowledgements update, shared by every job.
@@ -116,7 +116,7 @@ pub(super) struct JobAck {
     /// Set once an output was refused and sent again (logged once per job).
     pub(super) retrying: AtomicBool,
     summary: Mutex<Summary>,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    slots: Mutex<Option<Acknowledging>>,
     pub(super) shared: Arc<AckShared>,
 }
 
@@ -124,7 +124,7 @@ impl JobAck {
     pub(super) fn new(
         job: u64,
         claims: Vec<Claim>,
-        permit: OwnedSemaphorePermit,
+        slots: Acknowledging,
         summary: Summary,
         shared: Arc<AckShared>,
     ) -> Self {
@@ -136,7 +136,7 @@ impl JobAck {
             failed: AtomicBool::new(false),
             retrying: AtomicBool::new(false),
             summary: Mutex::new(summary),
-            permit: Mutex::new(Some(permit)),
+            slots: Mutex::new(Some(slots)),
             shared,
         }
     }
@@ -182,8 +182,9 @@ impl JobAck {
         shared.waits.acknowledgements.leave();
         shared.metrics.jobs_in_flight.dec();
         shared.metrics.progress.finished(self.events);
-        // Frees the job's in-flight slot: the source may read another batch.
-        drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
+        // Frees the job's in-flight slot and its outputs' room: the source
+        // may read another batch.
+        drop(self.slots.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 
     /// Adds the finished job's summary to the metrics.

@@ -103,12 +103,24 @@ impl Work for Produce {
             claims,
             slot,
         } = job;
-        let (permit, in_stages) = slot.split();
+        let bytes = output_bytes(&messages, &outcomes);
+        let (acknowledging, in_stages) = match slot.try_hand_over(bytes) {
+            Ok(handed) => handed,
+            Err(slot) => {
+                // Waiting for acknowledgements to make room is waiting on
+                // delivery, as a full producer queue is.
+                let queue = &self.shared.waits.queue;
+                queue.enter();
+                let handed = slot.hand_over(bytes).await;
+                queue.leave();
+                handed
+            }
+        };
         let summary = summarize(&outcomes, self.partner_topics.len());
         let ack = Arc::new(JobAck::new(
             id,
             claims,
-            permit,
+            acknowledging,
             summary,
             self.shared.clone(),
         ));
@@ -139,4 +151,21 @@ impl Work for Produce {
         // stages, and this one's events are freed before it does.
         drop((messages, outcomes, in_stages));
     }
+}
+
+/// The bytes of a job's outputs: each partner message and dead letter, with
+/// its key (headers aside: the dead letters' are small, and rare).
+fn output_bytes(messages: &[InputMessage], outcomes: &[Outcome]) -> usize {
+    let key = |m: &InputMessage| m.key.as_ref().map_or(0, Vec::len);
+    messages
+        .iter()
+        .zip(outcomes)
+        .map(|(m, outcome)| match outcome {
+            Outcome::Ready {
+                payload, partners, ..
+            } => (payload.len() + key(m)) * partners.len(),
+            Outcome::Dead { .. } => m.payload.as_ref().map_or(0, Vec::len) + key(m),
+            _ => 0,
+        })
+        .sum()
 }
