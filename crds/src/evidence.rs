@@ -40,7 +40,8 @@ pub struct WorkerEvidence {
     /// Job-seconds that jobs, every output sent, waited for the broker's
     /// acknowledgements (by Little's law, the mean jobs waiting times seconds).
     pub acknowledgement_wait_seconds: f64,
-    /// Seconds the produce stage waited for room in the producer's queue.
+    /// Seconds the produce stage waited for room in the producer's queue, or
+    /// for acknowledgements to free room for its outputs.
     pub queue_full_seconds: f64,
     /// The bound on jobs in flight.
     pub max_in_flight_jobs: u64,
