@@ -238,13 +238,12 @@ impl WorkerArgs {
 
     /// Jobs in the stages (read and not yet handed to the producer) for
     /// pools of `sizes` workers now, within `max` (the in-flight bound): a
-    /// job for each worker to hold and one waiting for it. Jobs beyond that
-    /// would only wait in the channels while their events go cold in the
-    /// cache: at pools 1/1/1/2 the worker spent about 15 % more CPU per
-    /// event with 64 jobs in flight than with 16 (docs/benchmarks.md,
-    /// sixteenth session). Jobs whose outputs await acknowledgements are
-    /// not counted: the stages never touch them again, and behind a slow
-    /// broker they are what keeps delivery busy.
+    /// job for each worker to hold and one waiting for it. While a stage is
+    /// the bottleneck, more would only wait in the channels, holding their
+    /// events. Jobs whose outputs await acknowledgements are not counted:
+    /// the stages never touch them again, and behind a slow broker they are
+    /// what keeps delivery busy (their outputs' bytes have a bound of their
+    /// own, `--max-unacknowledged-mib`).
     pub fn jobs_in_stages(sizes: &PerStage<usize>, max: usize) -> usize {
         let workers: usize = sizes.values().sum();
         (2 * workers).clamp(1, max.max(1))

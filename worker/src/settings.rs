@@ -52,9 +52,9 @@ pub struct Settings {
 /// Defaults of the flags the operator leaves to the worker.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4;
 /// Outputs awaiting acknowledgements: about 20 ms of a worker's output at
-/// 200,000 events/s, and as much as 16 jobs in flight held at pools
-/// 1/1/1/2, where the worker spent 12 % less CPU per event than with 64
-/// (docs/benchmarks.md, seventeenth session).
+/// 200,000 events/s. Queued deeper they are delivered no sooner and cost
+/// CPU: with librdkafka's 64 MiB the worker spent about 10 % more per
+/// event (docs/benchmarks.md, seventeenth session).
 pub const DEFAULT_MAX_UNACKNOWLEDGED_MIB: u32 = 8;
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration =

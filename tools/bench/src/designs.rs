@@ -220,7 +220,7 @@ pub async fn run(
                     meter(Stage::Produce),
                 ),
             ];
-            // The worker's own limit for the same pools and bound.
+            // The worker's own slots for the same pools and bounds.
             let slots = Slots::new(
                 settings.max_in_flight_jobs,
                 settings.max_unacknowledged_bytes,
