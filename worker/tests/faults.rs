@@ -193,6 +193,26 @@ fn most_over_three_seconds<const N: usize>(w: &Worker, gauges: [&str; N]) -> [f6
     most
 }
 
+/// A worker at pools 1/1/1/1, in jobs of 100 events with 64 in flight,
+/// whose outputs for a missing topic wait longer than a test reads instead
+/// of failing and freeing what they hold; `extra` flags after those.
+fn start_holding_outputs(p: &Pipeline, extra: &[&str]) -> Worker {
+    let mut args = vec![
+        "--pools",
+        "1/1/1/1",
+        "--batch-max-events",
+        "100",
+        "--max-in-flight-jobs",
+        "64",
+        "--delivery-attempts",
+        "1000",
+        "--kafka-option",
+        "topic.metadata.propagation.max.ms=90000",
+    ];
+    args.extend_from_slice(extra);
+    Worker::start(p, &args)
+}
+
 #[test]
 fn jobs_in_the_stages_follow_the_pools_and_jobs_awaiting_acks_do_not_count() {
     // The producer's queue holds a few jobs' outputs for the missing topic
@@ -201,24 +221,7 @@ fn jobs_in_the_stages_follow_the_pools_and_jobs_awaiting_acks_do_not_count() {
     let (p, sent) = without_the_ads_topic("stages", 0.0, 41);
     let limit = |pools: &str| WorkerArgs::jobs_in_stages(&pools.parse().expect("pools"), 64) as f64;
     let gauges = ["pixelpipe_jobs_in_stages", "pixelpipe_jobs_in_flight"];
-    let w = Worker::start(
-        &p,
-        &[
-            "--pools",
-            "1/1/1/1",
-            "--batch-max-events",
-            "100",
-            "--max-in-flight-jobs",
-            "64",
-            "--delivery-attempts",
-            "1000",
-            "--kafka-option",
-            "queue.buffering.max.messages=500",
-            // No output fails (and frees the queue) while this test reads.
-            "--kafka-option",
-            "topic.metadata.propagation.max.ms=90000",
-        ],
-    );
+    let w = start_holding_outputs(&p, &["--kafka-option", "queue.buffering.max.messages=500"]);
     w.wait_until("the stages fill", Duration::from_secs(60), || {
         w.metric(gauges[0]) >= limit("1/1/1/1")
     });
@@ -261,23 +264,7 @@ fn outputs_awaiting_acknowledgements_stay_within_their_bytes() {
     let (p, sent) = without_the_ads_topic("outputs", 0.0, 43);
     let mib = 1024.0 * 1024.0;
     let stage_limit = WorkerArgs::jobs_in_stages(&"1/1/1/1".parse().expect("pools"), 64) as f64;
-    let w = Worker::start(
-        &p,
-        &[
-            "--pools",
-            "1/1/1/1",
-            "--batch-max-events",
-            "100",
-            "--max-in-flight-jobs",
-            "64",
-            "--max-unacknowledged-mib",
-            "1",
-            "--delivery-attempts",
-            "1000",
-            "--kafka-option",
-            "topic.metadata.propagation.max.ms=90000",
-        ],
-    );
+    let w = start_holding_outputs(&p, &["--max-unacknowledged-mib", "1"]);
     let gauges = [
         "pixelpipe_unacknowledged_output_bytes",
         "pixelpipe_jobs_in_flight",
