@@ -12,7 +12,8 @@ use std::time::Instant;
 pub struct Waits {
     /// Jobs whose outputs are all sent, waiting for acknowledgements.
     pub acknowledgements: Occupancy,
-    /// Produce workers waiting for room in the producer's queue.
+    /// Produce workers waiting for room in the producer's queue, or for
+    /// acknowledgements to free room for their outputs.
     pub queue: Occupancy,
 }
 

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use pixelpipe_crds::PerStage;
 use pixelpipe_crds::worker::WorkerArgs;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, watch};
 
 use crate::metrics::Metrics;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, watch};
 
 /// The job slots; cloned handles share them.
 #[derive(Debug, Clone)]
@@ -177,17 +177,12 @@ impl Slots {
             .send_if_modified(|old| std::mem::replace(old, limit) != limit);
     }
 
-    /// Jobs in the stages at most for the pools as they are now.
-    pub fn stage_limit(&self) -> usize {
-        *self.limit.borrow()
-    }
-
     /// Jobs in flight now.
     pub fn taken(&self) -> usize {
         self.max - self.in_flight.available_permits()
     }
 
-    /// Slots for a new job, once fewer than [`Slots::stage_limit`] are in
+    /// Slots for a new job, once fewer than the pools' limit are in
     /// the stages and fewer than the bound in flight. Err once closed.
     pub async fn acquire(&self) -> Result<Slot, AcquireError> {
         let stage = self.stage_slot().await?;
@@ -247,6 +242,11 @@ mod tests {
         Slots::new(max, 8 * MIB, &pools("1/1/1/1"), &Metrics::new(&[]))
     }
 
+    /// Jobs in the stages at most for the pools as they are now.
+    fn stage_limit(slots: &Slots) -> usize {
+        *slots.limit.borrow()
+    }
+
     fn take(slots: &Slots) -> Slot {
         slots.acquire().now_or_never().expect("free").expect("open")
     }
@@ -259,7 +259,7 @@ mod tests {
     #[tokio::test]
     async fn new_jobs_wait_at_the_stages_limit_and_a_resize_moves_it() {
         let slots = slots(64);
-        let limit = slots.stage_limit();
+        let limit = stage_limit(&slots);
         assert_eq!(limit, WorkerArgs::jobs_in_stages(&pools("1/1/1/1"), 64));
         assert!(limit < 64);
         let mut held: Vec<Slot> = (0..limit).map(|_| take(&slots)).collect();
@@ -268,7 +268,7 @@ mod tests {
 
         // Larger pools: more room at once.
         slots.follow(&pools("2/2/2/2"));
-        assert!(slots.stage_limit() > limit);
+        assert!(stage_limit(&slots) > limit);
         held.push(take(&slots));
 
         // Smaller again: nothing new until enough jobs leave the stages.
@@ -282,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn jobs_handed_to_the_producer_leave_room_in_the_stages_not_in_flight() {
         let slots = slots(12);
-        let limit = slots.stage_limit();
+        let limit = stage_limit(&slots);
         // Every job past the stages, awaiting its acknowledgements.
         let awaiting: Vec<Acknowledging> = (0..12)
             .map(|_| hand_over(take(&slots), 1000).expect("room").0)
@@ -336,7 +336,7 @@ mod tests {
     #[tokio::test]
     async fn a_source_waiting_at_the_limit_goes_on_when_it_rises() {
         let slots = slots(64);
-        let held: Vec<Slot> = (0..slots.stage_limit()).map(|_| take(&slots)).collect();
+        let held: Vec<Slot> = (0..stage_limit(&slots)).map(|_| take(&slots)).collect();
         let waiting = tokio::spawn({
             let slots = slots.clone();
             async move { slots.acquire().await.map(|_| ()) }
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn unbounded_slots_put_every_job_in_the_stages() {
         let slots = Slots::unbounded(&Metrics::new(&[]));
-        assert_eq!(slots.stage_limit(), Semaphore::MAX_PERMITS);
+        assert_eq!(stage_limit(&slots), Semaphore::MAX_PERMITS);
         let held: Vec<Slot> = (0..1000).map(|_| take(&slots)).collect();
         assert_eq!(slots.taken(), 1000);
         drop(held);
