@@ -1,7 +1,7 @@
 //! Which partners may receive an event: the event name each partner wants, the
 //! consent it requires, and regional rules that tighten that consent.
 
-use pixelpipe_crds::{KNOWN_EVENTS, MAX_PARTNERS, PipelineFile, Purpose};
+use pixelpipe_crds::{KNOWN_EVENTS, PipelineFile, Purpose};
 
 use crate::event::Consent;
 
@@ -22,8 +22,18 @@ impl PartnerSet {
     pub fn len(self) -> usize {
         self.0.count_ones() as usize
     }
+    /// The indices in the set, lowest first: one step per partner in it, not
+    /// per partner there could be (this runs for every event, up to three
+    /// times).
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_PARTNERS).filter(move |i| self.contains(*i))
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let i = rest.trailing_zeros() as usize;
+            (rest != 0).then(|| {
+                rest &= rest - 1;
+                i
+            })
+        })
     }
 }
 
@@ -222,6 +232,19 @@ fn region_matches(entry: &str, region: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pixelpipe_crds::MAX_PARTNERS;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The set gives back what was put in it, lowest first.
+        #[test]
+        fn a_partner_set_iterates_its_members(members in prop::collection::btree_set(0..MAX_PARTNERS, 0..=MAX_PARTNERS)) {
+            let mut set = PartnerSet::default();
+            members.iter().for_each(|&i| set.insert(i));
+            prop_assert_eq!(set.len(), members.len());
+            prop_assert!(set.iter().eq(members.iter().copied()));
+        }
+    }
 
     fn router() -> Router {
         let config = PipelineFile::parse(
