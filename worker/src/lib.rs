@@ -16,6 +16,7 @@ pub mod fatal;
 mod follow;
 pub mod job;
 pub mod liveness;
+pub mod malloc;
 pub mod metrics;
 pub mod occupancy;
 pub mod offsets;

@@ -15,8 +15,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    let malloc_set = pixelpipe_worker::malloc::keep_freed_memory();
     let args = WorkerArgs::parse();
     pixelpipe_runtime::logging::init(args.log_format);
+    if !malloc_set {
+        tracing::warn!("the C library refused malloc's thresholds; librdkafka's buffers may fault");
+    }
     let file = PipelineFile::load(&args.config).context("loading the pipeline file")?;
     let settings = Settings::from_args(&args).context("reading the Kafka credentials")?;
     let exit = run(settings, file, pixelpipe_runtime::shutdown::signal()).await?;

@@ -78,6 +78,11 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    // The designs use librdkafka as the worker does, so its malloc is set alike.
+    anyhow::ensure!(
+        pixelpipe_worker::malloc::keep_freed_memory(),
+        "the C library refused malloc's thresholds"
+    );
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run {
