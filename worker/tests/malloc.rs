@@ -3,6 +3,7 @@
 //! librdkafka frees the message sets of a fetch, are used again without the
 //! kernel handing out fresh pages. The test binary allocates with the C
 //! library's malloc, as librdkafka does.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use std::hint::black_box;
 
@@ -37,7 +38,6 @@ fn fetch_like_round() -> usize {
 }
 
 #[test]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn buffers_freed_together_are_used_again_without_page_faults() {
     assert!(pixelpipe_worker::malloc::keep_freed_memory());
     std::thread::spawn(|| {
