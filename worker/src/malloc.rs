@@ -7,7 +7,7 @@
 //! `mmap`, and trims a heap whose free top exceeds twice that threshold.
 //! librdkafka's buffers for fetched and compressed message sets keep crossing
 //! both: on the benchmark's backlog the worker took 0.15-0.27 page faults per
-//! event, each a fresh page the kernel zeroes, and spent 12-15 % of its CPU
+//! event, each a fresh page the kernel zeroes, and spent 11-15 % of its CPU
 //! on them (docs/benchmarks.md). With both thresholds fixed it takes 0.007.
 //! Both are needed: setting either turns off glibc's adjustment of the
 //! other, and either alone measured worse than neither.
