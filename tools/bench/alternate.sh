@@ -5,7 +5,10 @@
 # of the backlog and fresh partner topics (deleted after its run), and prints its
 # events/s and CPU per event over a window once it is busy; at the end, a table of
 # each variant's medians and its CPU per event over the first variant's, taken within
-# each round (median and range). No perf: the numbers are the process's own.
+# each round (median and range), and the broker's CPU per event over the same window
+# (the broker this script started, or the test environment's): on these two cores it
+# moves more from run to run than any design does. No perf: the numbers are the
+# processes' own.
 # Variants are NAME=DESIGN[@BINDIR][:ENV=VALUE,...], DESIGN being worker, pass-through
 # (the ceiling: as many bytes as the partner payload), forward (the input's own bytes)
 # or unbounded, BINDIR another build's binaries (a release build with other settings);
@@ -16,6 +19,11 @@
 #   tools/bench/alternate.sh b500=worker b200=worker:PIXELPIPE_BATCH_MAX_EVENTS=200,PIXELPIPE_MAX_IN_FLIGHT_JOBS=20
 #   tools/bench/alternate.sh lto=worker@/tmp/lto/release plain=worker
 #   tools/bench/alternate.sh --rounds 5 --seconds 10 --events 3000000 a=worker b=pass-through
+#
+# --warm-up S (90 unless given) first runs the first variant S seconds, not counted: a
+# fresh broker's CPU per event falls from about 10 us to about 3.5 over its first
+# minutes of load (docs/benchmarks.md, the nineteenth session), more than any design
+# differs from another.
 #
 # --together runs a round's variants at once instead, each in its own consumer group on
 # the backlog, and reads their CPU and events over the same window: whatever the VM
@@ -29,12 +37,13 @@ cd "$repo"
 . tests/env/common.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
 
-rounds=3 seconds=8 events=2500000 together=0
+rounds=3 seconds=8 events=2500000 together=0 warm_up=90
 variants=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --together) together=1; shift ;;
     --rounds) rounds=$2; shift 2 ;;
+    --warm-up) warm_up=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --events) events=$2; shift 2 ;;
     -*) die "unknown argument $1 (see the top of $0)" ;;
@@ -62,21 +71,21 @@ summarize() {
       for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
       return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    { name = $1; round = $3 + 0; eps[name, round] = $4; us[name, round] = $6
+    { name = $1; round = $3 + 0; eps[name, round] = $4; us[name, round] = $6; broker[name, round] = $9
       if (!(name in seen)) { seen[name] = 1; order[++names] = name }
       if (round > rounds) rounds = round }
     END {
-      print "| variant | runs | events/s, median | CPU us/event, median | CPU vs " first ", median (range) |"
-      print "| --- | --: | --: | --: | --: |"
+      print "| variant | runs | events/s, median | CPU us/event, median | CPU vs " first ", median (range) | broker CPU us/event, median |"
+      print "| --- | --: | --: | --: | --: | --: |"
       for (v = 1; v <= names; v++) {
-        name = order[v]; n = 0; k = 0; delete e; delete c; delete r
+        name = order[v]; n = 0; k = 0; delete e; delete c; delete r; delete b
         for (i = 1; i <= rounds; i++) {
           if (!((name, i) in us)) continue
-          n++; e[n] = eps[name, i]; c[n] = us[name, i]
+          n++; e[n] = eps[name, i]; c[n] = us[name, i]; b[n] = broker[name, i]
           if ((first, i) in us && us[first, i] > 0) r[++k] = us[name, i] / us[first, i]
         }
         lo = hi = r[1]; for (i = 2; i <= k; i++) { if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
-        printf "| %s | %d | %.0f | %.2f | %.2fx (%.2f-%.2f) |\n", name, n, median(e, n), median(c, n), median(r, k), lo, hi
+        printf "| %s | %d | %.0f | %.2f | %.2fx (%.2f-%.2f) | %s |\n", name, n, median(e, n), median(c, n), median(r, k), lo, hi, b[1] == "-" ? "-" : sprintf("%.2f", median(b, n))
       }
     }'
 }
@@ -92,11 +101,24 @@ start() {
   bench_start "$design" "$run" "$bench_input" "$bench_work" "${extra[@]}"
 }
 
-# report NAME ROUND TICKS EVENTS: one variant's line on stdout and in the results
-# summarize reads.
+# report NAME ROUND TICKS EVENTS BROKER_TICKS: one variant's line on stdout and in
+# the results summarize reads; the broker's ticks are - when its process is unknown.
 report() {
-  printf '%-12s round %d: %7d events/s, %s us/event\n' "$1" "$2" \
-    $(($4 / seconds)) "$(bench_us_per_event "$3" "$4")" | tee -a "$bench_work/results"
+  local broker=-
+  [ "$5" = - ] || broker=$(bench_us_per_event "$5" "$4")
+  printf '%-12s round %d: %7d events/s, %s us/event, broker %s us/event\n' "$1" "$2" \
+    $(($4 / seconds)) "$(bench_us_per_event "$3" "$4")" "$broker" | tee -a "$bench_work/results"
+}
+
+# The broker's CPU so far, in clock ticks, or - when it is not a process of ours.
+broker_ticks() {
+  local pid
+  pid=$(cat "$PIXELPIPE_RUN/kafka/pid" 2>/dev/null) && bench_cpu_ticks "$pid" 2>/dev/null || echo -
+}
+
+# ticks_between BEFORE AFTER: the difference, or - if either is unknown.
+ticks_between() {
+  if [ "$1" = - ] || [ "$2" = - ]; then echo -; else echo $(($2 - $1)); fi
 }
 
 # delete_outputs RUN: the partner and dead-letter topics of one variant's run.
@@ -114,18 +136,18 @@ round_in_turn() {
     sync
     start "${v%%=*}" "${v#*=}"
     bench_wait_busy
-    t0=$(bench_cpu_ticks) e0=$(bench_events_in)
+    t0=$(bench_cpu_ticks) e0=$(bench_events_in) k0=$(broker_ticks)
     sleep "$seconds"
-    t1=$(bench_cpu_ticks) e1=$(bench_events_in)
+    t1=$(bench_cpu_ticks) e1=$(bench_events_in) k1=$(broker_ticks)
     bench_stop
-    report "${v%%=*}" "$round" $((t1 - t0)) $((e1 - e0))
+    report "${v%%=*}" "$round" $((t1 - t0)) $((e1 - e0)) "$(ticks_between "$k0" "$k1")"
     delete_outputs "$run"
   done
 }
 
 # round_together ROUND VARIANT...: every variant at once, measured over one window.
 round_together() {
-  local round=$1 v i names=() pids=() admins=() runs=() t0=() e0=() t1=() e1=()
+  local round=$1 v i k0 k1 kt all=0 names=() pids=() admins=() runs=() t0=() e0=() t1=() e1=()
   shift
   sync
   for v in "$@"; do
@@ -133,20 +155,42 @@ round_together() {
     names+=("${v%%=*}") pids+=("$bench_pid") admins+=("$bench_admin") runs+=("$run")
   done
   bench_wait_busy "${admins[@]}"
+  k0=$(broker_ticks)
   for i in "${!pids[@]}"; do
     t0[i]=$(bench_cpu_ticks "${pids[i]}") e0[i]=$(bench_events_in "${admins[i]}")
   done
   sleep "$seconds"
   for i in "${!pids[@]}"; do
     t1[i]=$(bench_cpu_ticks "${pids[i]}") e1[i]=$(bench_events_in "${admins[i]}")
+    all=$((all + e1[i] - e0[i]))
   done
+  k1=$(broker_ticks)
   bench_stop
+  kt=$(ticks_between "$k0" "$k1")
   for i in "${!pids[@]}"; do
-    report "${names[i]}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i]))
+    # The broker served both at once: each its share of the window's events.
+    [ "$kt" = - ] || [ "$all" = 0 ] || kt=$(($(ticks_between "$k0" "$k1") * (e1[i] - e0[i]) / all))
+    report "${names[i]}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i])) "$kt"
     delete_outputs "${runs[i]}"
   done
 }
 
+# warm_broker: the first variant for warm_up seconds, not counted, in runs as long as
+# a round's (each on a fresh group, so that none runs out of backlog).
+warm_broker() {
+  local v=${variants[0]} until=$((SECONDS + warm_up))
+  [ "$warm_up" -gt 0 ] || return 0
+  log "warming the broker: ${v%%=*} for $warm_up s, not counted"
+  while [ "$SECONDS" -lt "$until" ]; do
+    start "${v%%=*}" "${v#*=}"
+    bench_wait_busy
+    sleep "$seconds"
+    bench_stop
+    delete_outputs "$run"
+  done
+}
+
+warm_broker
 # Each round starts one variant later than the last (AB, BA, ...), so the position in
 # a round and drift over the rounds hit every variant alike (together, so that each
 # is started first as often).
