@@ -95,8 +95,11 @@ cargo test --workspace --locked "$@" -- --test-threads=1 --nocapture 2>&1 | tee 
 # benchmark working; the full run is documented in docs/benchmarks.md.
 if [ "$#" -eq 0 ]; then
   log "benchmark smoke run"
+  # The broker runs here: measured beside each design, as tools/bench/run.sh does.
+  broker=()
+  if [ -f "$PIXELPIPE_RUN/kafka/pid" ]; then broker=(--broker-pid "$(cat "$PIXELPIPE_RUN/kafka/pid")"); fi
   "$CARGO_TARGET_DIR/debug/pixelpipe-bench" run --smoke --bootstrap-servers "$KAFKA_BOOTSTRAP" \
-    >"$PIXELPIPE_RUN/bench-smoke.md" || { status=1; log "the benchmark smoke run failed"; }
+    "${broker[@]}" >"$PIXELPIPE_RUN/bench-smoke.md" || { status=1; log "the benchmark smoke run failed"; }
   tail -n 12 "$PIXELPIPE_RUN/bench-smoke.md" || true
   # Its last three lines are for scripts: they must be there and parse.
   verdict='^ratio throughput [0-9.]+\|cpu_us_per_event pixelpipe [0-9.]+ ceiling [0-9.]+\|events_per_core_second pixelpipe [0-9]+$'

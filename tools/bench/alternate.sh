@@ -110,10 +110,12 @@ report() {
     $(($4 / seconds)) "$(bench_us_per_event "$3" "$4")" "$broker" | tee -a "$bench_work/results"
 }
 
-# The broker's CPU so far, in clock ticks, or - when it is not a process of ours.
+# The broker's CPU so far, in clock ticks, or - when it is not a process here.
 broker_ticks() {
   local pid
-  pid=$(cat "$PIXELPIPE_RUN/kafka/pid" 2>/dev/null) && bench_cpu_ticks "$pid" 2>/dev/null || echo -
+  pid=$(bench_broker_pid)
+  if [ -n "$pid" ] && bench_cpu_ticks "$pid" 2>/dev/null; then return 0; fi
+  echo -
 }
 
 # ticks_between BEFORE AFTER: the difference, or - if either is unknown.

@@ -25,6 +25,15 @@ bench_broker() {
   . "$PIXELPIPE_RUN/kafka.env"
 }
 
+# The broker's process when it runs on this machine (this script's or the test
+# environment's, at KAFKA_BOOTSTRAP); nothing for a broker elsewhere.
+bench_broker_pid() {
+  local ours
+  ours=$(. "$PIXELPIPE_RUN/kafka.env" 2>/dev/null && echo "${KAFKA_BOOTSTRAP:-}") || return 0
+  [ -n "$ours" ] && [ "$ours" = "${KAFKA_BOOTSTRAP:-}" ] || return 0
+  cat "$PIXELPIPE_RUN/kafka/pid" 2>/dev/null || true
+}
+
 bench_broker_stop() {
   if [ "$bench_broker_started" = 1 ]; then tests/env/kafka.sh stop >&2 || true; fi
 }

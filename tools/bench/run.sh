@@ -21,4 +21,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PIXELPIPE_CACHE/target}"
 bench_build
 trap bench_broker_stop EXIT
 bench_broker
-"$bench_bin/pixelpipe-bench" run --bootstrap-servers "$KAFKA_BOOTSTRAP" "$@"
+# A broker on this machine is measured beside each design.
+broker=() pid=$(bench_broker_pid)
+[ -z "$pid" ] || broker=(--broker-pid "$pid")
+"$bench_bin/pixelpipe-bench" run --bootstrap-servers "$KAFKA_BOOTSTRAP" "${broker[@]}" "$@"

@@ -44,6 +44,11 @@ enum Cmd {
         /// Only the designs table.
         #[arg(long)]
         designs_only: bool,
+        /// The broker's process, when it runs on this machine: its CPU per
+        /// event is measured beside each design's, and the rounds wait
+        /// until it holds still.
+        #[arg(long, env = "PIXELPIPE_BENCH_BROKER_PID")]
+        broker_pid: Option<u32>,
     },
     /// Where a worker's CPU goes: reads `perf script -F comm,tid,ip,sym`
     /// on stdin, prints each role's share (tools/bench/profile.sh runs it).
@@ -92,6 +97,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             events,
             extra,
             designs_only,
+            broker_pid,
         } => {
             let mut plan = if smoke {
                 Plan::smoke(bootstrap_servers)
@@ -100,6 +106,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             };
             plan.extra.extend(extra);
             plan.designs_only = designs_only;
+            plan.broker_pid = broker_pid;
             let ok = suite::run(&plan).await?;
             Ok(if ok {
                 ExitCode::SUCCESS

@@ -154,13 +154,13 @@ pub(crate) async fn section(
 fn write_section(out: &mut String, steps: &[String], designs: &[Design], rounds: usize) {
     let _ = writeln!(
         out,
-        "\n## Pools picked from evidence ({rounds} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| design | input events/s | vs ceiling (median, range) | CPU us/event | CPU vs ceiling | peak RSS MiB | bytes per output |\n| --- | --: | --: | --: | --: | --: | --: |",
+        "\n## Pools picked from evidence ({rounds} interleaved rounds)\n\nProbes (pools, what the worker's evidence showed, the policy's pick): {}.\n\n| design | input events/s | vs ceiling (median, range) | CPU us/event | CPU vs ceiling | peak RSS MiB | bytes per output | broker CPU us/event |\n| --- | --: | --: | --: | --: | --: | --: | --: |",
         steps.join("; ")
     );
     for d in designs {
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {:.2} | {} | {:.1} | {:.0} |",
+            "| {} | {:.0} | {} | {:.2} | {} | {:.1} | {:.0} | {:.2} |",
             d.variant.label(),
             d.median.events_per_second,
             d.throughput,
@@ -168,6 +168,7 @@ fn write_section(out: &mut String, steps: &[String], designs: &[Design], rounds:
             d.cpu,
             d.median.peak_rss_mib,
             d.median.output_bytes,
+            d.median.broker_cpu_us_per_event,
         );
     }
 }

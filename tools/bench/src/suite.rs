@@ -60,6 +60,8 @@ pub struct Plan {
     pub designs_only: bool,
     /// Jobs in flight for the worker; by default twice its largest pool.
     pub max_in_flight_jobs: Option<usize>,
+    /// The broker's process, when it shares this machine's cores.
+    pub broker_pid: Option<u32>,
 }
 
 impl Plan {
@@ -76,6 +78,7 @@ impl Plan {
             extra: TUNED.map(String::from).to_vec(),
             designs_only: false,
             max_in_flight_jobs: None,
+            broker_pid: None,
         }
     }
 
@@ -92,6 +95,7 @@ impl Plan {
             extra: TUNED.map(String::from).to_vec(),
             designs_only: false,
             max_in_flight_jobs: None,
+            broker_pid: None,
         }
     }
 }
@@ -164,6 +168,10 @@ pub struct Measurement {
     pub peak_rss_mib: f64,
     /// Mean bytes of a partner message's value.
     pub output_bytes: f64,
+    /// The broker's CPU per event over the same window; 0 when the broker
+    /// is not a process on this machine. On two shared cores it sets
+    /// events/s as much as the design's own CPU does.
+    pub broker_cpu_us_per_event: f64,
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -184,6 +192,7 @@ pub(crate) fn medians(ms: &[Measurement]) -> Measurement {
         p99_age: m(|x| x.p99_age),
         peak_rss_mib: m(|x| x.peak_rss_mib),
         output_bytes: m(|x| x.output_bytes),
+        broker_cpu_us_per_event: m(|x| x.broker_cpu_us_per_event),
     }
 }
 
@@ -426,7 +435,9 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     let group_reader: BaseConsumer =
         pixelpipe_worker::clients::consumer(&plan.kafka, &group).create()?;
     let clock = CpuClock::of(pid).context("no CPU clock for the design under test")?;
+    let broker_clock = plan.broker_pid.and_then(CpuClock::of);
     let mut cpu = CpuTrace::default();
+    let mut broker_cpu = CpuTrace::default();
     let started = Instant::now();
     let timeout = Duration::from_secs(if plan.smoke { 120 } else { 900 });
     let mut last_check = Instant::now();
@@ -438,6 +449,9 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(seconds) = clock.seconds() {
             cpu.push(now_ms(), seconds);
+        }
+        if let Some(seconds) = broker_clock.and_then(CpuClock::seconds) {
+            broker_cpu.push(now_ms(), seconds);
         }
         if let Some(status) = child.try_wait()? {
             bail!(
@@ -516,6 +530,7 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
     };
     // From just before the first delivery: the first batch's work precedes it.
     let cpu_seconds = cpu.between(first - 100, last);
+    let broker_seconds = broker_cpu.between(first - 100, last);
     let seconds = ((last - first) as f64 / 1000.0).max(0.001);
     let per_event_stage = stages
         .into_iter()
@@ -529,6 +544,7 @@ pub(crate) async fn measure(plan: &Plan, input: &Input, variant: Variant) -> any
             p99_age: pct(99),
             peak_rss_mib: peak_rss_kib as f64 / 1024.0,
             output_bytes: bytes as f64 / records.max(1) as f64,
+            broker_cpu_us_per_event: broker_seconds * 1e6 / input.events as f64,
         },
         stages: per_event_stage,
         evidence: window,
