@@ -149,7 +149,7 @@ round_in_turn() {
 
 # round_together ROUND VARIANT...: every variant at once, measured over one window.
 round_together() {
-  local round=$1 v i k0 k1 kt all=0 names=() pids=() admins=() runs=() t0=() e0=() t1=() e1=()
+  local round=$1 v i k0 k1 window share all=0 names=() pids=() admins=() runs=() t0=() e0=() t1=() e1=()
   shift
   sync
   for v in "$@"; do
@@ -168,11 +168,12 @@ round_together() {
   done
   k1=$(broker_ticks)
   bench_stop
-  kt=$(ticks_between "$k0" "$k1")
+  window=$(ticks_between "$k0" "$k1")
   for i in "${!pids[@]}"; do
     # The broker served both at once: each its share of the window's events.
-    [ "$kt" = - ] || [ "$all" = 0 ] || kt=$(($(ticks_between "$k0" "$k1") * (e1[i] - e0[i]) / all))
-    report "${names[i]}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i])) "$kt"
+    share=$window
+    [ "$window" = - ] || [ "$all" = 0 ] || share=$((window * (e1[i] - e0[i]) / all))
+    report "${names[i]}" "$round" $((t1[i] - t0[i])) $((e1[i] - e0[i])) "$share"
     delete_outputs "${runs[i]}"
   done
 }

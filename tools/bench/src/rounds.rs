@@ -101,7 +101,8 @@ const WARM_UPS: usize = 4;
 const STILL: f64 = 0.1;
 
 /// Runs `first` before the rounds, not counted: once, and again while the
-/// broker's CPU per event still falls, up to [`WARM_UPS`]. A fresh broker's
+/// broker's CPU per event still moves by more than [`STILL`], up to
+/// [`WARM_UPS`]. A fresh broker's
 /// goes from about 10 us to about 3.5 over its first minutes of load, more
 /// than any design differs from another (docs/benchmarks.md).
 async fn warm_up(plan: &Plan, input: &Input, first: Variant) -> anyhow::Result<()> {
