@@ -106,6 +106,9 @@ if [ "$#" -eq 0 ]; then
   tail -n 3 "$PIXELPIPE_RUN/bench-smoke.md" | paste -sd'|' | grep -Eq "$verdict" ||
     { status=1; log "the benchmark's output does not end with its three verdict lines"; }
 fi
+# A failed run ends with the node's own account: a pod that never ran is
+# often explained there (a stopped kubelet, a taint) rather than in the test.
+if [ "$status" != 0 ]; then tests/env/node.sh health || true; fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
 exit "$status"

@@ -18,6 +18,8 @@
 #   tests/env/node.sh stop     stop it all, delete the pods, their network and
 #                              everything it wrote, and restore the machine's settings
 #   tests/env/node.sh status   print node.env's variables if the node runs
+#   tests/env/node.sh health   which of its processes run, the node's conditions
+#                              and taints, the kubelet's last errors
 #
 # Needs root (containers, a bridge, iptables). The pod network is a bridge,
 # $PIXELPIPE_POD_BRIDGE, with $PIXELPIPE_POD_SUBNET (tests/env/common.sh) and no
@@ -389,11 +391,32 @@ status() {
   sed -n 's/^export //p' "$ENV_FILE"
 }
 
+# A short account of the node for a failed run's log: which of its processes
+# still run, the node's conditions and taints as the API server has them, and
+# the kubelet's last errors. It reads; it changes nothing.
+health() {
+  [ -d "$DIR" ] || { echo "the node is not running"; return 0; }
+  local p state
+  for p in containerd kubelet scheduler kube-proxy; do
+    state=stopped
+    if running "$p"; then state=running; fi
+    echo "node: $p $state"
+  done
+  kc get node "$NODE_NAME" --request-timeout 10s -o jsonpath='node: conditions {range .status.conditions[*]}{.type}={.status} ({.message}) {end}{"\n"}node: taints {.spec.taints}{"\n"}' 2>&1 || true
+  # The kubelet's periodic complaint about its own oom_score_adj (it may not
+  # set it here) is noise.
+  echo "node: the kubelet's last errors ($DIR/kubelet.log):"
+  grep '^E' "$DIR/kubelet.log" 2>/dev/null | grep -v 'oom score' | tail -n 8 | cut -c1-300 || true
+  echo "node: containerd's last errors ($DIR/containerd.log):"
+  grep 'level=error' "$DIR/containerd.log" 2>/dev/null | tail -n 4 | cut -c1-300 || true
+}
+
 case "${1:-}" in
   packages) packages ;;
   start) start ;;
   load) shift; load "$@" ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 packages|start|load BIN_DIR|stop|status" >&2; exit 2 ;;
+  health) health ;;
+  *) echo "usage: $0 packages|start|load BIN_DIR|stop|status|health" >&2; exit 2 ;;
 esac

@@ -205,7 +205,8 @@ async fn a_worker_that_cannot_reach_its_brokers_is_not_ready_until_it_can() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no worker ran: {pods:?}"
+            "no worker ran: {}",
+            f.describe_pods()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -28,3 +28,78 @@ pub async fn client() -> Client {
         .expect("a client configuration for the node's control plane");
     Client::try_from(config).expect("a client for the node's control plane")
 }
+
+/// Waits until the node is Ready and carries no taint, for at most
+/// `timeout`: a test that creates pods starts on a node that can run them,
+/// whatever the test before it left (its load can hold the kubelet's status
+/// updates back long enough for the node to be marked unreachable). Panics
+/// with the node's conditions and taints otherwise.
+pub async fn until_schedulable(client: &Client, timeout: std::time::Duration) {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let listed = nodes.list(&Default::default()).await;
+        let report = match &listed {
+            Ok(list) => list.items.iter().map(account).collect::<Vec<_>>(),
+            Err(e) => vec![format!("the nodes could not be listed: {e}")],
+        };
+        let fine = listed
+            .as_ref()
+            .is_ok_and(|l| !l.items.is_empty() && l.items.iter().all(schedulable));
+        if fine {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node is not Ready and untainted after {timeout:?}: {report:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+fn schedulable(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| !t.is_empty());
+    ready && !tainted
+}
+
+/// The node's conditions and taints, as one line.
+fn account(node: &k8s_openapi::api::core::v1::Node) -> String {
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            format!(
+                "{}={} ({})",
+                c.type_,
+                c.status,
+                c.message.unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect::<Vec<_>>();
+    format!(
+        "{}: {} taints {taints:?}",
+        node.metadata.name.as_deref().unwrap_or("?"),
+        conditions.join(", ")
+    )
+}

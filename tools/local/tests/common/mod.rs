@@ -25,6 +25,11 @@ use pixelpipe_local::rig::{self, Env, Platform, Stand, StandConfig, Topics};
 use rdkafka::producer::{BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
+/// kubectl's columns for the node: is it Ready, and what taints it.
+const NODE_COLUMNS: &str = "custom-columns=NODE:.metadata.name,\
+    READY:.status.conditions[?(@.type=='Ready')].status,\
+    WHY:.status.conditions[?(@.type=='Ready')].message,TAINTS:.spec.taints[*].key";
+
 /// The namespace the manifests' operator watches (and runs in).
 pub const NAMESPACE: &str = "pixelpipe-system";
 
@@ -51,8 +56,10 @@ pub async fn env(test: &str) -> Env {
 /// The real node tests/run.sh started (its own control plane, the broker's
 /// listener for pods), and this build's loader and tools.
 pub async fn node_env(test: &str) -> Env {
+    let client = pixelpipe_testkit::node::client().await;
+    pixelpipe_testkit::node::until_schedulable(&client, Duration::from_secs(120)).await;
     Env {
-        client: pixelpipe_testkit::node::client().await,
+        client,
         kubeconfig: PathBuf::from(pixelpipe_testkit::node::kubeconfig()),
         kafka: pixelpipe_testkit::kafka::settings(),
         repo: pixelpipe_local::story::repo_root(),
@@ -142,7 +149,8 @@ impl Fixture {
                 // The Events carry each decision's reason: how it got here.
                 let events = self.events().await;
                 panic!(
-                    "timed out after {timeout:?} waiting until {what}; status: {s:#?}; events: {events:#?}"
+                    "timed out after {timeout:?} waiting until {what};{} status: {s:#?}; events: {events:#?}",
+                    self.describe_pods()
                 );
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -164,6 +172,46 @@ impl Fixture {
             .into_iter()
             .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
             .collect()
+    }
+
+    /// On the node, what kubectl says of the pipeline's worker pods, the
+    /// namespace's pod Events and the node: why a pod did not run or become
+    /// Ready. Nothing on the stand-in.
+    pub fn describe_pods(&self) -> String {
+        if self.env.platform == Platform::StandIn {
+            return String::new();
+        }
+        let selector = pixelpipe_local::node::worker_selector(&self.name);
+        let run = |args: &[&str]| {
+            std::process::Command::new("kubectl")
+                .args(args)
+                .env("KUBECONFIG", &self.env.kubeconfig)
+                .output()
+                .map(|o| {
+                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    text
+                })
+                .unwrap_or_else(|e| format!("kubectl: {e}"))
+        };
+        let pods = run(&[
+            "get", "pods", "-n", NAMESPACE, "-l", &selector, "-o", "wide",
+        ]);
+        let events = run(&[
+            "get",
+            "events",
+            "-n",
+            NAMESPACE,
+            "--field-selector",
+            "involvedObject.kind=Pod",
+            "--sort-by",
+            ".lastTimestamp",
+        ]);
+        // The namespace keeps every earlier test's pod Events: the latest.
+        let lines: Vec<&str> = events.lines().collect();
+        let latest = lines[lines.len().saturating_sub(20)..].join("\n");
+        let node = run(&["get", "nodes", "-o", NODE_COLUMNS]);
+        format!("\n{pods}\n{latest}\n{node}")
     }
 
     /// Stops the processes and removes the pipeline.
