@@ -5,12 +5,14 @@
 //! input was loaded, or always right after the same neighbour; and runs of
 //! the first design before the rounds, not counted, take the broker's first
 //! reads of a freshly loaded input and, when the broker is a process here,
-//! last until its CPU per event holds still. Each ratio is taken within a
+//! its first minutes of load, until its CPU per event holds still. Each ratio is taken within a
 //! round, against that round's baseline, and reported as its median with the
 //! spread.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::suite::{Input, Measurement, Plan, Pools, Run, Variant, measure, median, medians};
 
@@ -93,35 +95,59 @@ pub(crate) async fn interleaved(
         .collect())
 }
 
-/// Warm-up runs at most before the rounds.
-const WARM_UPS: usize = 4;
+/// The least warm-up: a fresh broker's CPU per event falls from about 10 us
+/// to about 3.5 over its first three to four minutes of load, more than any
+/// design differs from another, and four million-event runs (under a
+/// minute) left it at 5-6 (docs/benchmarks.md).
+const WARM_UP_LEAST: Duration = Duration::from_secs(180);
+
+/// The most: a broker that never holds still does not hold the verdict
+/// back longer than this.
+const WARM_UP_MOST: Duration = Duration::from_secs(360);
 
 /// The broker's CPU per event holds still once it moves less than this share
 /// from one warm-up run to the next.
 const STILL: f64 = 0.1;
 
-/// Runs `first` before the rounds, not counted: once, and again while the
-/// broker's CPU per event still moves by more than [`STILL`], up to
-/// [`WARM_UPS`]. A fresh broker's
-/// goes from about 10 us to about 3.5 over its first minutes of load, more
-/// than any design differs from another (docs/benchmarks.md).
+/// Whether this process has warmed the broker: it then stays warm for the
+/// benchmark's later rounds, which the pools' probes and the other sections
+/// keep under load in between.
+static BROKER_WARM: AtomicBool = AtomicBool::new(false);
+
+/// Runs `first` before the rounds, not counted: for at least
+/// [`WARM_UP_LEAST`] and then until the broker's CPU per event holds still,
+/// for at most [`WARM_UP_MOST`]. Once when the broker is not measured (it
+/// runs elsewhere), is already warm, or in smoke mode.
 async fn warm_up(plan: &Plan, input: &Input, first: Variant) -> anyhow::Result<()> {
-    let most = if plan.smoke { 1 } else { WARM_UPS };
+    let once = plan.smoke || BROKER_WARM.load(Ordering::Relaxed);
+    let started = Instant::now();
     let mut before: Option<f64> = None;
-    for _ in 0..most {
+    loop {
         let m = measure(plan, input, first).await?.m;
         let broker = m.broker_cpu_us_per_event;
+        let elapsed = started.elapsed();
         eprintln!(
-            "  {:<32} warm-up:  {:>8.0} events/s, broker {broker:>5.2} us/event (not counted)",
+            "  {:<32} warm-up:  {:>8.0} events/s, broker {broker:>5.2} us/event at {:>3} s (not counted)",
             first.label(),
             m.events_per_second,
+            elapsed.as_secs(),
         );
-        if broker <= 0.0 || before.is_some_and(|b| holds_still(b, broker)) {
-            break;
+        if once || broker <= 0.0 {
+            return Ok(());
+        }
+        if warm(elapsed, before, broker) {
+            BROKER_WARM.store(true, Ordering::Relaxed);
+            return Ok(());
         }
         before = Some(broker);
     }
-    Ok(())
+}
+
+/// Whether a broker `elapsed` into its warm-up, whose CPU per event read
+/// `before` in the previous run and `now` in this one, is warm.
+fn warm(elapsed: Duration, before: Option<f64>, now: f64) -> bool {
+    elapsed >= WARM_UP_MOST
+        || (elapsed >= WARM_UP_LEAST && before.is_some_and(|b| holds_still(b, now)))
 }
 
 /// Whether a broker's CPU per event moved less than [`STILL`] of it.
@@ -215,6 +241,16 @@ mod tests {
         assert!(holds_still(3.6, 3.4));
         assert!(holds_still(3.4, 3.7));
         assert!(!holds_still(3.4, 3.8));
+    }
+
+    #[test]
+    fn the_broker_is_warm_after_minutes_of_load_once_it_holds_still() {
+        let s = Duration::from_secs;
+        assert!(!warm(s(60), Some(3.5), 3.5), "too early, however still");
+        assert!(!warm(s(200), None, 3.5), "nothing to compare with yet");
+        assert!(!warm(s(200), Some(5.0), 3.5), "still falling");
+        assert!(warm(s(200), Some(3.6), 3.5));
+        assert!(warm(s(360), Some(9.0), 3.5), "bounded");
     }
 
     #[test]
