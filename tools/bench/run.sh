@@ -8,7 +8,7 @@
 # the ceiling a pass-through sending as many bytes as the partner payload).
 #
 #   tools/bench/run.sh                                   the full run: medians of 3, about 6 minutes
-#   tools/bench/run.sh --runs 3 --events 1000000 --designs-only   issue 16's verdict in longer rounds, about 12 minutes
+#   tools/bench/run.sh --runs 3 --events 1000000 --designs-only   issue 16's verdict in longer rounds, about 17 minutes
 #   tools/bench/run.sh --smoke                           seconds, tiny input (tests/run.sh runs this)
 #   tools/bench/run.sh --runs 1 --events 100000 --designs-only --extra=--queue-capacity=32
 #   cargo bench -p pixelpipe-worker --bench stages  per-event cost of each stage (criterion)
