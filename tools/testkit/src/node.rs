@@ -2,6 +2,7 @@
 //! control plane (`PIXELPIPE_NODE_KUBECONFIG`) and the broker listener its
 //! pods reach (`KAFKA_POD_BOOTSTRAP`). tests/run.sh sets both.
 
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -35,7 +36,6 @@ pub async fn client() -> Client {
 /// updates back long enough for the node to be marked unreachable). Panics
 /// with the node's conditions and taints otherwise.
 pub async fn until_schedulable(client: &Client, timeout: std::time::Duration) {
-    use k8s_openapi::api::core::v1::Node;
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -58,48 +58,43 @@ pub async fn until_schedulable(client: &Client, timeout: std::time::Duration) {
     }
 }
 
-fn schedulable(node: &k8s_openapi::api::core::v1::Node) -> bool {
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let tainted = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|t| !t.is_empty());
-    ready && !tainted
+fn schedulable(node: &Node) -> bool {
+    let ready = conditions(node)
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    ready && taints(node).is_empty()
 }
 
 /// The node's conditions and taints, as one line.
-fn account(node: &k8s_openapi::api::core::v1::Node) -> String {
-    let conditions = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
+fn account(node: &Node) -> String {
+    let conditions: Vec<String> = conditions(node)
+        .iter()
         .map(|c| {
-            format!(
-                "{}={} ({})",
-                c.type_,
-                c.status,
-                c.message.unwrap_or_default()
-            )
+            let why = c.message.as_deref().unwrap_or_default();
+            format!("{}={} ({why})", c.type_, c.status)
         })
-        .collect::<Vec<_>>();
-    let taints = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default()
-        .into_iter()
+        .collect();
+    let taints: Vec<String> = taints(node)
+        .iter()
         .map(|t| format!("{}:{}", t.key, t.effect))
-        .collect::<Vec<_>>();
+        .collect();
     format!(
         "{}: {} taints {taints:?}",
         node.metadata.name.as_deref().unwrap_or("?"),
         conditions.join(", ")
     )
+}
+
+fn conditions(node: &Node) -> &[NodeCondition] {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+}
+
+fn taints(node: &Node) -> &[Taint] {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or_default()
 }
