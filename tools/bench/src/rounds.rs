@@ -5,9 +5,9 @@
 //! input was loaded, or always right after the same neighbour; and runs of
 //! the first design before the rounds, not counted, take the broker's first
 //! reads of a freshly loaded input and, when the broker is a process here,
-//! its first minutes of load, until its CPU per event holds still. Each ratio is taken within a
-//! round, against that round's baseline, and reported as its median with the
-//! spread.
+//! its first minutes of load, until its CPU per event holds still. Each
+//! ratio is taken within a round, against that round's baseline, and
+//! reported as its median with the spread.
 
 use std::collections::HashMap;
 use std::fmt;
