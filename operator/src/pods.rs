@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use pixelpipe_crds::PixelPipeline;
 
 use crate::children::{FIELD_MANAGER, PIPELINE_LABEL};
-use crate::mirror::mirror_with;
+use crate::mirror::{Triggers, mirror};
 
 /// One worker pod, as autoscaling sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,28 +142,15 @@ impl std::fmt::Debug for WorkerPods {
     }
 }
 
-/// Pipelines to reconcile now because a worker pod's container stopped:
-/// its Deployment's status may not change (a pod that never became
-/// available), so without this a crash loop would show only at the next
-/// resync.
-pub type Triggers = tokio::sync::mpsc::Receiver<ObjectRef<PixelPipeline>>;
-
-/// Triggers waiting at most; one dropped when full waits for the
-/// pipeline's next requeue.
-const TRIGGERS: usize = 256;
-
 /// The pods' store, the watch that fills it (run it until shutdown), and the
-/// pipelines whose pods' containers stopped.
+/// pipelines whose pods' containers stopped: its Deployment's status may
+/// not change (a pod that never became available), so without these a
+/// crash loop would show only at the next resync.
 pub fn watch(api: Api<Pod>) -> (WorkerPods, impl Future<Output = ()>, Triggers) {
     let config =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let (tx, rx) = tokio::sync::mpsc::channel(TRIGGERS);
-    let (store, run) = mirror_with(api, config, "worker pods", move |pod: &Pod| {
-        if let Some(pipeline) = stopped(pod) {
-            let _ = tx.try_send(pipeline);
-        }
-    });
-    (WorkerPods { store }, run, rx)
+    let (store, run, stopped) = mirror(api, config, "worker pods", stopped);
+    (WorkerPods { store }, run, stopped)
 }
 
 /// The pipeline of a pod whose container has stopped at least once.

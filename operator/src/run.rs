@@ -31,6 +31,7 @@ use crate::children::FIELD_MANAGER;
 use crate::cli::RunArgs;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
+use crate::mirror::Triggers;
 use crate::observer::Clusters;
 use crate::pods;
 use crate::reconcile::{Context, error_policy, reconcile};
@@ -122,7 +123,7 @@ async fn lead(
             return Ok(ExitCode::SUCCESS);
         }
         metrics.leader.set(1);
-        let (ctx, watches, stopped) = term(args, &client, &identity, &metrics, &arrivals).await;
+        let (ctx, watches, triggers) = term(args, &client, &identity, &metrics, &arrivals).await;
         let controller_stop = CancellationToken::new();
         let hold = async {
             let kept = elector.hold(stop).await;
@@ -131,7 +132,7 @@ async fn lead(
         };
         let (kept, ()) = tokio::join!(
             hold,
-            control(args, client.clone(), ctx, stopped, controller_stop.clone())
+            control(args, client.clone(), ctx, triggers, controller_stop.clone())
         );
         for watch in watches {
             watch.abort();
@@ -162,7 +163,7 @@ async fn term(
 ) -> (
     Arc<Context>,
     [tokio::task::JoinHandle<()>; 2],
-    pods::Triggers,
+    [Triggers; 2],
 ) {
     let recorder = Recorder::new(
         client.clone(),
@@ -173,7 +174,8 @@ async fn term(
     );
     let ns = args.namespace.as_deref();
     let (pods, watch_pods, stopped) = pods::watch(scoped::<Pod>(client, ns));
-    let (scalers, watch_scalers) = scalers::watch(scoped::<HorizontalPodAutoscaler>(client, ns));
+    let (scalers, watch_scalers, rescaled) =
+        scalers::watch(scoped::<HorizontalPodAutoscaler>(client, ns));
     let watches = [tokio::spawn(watch_pods), tokio::spawn(watch_scalers)];
     // Reconciling before the HPAs are known would take an HPA's replicas
     // back once per term; bounded, so a missing grant only delays.
@@ -197,7 +199,7 @@ async fn term(
             Clusters::new(usize::from(args.kafka_clients_per_cluster)),
         ),
     );
-    (Arc::new(ctx), watches, stopped)
+    (Arc::new(ctx), watches, [stopped, rescaled])
 }
 
 /// Waits until the API server answers; `false` if stopped first.
@@ -273,19 +275,21 @@ fn pipelines(client: &Client, namespace: Option<&str>) -> Controller<PixelPipeli
 
 /// Runs the controller until `stop`, letting running reconciles finish.
 /// Besides new specs, children's changes and requeues, a pipeline is
-/// reconciled when one of its worker pods' containers stopped (`stopped`).
+/// reconciled when one of its worker pods' containers stopped, and when an
+/// HPA that scales it or its workers comes, changes or goes (`triggers`).
 async fn control(
     args: &RunArgs,
     client: Client,
     ctx: Arc<Context>,
-    mut stopped: pods::Triggers,
+    triggers: [Triggers; 2],
     stop: CancellationToken,
 ) {
     let ns = args.namespace.as_deref();
-    let stopped = futures::stream::poll_fn(move |cx| stopped.poll_recv(cx));
     let mut c = pipelines(&client, ns)
-        .with_config(controller::Config::default().concurrency(args.concurrency.max(1)))
-        .reconcile_on(stopped);
+        .with_config(controller::Config::default().concurrency(args.concurrency.max(1)));
+    for mut t in triggers {
+        c = c.reconcile_on(futures::stream::poll_fn(move |cx| t.poll_recv(cx)));
+    }
     c = owned::<Deployment>(c, &client, ns, &ctx);
     c = owned::<ConfigMap>(c, &client, ns, &ctx);
     c = owned::<ServiceAccount>(c, &client, ns, &ctx);

@@ -7,13 +7,13 @@ use std::fmt;
 use std::future::Future;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use pixelpipe_crds::{KIND, PixelPipeline};
 
-use crate::children::worker_name;
-use crate::mirror::mirror;
+use crate::children::{pipeline_of_worker, worker_name};
+use crate::mirror::{Triggers, mirror};
 
 /// What another autoscaler scales, and how that meets the operator's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +122,31 @@ impl Scalers {
     }
 }
 
-/// The HPAs' store, and the watch that fills it (run it until shutdown).
-pub fn watch(api: Api<HorizontalPodAutoscaler>) -> (Scalers, impl Future<Output = ()>) {
-    let (store, run) = mirror(api, watcher::Config::default(), "HorizontalPodAutoscalers");
-    (Scalers { store }, run)
+/// The HPAs' store, the watch that fills it (run it until shutdown), and
+/// the pipelines whose HPAs came, changed or went: a deleted HPA's replicas
+/// are taken back at once, not at the pipeline's next requeue.
+pub fn watch(api: Api<HorizontalPodAutoscaler>) -> (Scalers, impl Future<Output = ()>, Triggers) {
+    let (store, run, rescaled) = mirror(
+        api,
+        watcher::Config::default(),
+        "HorizontalPodAutoscalers",
+        scaled,
+    );
+    (Scalers { store }, run, rescaled)
+}
+
+/// The pipeline an HPA scales, itself or through its worker Deployment. An
+/// HPA moved to another target triggers only the new one's pipeline; the
+/// old one's sees it at its next requeue.
+fn scaled(hpa: &HorizontalPodAutoscaler) -> Option<ObjectRef<PixelPipeline>> {
+    let namespace = hpa.metadata.namespace.as_deref()?;
+    let target = &hpa.spec.as_ref()?.scale_target_ref;
+    let pipeline = match target.kind.as_str() {
+        "Deployment" => pipeline_of_worker(&target.name)?,
+        k if k == KIND => &target.name,
+        _ => return None,
+    };
+    Some(ObjectRef::new(pipeline).within(namespace))
 }
 
 #[cfg(test)]
@@ -196,5 +217,28 @@ mod tests {
             hpa("sts", "StatefulSet", "storefront-worker"),
         ];
         assert_eq!(conflict(&pipeline(AutoscalingMode::Enabled), &hpas), None);
+    }
+
+    #[test]
+    fn an_hpa_triggers_the_pipeline_it_scales_directly_or_through_its_workers() {
+        let within = |mut h: HorizontalPodAutoscaler| {
+            h.metadata.namespace = Some("shop".into());
+            scaled(&h)
+        };
+        let storefront = Some(ObjectRef::new("storefront").within("shop"));
+        assert_eq!(
+            within(hpa("cpu", "Deployment", "storefront-worker")),
+            storefront
+        );
+        assert_eq!(within(hpa("lag", KIND, "storefront")), storefront);
+        for (kind, target) in [
+            ("Deployment", "storefront-web"),
+            ("Deployment", "-worker"),
+            ("StatefulSet", "storefront-worker"),
+        ] {
+            assert_eq!(within(hpa("other", kind, target)), None, "{kind} {target}");
+        }
+        // Without a namespace there is no pipeline to name.
+        assert_eq!(scaled(&hpa("cpu", "Deployment", "storefront-worker")), None);
     }
 }

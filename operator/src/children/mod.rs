@@ -33,9 +33,17 @@ pub enum ChildError {
     PipelineFile(#[from] pixelpipe_crds::yaml::Error),
 }
 
+/// What a pipeline's name becomes in its children's.
+const WORKER_SUFFIX: &str = "-worker";
+
 /// Name shared by every child of a pipeline.
 pub fn worker_name(pp: &PixelPipeline) -> String {
-    format!("{}-worker", pp.name_any())
+    format!("{}{WORKER_SUFFIX}", pp.name_any())
+}
+
+/// The pipeline whose children `name` names, if it names a pipeline's.
+pub fn pipeline_of_worker(name: &str) -> Option<&str> {
+    name.strip_suffix(WORKER_SUFFIX).filter(|p| !p.is_empty())
 }
 
 /// Labels on every child, and the Deployment's selector.
