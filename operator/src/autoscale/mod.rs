@@ -23,6 +23,7 @@ use crate::arrivals::ArrivalBook;
 use crate::observer::{Clusters, ObserveError, Snapshot};
 use crate::pods::WorkerPod;
 use crate::scrape::scrape;
+use crate::sizes::Sizes;
 use state::{Source, State};
 
 /// An entry not reconciled for this long belongs to a deleted pipeline.
@@ -142,6 +143,16 @@ impl Autoscalers {
         });
         slot.last_seen = now;
         Some(slot.state.clone())
+    }
+
+    /// The sizes that run while another scaler (an HPA on the worker
+    /// Deployment) chooses the replicas: the next decision starts from
+    /// them, so replicas taken back keep the count that runs, not one this
+    /// operator applied before the HPA came.
+    pub async fn run_by_another(&self, pp: &PixelPipeline, sizes: Sizes) {
+        if let Some(slot) = self.slot(pp, Instant::now()) {
+            slot.lock().await.applied = Some(sizes);
+        }
     }
 
     /// Observes (if an interval has passed) and decides. `None` when

@@ -179,16 +179,21 @@ async fn reconcile_steps(pp: &PixelPipeline, ctx: &Context) -> Result<Action, Er
     let deployment =
         write::apply_children(ctx, pp, &namespace, replicas, credentials.as_deref()).await?;
 
-    // Replicas left to an HPA: report what runs, not what was not applied.
+    // Replicas left to an HPA: report what runs, not what was not applied,
+    // and decide from it.
     let sizes = match replicas {
-        None => sizes::Sizes {
-            replicas: deployment
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(sizes.replicas),
-            ..sizes
-        },
+        None => {
+            let runs = sizes::Sizes {
+                replicas: deployment
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(sizes.replicas),
+                ..sizes
+            };
+            ctx.autoscalers.run_by_another(pp, runs).await;
+            runs
+        }
         Some(_) => sizes,
     };
     let obs = Observation {
