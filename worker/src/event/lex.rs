@@ -165,6 +165,35 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// Past the `{` that is next, if its first key is `name`, written as
+    /// `"name":` with nothing around it; otherwise nothing is consumed.
+    #[inline]
+    pub fn object_first_is(&mut self, name: &str) -> bool {
+        self.key_is(self.at + 1, name)
+    }
+
+    /// Past the `,` after a member, if the next key is `name`, written as
+    /// [`Self::object_first_is`] says; otherwise only whitespace is consumed.
+    #[inline]
+    pub fn object_next_is(&mut self, name: &str) -> bool {
+        self.next_byte() == Some(b',') && self.key_is(self.at + 1, name)
+    }
+
+    /// Whether `"name":` is at `at`: then it is a key that needs no reading,
+    /// and the position moves past its colon.
+    #[inline]
+    fn key_is(&mut self, at: usize, name: &str) -> bool {
+        let b = self.bytes();
+        let n = name.len();
+        let found = b.get(at) == Some(&b'"')
+            && b.get(at + 1..at + 1 + n) == Some(name.as_bytes())
+            && b.get(at + 1 + n..at + 3 + n) == Some(b"\":".as_slice());
+        if found {
+            self.at = at + 3 + n;
+        }
+        found
+    }
+
     fn key(&mut self) -> Result<Cow<'a, str>, Syntax> {
         self.key_quote()?;
         let key = self.string()?;

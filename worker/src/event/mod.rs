@@ -334,6 +334,59 @@ mod tests {
         }
     }
 
+    /// Every field an event names, as text, to compare two decodes.
+    fn fields(e: &Event) -> String {
+        format!(
+            "{:?}",
+            (
+                (e.id(), e.name(), e.timestamp(), e.shop_id, e.client_id()),
+                (e.region(), e.consent, e.url(), e.referrer(), e.user_agent()),
+                (e.email(), e.phone(), e.data()),
+            )
+        )
+    }
+
+    /// The expected next key's bytes are a shortcut, not a rule: the fields
+    /// read the same in any order, spacing or spelling of their keys, and a
+    /// key met again after the expected one is still a duplicate.
+    #[test]
+    fn fields_read_the_same_whatever_the_order_and_spelling_of_keys() {
+        let inner = r#""consent":{"analytics":true,"marketing":false,"preferences":true,"saleOfData":false},"context":{"url":"u","referrer":"r","userAgent":"UA"},"customer":{"email":"a@b.c","phone":"+1"}"#;
+        let canonical = format!(
+            r#"{{"id":"e1","name":"page_viewed","timestamp":"2026-11-27T05:00:01.123Z","shopId":4211,"clientId":"c-1","region":"US-CA",{inner},"data":[1,2]}}"#
+        );
+        let reordered = r#"{"data":[1,2],"customer":{"phone":"+1","email":"a@b.c"},"context":{"userAgent":"UA","url":"u","referrer":"r"},"consent":{"saleOfData":false,"preferences":true,"marketing":false,"analytics":true},"region":"US-CA","clientId":"c-1","shopId":4211,"timestamp":"2026-11-27T05:00:01.123Z","name":"page_viewed","id":"e1"}"#.to_string();
+        let variants = [
+            reordered,
+            canonical.replace(r#"{"id""#, r#"{"ids":0,"i":1,"id""#),
+            canonical.replace(r#","name""#, r#","nam":{"id":2},"name""#),
+            canonical.replace("\":", "\" :").replace(",\"", ", \""),
+            canonical.replace(r#""shopId":"#, r#""shop\u0049d":"#),
+            canonical.replace(r#""url":"#, r#""\u0075rl":"#),
+        ];
+        let expected = fields(&decode(Some(canonical.as_bytes()), 64 * 1024).expect("decodes"));
+        for text in &variants {
+            let e = decode(Some(text.as_bytes()), 64 * 1024).expect(text);
+            assert_eq!(fields(&e), expected, "{text}");
+        }
+        for duplicate in [
+            canonical.replace(r#","name""#, r#","id":"e2","name""#),
+            canonical.replace(
+                r#""marketing":false"#,
+                r#""marketing":false,"analytics":true"#,
+            ),
+            canonical.replace(r#","referrer""#, r#","url":"v","referrer""#),
+        ] {
+            let detail = decode(Some(duplicate.as_bytes()), 64 * 1024)
+                .expect_err(&duplicate)
+                .detail;
+            assert!(
+                detail.starts_with("duplicate field"),
+                "{duplicate}: {detail}"
+            );
+        }
+    }
+
     #[test]
     fn escaped_strings_are_decoded_beside_the_payload() {
         let escaped = GOOD

@@ -47,21 +47,50 @@ impl Seen {
 
 /// Walks the members of the object whose `{` is next: `classify` names each
 /// key, and `member` reads the value.
-fn members<'a, K>(
+///
+/// A storefront's serializer writes every event's fields in the same order,
+/// and `F` declares them in that order. So each key is first compared with
+/// the bytes of the one expected next, `"name":`, which saves scanning the
+/// key and looking it up; any other key, or one with spaces or escapes, is
+/// read in full, and the expectation moves on from the key found.
+fn members<'a, F, K>(
     j: &mut Lexer<'a>,
+    known: impl Fn(F) -> K,
     classify: impl Fn(&str) -> K,
     mut member: impl FnMut(&mut Lexer<'a>, K) -> Result<(), Rejection>,
-) -> Result<(), Rejection> {
-    let mut key = j.object_first()?.map(|k| classify(&k));
+) -> Result<(), Rejection>
+where
+    F: Copy + strum::VariantArray + Into<&'static str>,
+    K: PartialEq,
+{
+    let order = F::VARIANTS;
+    let mut next = 0;
+    let expected = |next: usize| order.get(next).map(|&f| (f, f.into()));
+    let mut key = match expected(next) {
+        Some((f, name)) if j.object_first_is(name) => Some(known(f)),
+        _ => j.object_first()?.map(|k| classify(&k)),
+    };
     while let Some(k) = key {
+        next = match expected(next) {
+            Some((f, _)) if known(f) == k => next + 1,
+            _ => order
+                .iter()
+                .position(|&f| known(f) == k)
+                .map_or(next, |at| at + 1),
+        };
         member(j, k)?;
-        key = j.object_next()?.map(|k| classify(&k));
+        key = match expected(next) {
+            Some((f, name)) if j.object_next_is(name) => Some(known(f)),
+            _ => j.object_next()?.map(|k| classify(&k)),
+        };
     }
     Ok(())
 }
 
-/// The top-level fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+/// The top-level fields, in the order storefronts write them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[strum(serialize_all = "camelCase")]
 enum Field {
     Id,
@@ -130,6 +159,7 @@ fn fields(text: &str) -> Result<Event, Rejection> {
     let mut seen = Seen::default();
     members(
         &mut j,
+        Some,
         |k| k.parse::<Field>().ok(),
         |j, field| {
             let Some(field) = field else {
@@ -248,7 +278,9 @@ fn object(j: &mut Lexer, field: &str) -> Result<(), Rejection> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[strum(serialize_all = "camelCase")]
 enum ConsentField {
     Analytics,
@@ -263,7 +295,7 @@ fn consent(j: &mut Lexer) -> Result<Consent, Rejection> {
     object(j, "consent")?;
     let (mut c, mut seen) = (Consent::default(), Seen::default());
     let classify = |k: &str| k.parse::<ConsentField>().map_err(|_| k.to_owned());
-    members(j, classify, |j, field| {
+    members(j, Ok, classify, |j, field| {
         let field = field.map_err(|key| {
             schema(format!(
                 "unknown field `{key}` in `consent`, expected one of \
@@ -283,7 +315,9 @@ fn consent(j: &mut Lexer) -> Result<Consent, Rejection> {
     Ok(c)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[strum(serialize_all = "camelCase")]
 enum ContextField {
     Url,
@@ -305,7 +339,9 @@ fn context(j: &mut Lexer, e: &mut Event) -> Result<(), Rejection> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[strum(serialize_all = "camelCase")]
 enum CustomerField {
     Email,
@@ -335,13 +371,14 @@ fn optional_strings<F>(
     mut set: impl FnMut(F, Option<Span>),
 ) -> Result<(), Rejection>
 where
-    F: Copy + std::str::FromStr + Into<&'static str>,
+    F: Copy + PartialEq + std::str::FromStr + Into<&'static str> + strum::VariantArray,
     u8: From<F>,
 {
     object(j, name)?;
     let mut seen = Seen::default();
     members(
         j,
+        Some,
         |k| k.parse::<F>().ok(),
         |j, field| {
             let Some(field) = field else {
