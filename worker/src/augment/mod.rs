@@ -371,7 +371,7 @@ fn stripped<'u>(url: &'u str, allow: &[String], mut out: impl FnMut(&'u str)) {
     };
     out(base);
     let mut separator = "?";
-    for pair in query.split('&') {
+    for pair in pieces(query, b'&') {
         let key = memchr::memchr(b'=', pair.as_bytes())
             .and_then(|eq| pair.get(..eq))
             .unwrap_or(pair);
@@ -381,6 +381,19 @@ fn stripped<'u>(url: &'u str, allow: &[String], mut out: impl FnMut(&'u str)) {
             separator = "&";
         }
     }
+}
+
+/// `s` split at each `sep`, as `str::split` does, by `memchr`: the
+/// standard library's searcher cost a tenth of augment in criterion.
+fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(sep, s.as_bytes()).chain([s.len()]);
+    ends.map(move |end| {
+        // `sep` is ASCII, so both ends are on character boundaries.
+        let piece = s.get(start..end).unwrap_or_default();
+        start = end + 1;
+        piece
+    })
 }
 
 #[cfg(test)]
@@ -540,6 +553,11 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn pieces_are_what_split_gives(s in "[a&é]{0,12}") {
+            prop_assert_eq!(pieces(&s, b'&').collect::<Vec<_>>(), s.split('&').collect::<Vec<_>>());
+        }
+
         /// The stripped URL is what splitting at `#`, `?`, `&` and `=` gives.
         #[test]
         fn stripping_agrees_with_splitting(url in "[a-z?#&=]{0,24}") {
